@@ -1,0 +1,88 @@
+"""The ``mlops-operator`` command: ``run`` the operator, print or write the ``crds``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from mlops_operator import __version__
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from mlops_operator.api.crds import KINDS, crd_file_name, render_yaml
+
+    rendered = {crd_file_name(k): render_yaml(k.crd()) for k in KINDS}
+    if args.output is None:
+        sys.stdout.write("---\n".join(rendered.values()))
+        return 0
+    out = Path(args.output)
+    if args.check:
+        stale = sorted(
+            name for name, text in rendered.items() if not (out / name).is_file() or (out / name).read_text() != text
+        )
+        extra = sorted(p.name for p in out.glob("*.yaml") if p.name not in rendered)
+        for name in stale + extra:
+            print(f"{out / name}: stale; run `make crds`", file=sys.stderr)
+        return 1 if stale or extra else 0
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered.items():
+        (out / name).write_text(text)
+    for path in out.glob("*.yaml"):
+        if path.name not in rendered:
+            path.unlink()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from mlops_operator.controllers import build_registry
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    # kopf installs SIGINT and SIGTERM handlers in the main thread: both stop the watches, let running handlers
+    # finish and return from run(), so the process exits with 0.
+    kopf.run(
+        loop=asyncio.new_event_loop(),
+        registry=build_registry(),
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        liveness_endpoint=args.liveness or None,
+        standalone=True,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlops-operator", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mlops-operator {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig or in-cluster config")
+    run.add_argument(
+        "-n", "--namespace", action="append", help="watch this namespace (repeatable); default: all namespaces"
+    )
+    run.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8081/healthz",
+        help="liveness endpoint URL (default %(default)s; empty to disable)",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=_run)
+
+    crds = sub.add_parser("crds", help="generate the CustomResourceDefinitions from the API models")
+    crds.add_argument("-o", "--output", help="directory to write one YAML file per kind to (default: stdout)")
+    crds.add_argument("--check", action="store_true", help="with --output: fail if the files there are stale")
+    crds.set_defaults(func=_crds)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""kopf handlers: thin, they read the object, call logic and builders, and write status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from mlops_operator import __version__
+from mlops_operator.controllers import intake
+from mlops_operator.controllers.settings import configure
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    """A registry holding every handler of the operator."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings)
+
+    @kopf.on.probe(id="version", registry=registry)
+    def _version(**_: Any) -> str:
+        return __version__
+
+    intake.register(registry)
+    return registry

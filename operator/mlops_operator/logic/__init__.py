@@ -1,0 +1,1 @@
+"""Pure domain logic: no Kubernetes client, no I/O."""

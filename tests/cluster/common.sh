@@ -1,0 +1,29 @@
+# shellcheck shell=bash
+# Settings shared by the scripts of the local test cluster (build-binaries.sh, up.sh, down.sh, env.sh).
+# Sourced, never run: it only sets variables and functions.
+
+cluster_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+. "$cluster_dir/versions.env"
+
+mlops_cache=${MLOPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops-operator}
+# Binaries are cached by version, so a version bump builds a fresh set next to the old one.
+mlops_bin="$mlops_cache/bin/k8s-v${KUBE_VERSION}_kwok-v${KWOK_VERSION}_etcd-v${ETCD_VERSION}_helm-v${HELM_VERSION}"
+
+mlops_cluster=${MLOPS_CLUSTER_NAME:-mlops-test}
+if ! [[ $mlops_cluster =~ ^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$ ]]; then
+  printf 'MLOPS_CLUSTER_NAME must be a short DNS label, got %q\n' "$mlops_cluster" >&2
+  return 2 2>/dev/null || exit 2
+fi
+# Our own per-cluster state: the self-contained kubeconfig, the backend and context that made it.
+mlops_state="$mlops_cache/clusters/$mlops_cluster"
+mlops_kubeconfig="$mlops_state/kubeconfig"
+
+# kwokctl keeps its clusters under its work dir; a project one keeps ~/.kwok, and the kwok.yaml a user may
+# have there, out of the way.
+export KWOK_WORKDIR="$mlops_cache/kwok"
+kwok_workdir="$KWOK_WORKDIR/clusters/$mlops_cluster"
+
+docker_answers() {
+  command -v docker >/dev/null 2>&1 && timeout 20 docker info >/dev/null 2>&1
+}

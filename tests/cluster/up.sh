@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Starts the local test cluster (default name mlops-test, MLOPS_CLUSTER_NAME overrides) and waits until it serves.
+#
+# Without a Docker engine: a real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) run as
+# plain processes by kwokctl's binary runtime, from binaries built by build-binaries.sh (nothing is downloaded), plus
+# kwok, which plays the kubelet of MLOPS_CLUSTER_NODES (default 2) simulated nodes kwok-node-<i>: Pods scheduled
+# there become Running without containers. Context: kwok-<name>.
+# With a Docker engine: a kind cluster of one control-plane and one worker node. Context: kind-<name>.
+# MLOPS_CLUSTER_BACKEND=kwok|kind forces one.
+#
+# Idempotent: a healthy cluster returns at once, a stopped one is started, a broken one is made anew.
+# Writes a self-contained kubeconfig and prints its path on the last line.
+set -euo pipefail
+
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
+
+name=$mlops_cluster
+nodes=${MLOPS_CLUSTER_NODES:-2}
+t0=$(date +%s.%N)
+log() { printf '[up] %s\n' "$*" >&2; }
+elapsed() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1fs", b - a }'; }
+
+# Retries "$@" once a second until it succeeds or $1 seconds have passed.
+retry() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "timed out: $*"
+      "$@" >&2 || true
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+# An existing cluster keeps its backend, so a Docker engine coming or going does not orphan it.
+backend=${MLOPS_CLUSTER_BACKEND:-$(cat "$mlops_state/backend" 2>/dev/null || true)}
+if [ -z "$backend" ]; then
+  if docker_answers; then backend=kind; else backend=kwok; fi
+fi
+case $backend in
+  kwok | kind) ;;
+  *) log "MLOPS_CLUSTER_BACKEND must be kwok or kind, got $backend"; exit 2 ;;
+esac
+if [ -f "$mlops_state/backend" ] && [ "$(cat "$mlops_state/backend")" != "$backend" ]; then
+  log "cluster $name was made by $(cat "$mlops_state/backend"); run down.sh first"
+  exit 1
+fi
+mkdir -p "$mlops_state"
+
+kwok_nodes_manifest() {
+  local i
+  for ((i = 0; i < nodes; i++)); do
+    # Labels and annotations of kwokctl's own node template. No taint: Pods need no toleration to land here.
+    cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    beta.kubernetes.io/arch: amd64
+    beta.kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    kubernetes.io/hostname: kwok-node-$i
+    kubernetes.io/os: linux
+    kubernetes.io/role: agent
+    node-role.kubernetes.io/agent: ""
+    type: kwok
+spec:
+  # kwok gives Pods IPs from their node's range.
+  podCIDR: 10.244.$i.0/24
+  podCIDRs: [10.244.$i.0/24]
+status:
+  # A modest node, so that a too large resource request stays Pending as it would on a real one.
+  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+EOF
+  done
+}
+
+up_kwok() {
+  local bin kubectl kwokctl
+  bin=$("$cluster_dir/build-binaries.sh" kube kwok etcd | tail -n1)
+  kubectl="$bin/kubectl"
+  kwokctl="$bin/kwokctl"
+  context="kwok-$name"
+
+  # kwokctl reads these only when it creates the cluster; a path that is not an http(s) URL is linked, not fetched.
+  export KWOK_RUNTIME=binary
+  export KWOK_VERSION="v$KWOK_VERSION" KWOK_KUBE_VERSION="v$KUBE_VERSION" KWOK_ETCD_VERSION="$ETCD_VERSION"
+  export KWOK_KUBE_APISERVER_BINARY="$bin/kube-apiserver"
+  export KWOK_KUBE_CONTROLLER_MANAGER_BINARY="$bin/kube-controller-manager"
+  export KWOK_KUBE_SCHEDULER_BINARY="$bin/kube-scheduler"
+  export KWOK_KUBECTL_BINARY="$bin/kubectl"
+  export KWOK_ETCD_BINARY="$bin/etcd"
+  export KWOK_CONTROLLER_BINARY="$bin/kwok"
+
+  # A cluster made from other binaries (a version bump) is made anew: its components run the old ones.
+  if [ -d "$kwok_workdir" ] && [ "$(cat "$mlops_state/binaries" 2>/dev/null || true)" != "$bin" ]; then
+    log "cluster $name was made from other binaries: making it anew"
+    "$kwokctl" delete cluster --name "$name" >&2
+  fi
+
+  # Creates the cluster, or starts the stopped components of an existing one, or returns at once when all run.
+  # Its --wait only logs a failure, hence the wait below.
+  create() {
+    "$kwokctl" create cluster --name "$name" --config "$cluster_dir/kwokctl.yaml" --kubeconfig "" \
+      --quiet-pull --timeout 5m --wait 2m >&2
+  }
+  kwok_serves() {
+    "$kwokctl" get kubeconfig --name "$name" >"$mlops_kubeconfig.new" &&
+      mv "$mlops_kubeconfig.new" "$mlops_kubeconfig" &&
+      retry 90 "$kubectl" --kubeconfig "$mlops_kubeconfig" --request-timeout 5s get --raw /readyz
+  }
+  if ! { create && kwok_serves; }; then
+    [ -d "$kwok_workdir" ] || exit 1
+    log "cluster $name does not start: making it anew"
+    "$kwokctl" delete cluster --name "$name" >&2
+    create
+    kwok_serves
+  fi
+  echo "$bin" >"$mlops_state/binaries"
+
+  local i missing=()
+  for ((i = 0; i < nodes; i++)); do
+    "$kubectl" --kubeconfig "$mlops_kubeconfig" get node "kwok-node-$i" >/dev/null 2>&1 || missing+=("$i")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    kwok_nodes_manifest | "$kubectl" --kubeconfig "$mlops_kubeconfig" apply -f - >&2
+  fi
+  local all=()
+  for ((i = 0; i < nodes; i++)); do all+=("node/kwok-node-$i"); done
+  "$kubectl" --kubeconfig "$mlops_kubeconfig" wait --for=condition=Ready --timeout=90s "${all[@]}" >&2
+  # kube-controller-manager makes it shortly after the start; without it Pods of the default namespace are refused.
+  retry 60 "$kubectl" --kubeconfig "$mlops_kubeconfig" get serviceaccount default --namespace default
+  kubectl_bin=$kubectl
+}
+
+up_kind() {
+  local bin kubectl kind
+  bin=$("$cluster_dir/build-binaries.sh" kubectl kind | tail -n1)
+  kubectl="$bin/kubectl"
+  kind="$bin/kind"
+  context="kind-$name"
+  # kind writes contexts to the kubeconfig it is given; this one keeps ~/.kube/config untouched.
+  local kind_kubeconfig="$mlops_state/kind-kubeconfig"
+
+  listed() { "$kind" get clusters 2>/dev/null | grep -qx "$name"; }
+  if listed; then
+    if ! { "$kind" get kubeconfig --name "$name" >"$mlops_kubeconfig.new" &&
+      "$kubectl" --kubeconfig "$mlops_kubeconfig.new" --request-timeout 5s get --raw /readyz >/dev/null 2>&1; }; then
+      # Restarted kind node containers do not reliably come back; a new cluster takes about as long.
+      log "cluster $name does not serve: making it anew"
+      "$kind" delete cluster --name "$name" --kubeconfig "$kind_kubeconfig" >&2
+    fi
+  fi
+  if ! listed; then
+    "$kind" create cluster --name "$name" --kubeconfig "$kind_kubeconfig" --wait 5m \
+      ${MLOPS_KIND_NODE_IMAGE:+--image "$MLOPS_KIND_NODE_IMAGE"} --config - >&2 <<'EOF'
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+networking:
+  apiServerAddress: 127.0.0.1
+nodes:
+  - role: control-plane
+  - role: worker
+EOF
+  fi
+  "$kind" get kubeconfig --name "$name" >"$mlops_kubeconfig.new"
+  mv "$mlops_kubeconfig.new" "$mlops_kubeconfig"
+  retry 120 "$kubectl" --kubeconfig "$mlops_kubeconfig" --request-timeout 5s get --raw /readyz
+  "$kubectl" --kubeconfig "$mlops_kubeconfig" wait --for=condition=Ready --timeout=180s nodes --all >&2
+  retry 60 "$kubectl" --kubeconfig "$mlops_kubeconfig" get serviceaccount default --namespace default
+  kubectl_bin=$kubectl
+}
+
+echo "$backend" >"$mlops_state/backend"
+"up_$backend"
+
+# The tests accept only this context, so a kubeconfig of another cluster can never be used by mistake.
+current=$("$kubectl_bin" --kubeconfig "$mlops_kubeconfig" config current-context)
+if [ "$current" != "$context" ]; then
+  log "kubeconfig $mlops_kubeconfig has context $current, expected $context"
+  exit 1
+fi
+echo "$context" >"$mlops_state/context"
+
+"$kubectl_bin" --kubeconfig "$mlops_kubeconfig" get nodes >&2
+cat <<EOF
+cluster $name ($backend) ready in $(elapsed)
+context: $context
+use it:  eval "\$($cluster_dir/env.sh)"   or   export KUBECONFIG=$mlops_kubeconfig
+$mlops_kubeconfig
+EOF

@@ -1,0 +1,47 @@
+"""The operator runs under our own finalizer and annotation prefix, with bounded watches."""
+
+from __future__ import annotations
+
+import kopf
+
+from mlops_operator.api.crds import BY_KIND
+from mlops_operator.controllers import build_registry
+from mlops_operator.controllers.intake import spec_problem
+from mlops_operator.controllers.settings import configure
+
+
+def test_settings() -> None:
+    settings = kopf.OperatorSettings()
+    configure(settings)
+    assert settings.persistence.finalizer == "mlops.io/finalizer"
+    assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
+    assert settings.persistence.progress_storage.prefix == "mlops.io"
+    assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
+    assert settings.persistence.diffbase_storage.prefix == "mlops.io"
+    assert settings.watching.server_timeout and settings.watching.client_timeout
+    assert settings.watching.client_timeout > settings.watching.server_timeout
+
+
+def test_every_kind_has_handlers() -> None:
+    registry = build_registry()
+    plurals = {h.selector.any_name for h in registry._changing.get_all_handlers()}  # type: ignore[union-attr]
+    assert plurals == {
+        "modelversions",
+        "modeldeployments",
+        "canaryrollouts",
+        "driftmonitors",
+        "alertrules",
+    }
+
+
+def test_spec_problem_names_the_field() -> None:
+    kind = BY_KIND["ModelVersion"]
+    assert (
+        spec_problem(
+            kind,
+            {"model": "m", "version": "1", "source": "file:///x", "format": "onnx"},
+        )
+        is None
+    )
+    problem = spec_problem(kind, {"model": "m", "version": "1", "source": "file:///x", "format": "pickle"})
+    assert problem and problem.startswith("spec.format:")
