@@ -3,18 +3,18 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (k8s.io/kubernetes)
 #   kwok, kwokctl                                                     (sigs.k8s.io/kwok)
 #   etcd                                                              (go.etcd.io/etcd/server/v3)
-# and helm (helm.sh/helm/v3) for the chart tests.
+# and helm (helm.sh/helm/v3) for the chart tests. Parts, in any order: kube kwok etcd helm (the default: all four),
+# kubectl (kubectl alone, part of kube) and kind (only wanted when a Docker engine runs the cluster).
 #
 # Nothing is downloaded but Go modules from the module proxy. A second run finds every binary in the cache and
 # returns at once. Prints the bin directory on its last line.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=versions.env
-. "$here/versions.env"
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
-cache=${MLOPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops-operator}
-bin="$cache/bin/k8s-v${KUBE_VERSION}_kwok-v${KWOK_VERSION}_etcd-v${ETCD_VERSION}_helm-v${HELM_VERSION}"
+cache=$mlops_cache
+bin=$mlops_bin
 mkdir -p "$bin" "$cache/src"
 
 export CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=mod"
@@ -27,7 +27,7 @@ timed() {
 }
 
 # k8s.io/kubernetes requires its staging modules at v0.0.0 with local replaces that a consumer ignores, so the
-# wrapper module pins each one to the matching published v0.<minor>.<patch>.
+# wrapper module pins each one to the matching published v0.<minor>.<patch>. Builds the commands named as arguments.
 build_kube() {
   local src="$cache/src/kube-v${KUBE_VERSION}"
   local minor=${KUBE_VERSION#*.}
@@ -67,9 +67,9 @@ EOF
     flags+=" -X k8s.io/$key.gitVersion=v${KUBE_VERSION} -X k8s.io/$key.gitMajor=$major -X k8s.io/$key.gitMinor=$m"
     flags+=" -X k8s.io/$key.gitTreeState=clean -X k8s.io/$key.buildDate=1970-01-01T00:00:00Z"
   done
-  (cd "$src" && go build -trimpath -ldflags "$flags" -o "$bin/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+  local cmd pkgs=()
+  for cmd in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
+  (cd "$src" && go build -trimpath -ldflags "$flags" -o "$bin/" "${pkgs[@]}")
 }
 
 build_kwok() {
@@ -110,15 +110,24 @@ build_helm() {
   GOBIN="$bin" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@v${HELM_VERSION}"
 }
 
+# The kind binary is not named by version in the bin directory, so its own version report is checked.
+build_kind() {
+  GOBIN="$bin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@v${KIND_VERSION}"
+}
+
 want=${*:-kube kwok etcd helm}
 for part in $want; do
   case $part in
     kube) [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kube-controller-manager" ] && [ -x "$bin/kube-scheduler" ] &&
-      [ -x "$bin/kubectl" ] || timed "kube v${KUBE_VERSION}" build_kube ;;
+      [ -x "$bin/kubectl" ] || timed "kube v${KUBE_VERSION}" build_kube kube-apiserver kube-controller-manager \
+      kube-scheduler kubectl ;;
+    kubectl) [ -x "$bin/kubectl" ] || timed "kubectl v${KUBE_VERSION}" build_kube kubectl ;;
     kwok) [ -x "$bin/kwok" ] && [ -x "$bin/kwokctl" ] || timed "kwok v${KWOK_VERSION}" build_kwok ;;
     etcd) [ -x "$bin/etcd" ] || timed "etcd v${ETCD_VERSION}" build_etcd ;;
     helm) [ -x "$bin/helm" ] || timed "helm v${HELM_VERSION}" build_helm ;;
-    *) log "unknown part: $part (kube, kwok, etcd, helm)"; exit 2 ;;
+    kind) [ -x "$bin/kind" ] && "$bin/kind" version | grep -q "v${KIND_VERSION} " ||
+      timed "kind v${KIND_VERSION}" build_kind ;;
+    *) log "unknown part: $part (kube, kwok, etcd, helm, kubectl, kind)"; exit 2 ;;
   esac
 done
 echo "$bin"

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 # Settings shared by the scripts of the local test cluster (build-binaries.sh, up.sh, down.sh, env.sh).
 # Sourced, never run: it only sets variables and functions.
 
@@ -13,7 +13,7 @@ mlops_bin="$mlops_cache/bin/k8s-v${KUBE_VERSION}_kwok-v${KWOK_VERSION}_etcd-v${E
 mlops_cluster=${MLOPS_CLUSTER_NAME:-mlops-test}
 if ! [[ $mlops_cluster =~ ^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$ ]]; then
   printf 'MLOPS_CLUSTER_NAME must be a short DNS label, got %q\n' "$mlops_cluster" >&2
-  return 2 2>/dev/null || exit 2
+  return 2
 fi
 # Our own per-cluster state: the self-contained kubeconfig, the backend and context that made it.
 mlops_state="$mlops_cache/clusters/$mlops_cluster"
@@ -26,4 +26,23 @@ kwok_workdir="$KWOK_WORKDIR/clusters/$mlops_cluster"
 
 docker_answers() {
   command -v docker >/dev/null 2>&1 && timeout 20 docker info >/dev/null 2>&1
+}
+
+# Deletes the kwok cluster, even one whose kwokctl state is broken or whose binaries are gone.
+kwok_delete_cluster() {
+  [ -d "$kwok_workdir" ] || return 0
+  if [ -x "$mlops_bin/kwokctl" ]; then
+    "$mlops_bin/kwokctl" delete cluster --name "$mlops_cluster" >&2 || true
+  fi
+  # kwokctl's pid files name the component processes it started, should it have failed to stop them.
+  local pidfile pid
+  for pidfile in "$kwok_workdir"/pids/*.pid; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+      printf 'stopping leftover process %s (%s)\n' "$pid" "$(basename "$pidfile" .pid)" >&2
+      kill "$pid" || true
+    fi
+  done
+  rm -rf "$kwok_workdir"
 }

@@ -10,19 +10,7 @@ name=$mlops_cluster
 log() { printf '[down] %s\n' "$*" >&2; }
 
 if [ -d "$kwok_workdir" ]; then
-  if [ -x "$mlops_bin/kwokctl" ]; then
-    "$mlops_bin/kwokctl" delete cluster --name "$name" >&2
-  fi
-  # Without kwokctl (binaries removed) its pid files still name the component processes it started.
-  for pidfile in "$kwok_workdir"/pids/*.pid; do
-    [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
-      log "stopping leftover process $pid ($(basename "$pidfile" .pid))"
-      kill "$pid" || true
-    fi
-  done
-  rm -rf "$kwok_workdir"
+  kwok_delete_cluster
   log "kwok cluster $name deleted"
 fi
 

@@ -83,12 +83,33 @@ EOF
   done
 }
 
+# kwokctl takes a component for running while the pid in its pid file answers a signal. A killed process stays a
+# zombie until init reaps it, and a pid may be reused by another process: either way the component would never be
+# started again, so the pid file of any pid that is not a live process of the component's binary is removed.
+kwok_forget_dead_components() {
+  local pidfile pid component state exe
+  for pidfile in "$kwok_workdir"/pids/*.pid; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    component=$(basename "$pidfile" .pid)
+    state=$(ps -o stat= -p "$pid" 2>/dev/null || true)
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+    exe=${exe% (deleted)}
+    if [ -z "$state" ] || [[ $state == Z* ]] || [ "$exe" != "$(readlink -f "$kwok_workdir/bin/$component")" ]; then
+      log "component $component (pid $pid) is not running"
+      rm -f "$pidfile"
+    fi
+  done
+}
+
 up_kwok() {
   local bin kubectl kwokctl
   bin=$("$cluster_dir/build-binaries.sh" kube kwok etcd | tail -n1)
   kubectl="$bin/kubectl"
   kwokctl="$bin/kwokctl"
   context="kwok-$name"
+  # kwokctl runs the first kubectl on PATH to probe the API server.
+  export PATH="$bin:$PATH"
 
   # kwokctl reads these only when it creates the cluster; a path that is not an http(s) URL is linked, not fetched.
   export KWOK_RUNTIME=binary
@@ -103,14 +124,15 @@ up_kwok() {
   # A cluster made from other binaries (a version bump) is made anew: its components run the old ones.
   if [ -d "$kwok_workdir" ] && [ "$(cat "$mlops_state/binaries" 2>/dev/null || true)" != "$bin" ]; then
     log "cluster $name was made from other binaries: making it anew"
-    "$kwokctl" delete cluster --name "$name" >&2
+    kwok_delete_cluster
   fi
 
   # Creates the cluster, or starts the stopped components of an existing one, or returns at once when all run.
-  # Its --wait only logs a failure, hence the wait below.
+  # kwokctl waits up to 2 minutes for the API server but only logs a failure, hence the wait below.
   create() {
+    kwok_forget_dead_components
     "$kwokctl" create cluster --name "$name" --config "$cluster_dir/kwokctl.yaml" --kubeconfig "" \
-      --quiet-pull --timeout 5m --wait 2m >&2
+      --quiet-pull --timeout 3m >&2
   }
   kwok_serves() {
     "$kwokctl" get kubeconfig --name "$name" >"$mlops_kubeconfig.new" &&
@@ -120,21 +142,21 @@ up_kwok() {
   if ! { create && kwok_serves; }; then
     [ -d "$kwok_workdir" ] || exit 1
     log "cluster $name does not start: making it anew"
-    "$kwokctl" delete cluster --name "$name" >&2
+    kwok_delete_cluster
     create
     kwok_serves
   fi
   echo "$bin" >"$mlops_state/binaries"
 
-  local i missing=()
-  for ((i = 0; i < nodes; i++)); do
-    "$kubectl" --kubeconfig "$mlops_kubeconfig" get node "kwok-node-$i" >/dev/null 2>&1 || missing+=("$i")
-  done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    kwok_nodes_manifest | "$kubectl" --kubeconfig "$mlops_kubeconfig" apply -f - >&2
-  fi
-  local all=()
+  local i existing all=()
+  existing=$("$kubectl" --kubeconfig "$mlops_kubeconfig" get nodes -o name)
   for ((i = 0; i < nodes; i++)); do all+=("node/kwok-node-$i"); done
+  for i in "${all[@]}"; do
+    if ! grep -qx "$i" <<<"$existing"; then
+      kwok_nodes_manifest | "$kubectl" --kubeconfig "$mlops_kubeconfig" apply -f - >&2
+      break
+    fi
+  done
   "$kubectl" --kubeconfig "$mlops_kubeconfig" wait --for=condition=Ready --timeout=90s "${all[@]}" >&2
   # kube-controller-manager makes it shortly after the start; without it Pods of the default namespace are refused.
   retry 60 "$kubectl" --kubeconfig "$mlops_kubeconfig" get serviceaccount default --namespace default

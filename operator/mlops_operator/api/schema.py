@@ -76,8 +76,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
             out["minimum"], out["exclusiveMinimum"] = value, True
         elif key == "exclusiveMaximum":
             out["maximum"], out["exclusiveMaximum"] = value, True
-        elif key == "default" and value is not None and value != {} and value != []:
-            out["default"] = value
+        elif key == "default" and _without_nulls(value) not in (None, {}, []):
+            out["default"] = _without_nulls(value)
         elif key == "x-kubernetes-int-or-string":
             out[key] = value
             out.pop("type", None)
@@ -111,6 +111,15 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
     if "type" not in out and "x-kubernetes-int-or-string" not in out:
         raise SchemaError(f"{path}: node has no type: {node}")
     return out
+
+
+def _without_nulls(value: Any) -> Any:
+    """A default as the API server must see it: unset optional fields are absent, not null."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _json_type(value: Any) -> str:

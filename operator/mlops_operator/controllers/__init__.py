@@ -19,6 +19,13 @@ def build_registry() -> kopf.OperatorRegistry:
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
 
+    # kopf's built-in readers, so that no Kubernetes client library is needed: the Pod's service account in a
+    # cluster, the kubeconfig (KUBECONFIG or ~/.kube/config) elsewhere. Both are read again after a 401, which
+    # picks up rotated service account tokens.
+    @kopf.on.login(registry=registry)
+    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.probe(id="version", registry=registry)
     def _version(**_: Any) -> str:
         return __version__

@@ -1,0 +1,58 @@
+# mlops-operator: every command a developer or CI needs.
+#   make test     lint, unit tests, and integration tests on the local control plane (started if needed)
+#   make demo     the main job on the local cluster
+#   make cluster  a real local control plane (kwokctl binary runtime; kind where a Docker engine answers)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CLUSTER_ENV := eval "$$(tests/cluster/env.sh)"
+PYTEST_ARGS ?=
+
+.PHONY: all venv crds lint unit integration test cluster cluster-down demo bench clean
+
+all: test
+
+$(VENV)/.installed: operator/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e 'operator[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+crds: venv
+	$(BIN)/mlops-operator crds --output crds
+
+lint: venv
+	$(BIN)/ruff check --config operator/pyproject.toml operator tests
+	$(BIN)/ruff format --check --config operator/pyproject.toml operator tests
+	$(BIN)/mypy --config-file operator/pyproject.toml operator/mlops_operator tests/unit
+
+unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+cluster:
+	tests/cluster/up.sh
+
+cluster-down:
+	tests/cluster/down.sh
+
+integration: venv cluster
+	$(CLUSTER_ENV) && $(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+# One pytest run over both tiers, so that its closing line counts every test.
+test: lint cluster
+	$(CLUSTER_ENV) && $(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
+
+demo: venv cluster
+	$(CLUSTER_ENV) && PATH="$(abspath $(BIN)):$$PATH" tests/demo.sh
+
+bench: venv cluster
+	@if ls tests/bench/bench_*.py >/dev/null 2>&1; then \
+		$(CLUSTER_ENV) && for b in tests/bench/bench_*.py; do $(BIN)/python $$b; done; \
+	else echo "no benchmarks yet"; fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache operator/*.egg-info

@@ -1,0 +1,7 @@
+"""Shared test setup: the project root and the Python package under test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent

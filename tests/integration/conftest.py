@@ -1,0 +1,176 @@
+"""Integration fixtures: the project's own test cluster, reached through KUBECONFIG, and the operator process.
+
+Tests refuse to run against any other cluster: they create and delete namespaces and CRDs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_CONTEXTS = {"kwok-mlops-test", "kind-mlops-test"}
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Kubectl:
+    """kubectl against the test cluster, in one namespace by default."""
+
+    binary: str
+    namespace: str | None = None
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def run(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> Result:
+        cmd = [self.binary, *args]
+        if self.namespace and not any(a in ("-n", "--namespace", "-A", "--all-namespaces") for a in args):
+            cmd += ["--namespace", self.namespace]
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, env=self.env)
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return result
+
+    def apply(self, doc: dict[str, Any] | str, check: bool = True, server_side: bool = True) -> Result:
+        text = doc if isinstance(doc, str) else yaml.safe_dump(doc)
+        args = ["apply", "-f", "-"]
+        if server_side:
+            args += ["--server-side", "--field-manager=mlops-tests"]
+        return self.run(*args, input=text, check=check)
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        return json.loads(self.run("get", kind, name, "-o", "json").stdout)  # type: ignore[no-any-return]
+
+    def wait_for(
+        self, predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "condition"
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = predicate()
+            except AssertionError as exc:
+                last = exc
+            else:
+                if last:
+                    return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def _kubectl_binary() -> str:
+    found = shutil.which("kubectl", path=os.environ.get("PATH"))
+    if not found:
+        pytest.exit("kubectl not found on PATH: run the tests through `make test`", returncode=2)
+    return found
+
+
+@pytest.fixture(scope="session")
+def kubectl_session() -> Kubectl:
+    if not os.environ.get("KUBECONFIG"):
+        pytest.exit("KUBECONFIG is not set: run `make cluster` and `eval \"$(tests/cluster/env.sh)\"`, "
+                    "or run `make test`", returncode=2)  # fmt: skip
+    kubectl = Kubectl(_kubectl_binary())
+    context = kubectl.run("config", "current-context").stdout.strip()
+    if context not in TEST_CONTEXTS:
+        pytest.exit(f"refusing to run against context {context!r}: the tests only run against the project's own "
+                    f"test cluster ({', '.join(sorted(TEST_CONTEXTS))})", returncode=2)  # fmt: skip
+    kubectl.wait_for(lambda: kubectl.run("get", "--raw=/readyz", check=False).stdout.strip() == "ok",
+                     timeout=60, what="the API server")  # fmt: skip
+    return kubectl
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl_session: Kubectl) -> list[str]:
+    """Installs the CRDs from crds/ and waits until they are established."""
+    kubectl_session.run("apply", "--server-side", "--force-conflicts", "--field-manager=mlops-tests",
+                        "-f", str(ROOT / "crds"))  # fmt: skip
+    names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in sorted((ROOT / "crds").glob("*.yaml"))]
+    kubectl_session.run("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names))
+    return names
+
+
+@pytest.fixture
+def kubectl(kubectl_session: Kubectl, crds: list[str]) -> Iterator[Kubectl]:
+    """kubectl in a fresh namespace, deleted after the test."""
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    kubectl_session.run("create", "namespace", namespace)
+    yield Kubectl(kubectl_session.binary, namespace, kubectl_session.env)
+    kubectl_session.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class OperatorProcess:
+    proc: subprocess.Popen[str]
+    liveness: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.liveness, timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+
+def start_operator(tmp_path: Path, *args: str) -> OperatorProcess:
+    port = free_port()
+    liveness = f"http://127.0.0.1:{port}/healthz"
+    log_path = tmp_path / f"operator-{port}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlops_operator", "run", "--liveness", liveness, *args],
+            stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    op = OperatorProcess(proc, liveness, log_path)
+    deadline = time.monotonic() + 60
+    while not op.alive():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            op.stop(signal.SIGKILL)
+            raise AssertionError(f"the operator did not become live:\n{op.log()}")
+        time.sleep(0.2)
+    return op
+
+
+@pytest.fixture
+def operator(kubectl: Kubectl, tmp_path: Path) -> Iterator[OperatorProcess]:
+    """The operator as a real process against the test cluster, watching the test's namespace."""
+    op = start_operator(tmp_path, "--namespace", kubectl.namespace or "default")
+    yield op
+    if op.proc.poll() is None:
+        op.stop()

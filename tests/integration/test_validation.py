@@ -1,0 +1,183 @@
+"""Invalid resources are rejected by the API server with a message that names the field and the reason."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ROOT, Kubectl
+
+
+def example(kind: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "manifests" / "examples" / f"{kind.lower()}.yaml").read_text())  # type: ignore[no-any-return]
+
+
+def mutate(kind: str, change: dict[str, Any], remove: tuple[str, ...] = ()) -> dict[str, Any]:
+    doc = example(kind)
+    doc["metadata"]["name"] = "invalid"
+    spec = doc["spec"]
+    for dotted, value in change.items():
+        *parents, last = dotted.split(".")
+        node = spec
+        for p in parents:
+            node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    for dotted in remove:
+        *parents, last = dotted.split(".")
+        node = spec
+        for p in parents:
+            node = node[int(p)] if isinstance(node, list) else node[p]
+        del node[last]
+    return doc
+
+
+# (id, kind, change, removed fields, substrings the API server's message must hold)
+CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...], tuple[str, ...]]] = [
+    # ModelVersion: required fields, formats, gates.
+    ("mv-no-model", "ModelVersion", {}, ("model",), ("spec.model", "Required value")),
+    ("mv-no-version", "ModelVersion", {}, ("version",), ("spec.version", "Required value")),
+    ("mv-no-source", "ModelVersion", {}, ("source",), ("spec.source", "Required value")),
+    ("mv-no-format", "ModelVersion", {}, ("format",), ("spec.format", "Required value")),
+    ("mv-bad-format", "ModelVersion", {"format": "pickle"}, (), ("spec.format", "Unsupported value")),
+    ("mv-bad-stage", "ModelVersion", {"stage": "prod"}, (), ("spec.stage", "Unsupported value")),
+    ("mv-bad-source", "ModelVersion", {"source": "ftp://x/y"}, (), ("spec.source", "should match")),
+    ("mv-bad-checksum", "ModelVersion", {"checksum": "md5:abc"}, (), ("spec.checksum", "should match")),
+    ("mv-bad-model-name", "ModelVersion", {"model": "Fraud_Detector"}, (), ("spec.model", "should match")),
+    ("mv-no-signature-inputs", "ModelVersion", {"signature": {"inputs": []}}, (),
+     ("spec.signature.inputs", "should have at least 1 items")),
+    ("mv-bad-datatype", "ModelVersion", {"signature.inputs.0.datatype": "FLOAT"}, (),
+     ("spec.signature.inputs[0].datatype", "Unsupported value")),
+    ("mv-duplicate-metric", "ModelVersion", {"metrics": [{"name": "auc", "value": 1}, {"name": "auc", "value": 2}]},
+     (), (".spec.metrics", 'duplicate entries for key [name="auc"]')),
+    ("mv-gate-empty", "ModelVersion", {"gates": [{"metric": "auc"}]}, (),
+     ("spec.gates[0]", "a gate needs at least one of min, max, notWorseThan")),
+    ("mv-gate-min-max", "ModelVersion", {"gates": [{"metric": "auc", "min": 0.9, "max": 0.5}]}, (),
+     ("spec.gates[0]", "min must not exceed max")),
+    ("mv-gate-tolerance", "ModelVersion", {"gates": [{"metric": "auc", "min": 0.9, "tolerance": 0.1}]}, (),
+     ("spec.gates[0].tolerance", "tolerance applies only with notWorseThan")),
+    # ModelDeployment.
+    ("mdep-no-model", "ModelDeployment", {}, ("model",), ("spec.model", "Required value")),
+    ("mdep-version-and-follow", "ModelDeployment", {"version": "1.0.0"}, (),
+     ("spec", "exactly one of version, follow must be set")),
+    ("mdep-neither", "ModelDeployment", {}, ("follow",), ("spec", "exactly one of version, follow must be set")),
+    ("mdep-autoscaling", "ModelDeployment", {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, (),
+     ("spec.autoscaling.minReplicas", "minReplicas must not exceed maxReplicas")),
+    ("mdep-no-max-replicas", "ModelDeployment", {}, ("autoscaling.maxReplicas",),
+     ("spec.autoscaling.maxReplicas", "Required value")),
+    ("mdep-gateway-no-parents", "ModelDeployment", {"router": {"type": "gatewayAPI"}}, (),
+     ("spec.router.parentRefs", "router.parentRefs is required when router.type is gatewayAPI")),
+    ("mdep-shadow-self", "ModelDeployment", {"version": "1.0.0", "shadow": {"version": "1.0.0"}}, ("follow",),
+     ("spec.shadow.version", "shadow.version must differ from version")),
+    ("mdep-bad-quantity", "ModelDeployment", {"resources": {"requests": {"cpu": "lots"}}}, (),
+     ("spec.resources.requests.cpu", "should match")),
+    ("mdep-bad-router", "ModelDeployment", {"router": {"type": "nginx"}}, (),
+     ("spec.router.type", "Unsupported value")),
+    # CanaryRollout.
+    ("canary-no-deployment", "CanaryRollout", {}, ("deploymentRef",), ("spec.deploymentRef", "Required value")),
+    ("canary-no-candidate", "CanaryRollout", {}, ("candidate",), ("spec.candidate", "Required value")),
+    ("canary-weight-over-100", "CanaryRollout", {"steps.0.setWeight": 120}, (),
+     ("spec.steps[0].setWeight", "less than or equal to 100")),
+    ("canary-weight-negative", "CanaryRollout", {"steps.0.setWeight": -5}, (),
+     ("spec.steps[0].setWeight", "greater than or equal to 0")),
+    ("canary-weight-decreasing", "CanaryRollout", {"steps.3.setWeight": 3}, (),
+     ("spec.steps", "steps[].setWeight must never decrease along the steps")),
+    ("canary-step-two-actions", "CanaryRollout", {"steps.0": {"setWeight": 5, "pause": {}}}, (),
+     ("spec.steps[0]", "exactly one of setWeight, pause, analysis must be set")),
+    ("canary-steps-and-shorthand", "CanaryRollout", {"stepWeight": 10}, (),
+     ("spec", "exactly one of steps, stepWeight must be set")),
+    ("canary-shorthand-over-max", "CanaryRollout", {"stepWeight": 60, "maxWeight": 50}, ("steps",),
+     ("spec.stepWeight", "stepWeight must not exceed maxWeight")),
+    ("canary-analysis-missing", "CanaryRollout", {}, ("analysis",),
+     ("spec.analysis", "spec.analysis is required when a step runs an analysis")),
+    ("canary-metric-builtin-and-query", "CanaryRollout", {"analysis.metrics.0.query": "up"}, (),
+     ("spec.analysis.metrics[0]", "exactly one of builtin, query must be set")),
+    ("canary-metric-no-threshold", "CanaryRollout", {}, ("analysis.metrics.0.max",),
+     ("spec.analysis.metrics[0]", "a metric needs at least one of min, max, compare")),
+    ("canary-bad-duration", "CanaryRollout", {"steps.1.pause.duration": "2 minutes"}, (),
+     ("spec.steps[1].pause.duration", "should match")),
+    ("canary-two-providers", "CanaryRollout", {"analysis.provider.direct": {}}, (),
+     ("spec.analysis.provider", "exactly one of prometheus, direct must be set")),
+    ("canary-bad-noData", "CanaryRollout", {"analysis.noData": "ignore"}, (),
+     ("spec.analysis.noData", "Unsupported value")),
+    # DriftMonitor.
+    ("drift-no-deployment", "DriftMonitor", {}, ("deploymentRef",), ("spec.deploymentRef", "Required value")),
+    ("drift-window-shorter", "DriftMonitor", {"interval": "2h", "window": "1h"}, (),
+     ("spec.window", "window must not be shorter than interval")),
+    ("drift-bad-interval", "DriftMonitor", {"interval": "5 minutes"}, (), ("spec.interval", "should match")),
+    ("drift-share-over-1", "DriftMonitor", {"datasetDriftShare": 1.5}, (),
+     ("spec.datasetDriftShare", "less than or equal to 1")),
+    ("drift-bad-method", "DriftMonitor", {"features.0.method": "kl"}, (),
+     ("spec.features[0].method", "Unsupported value")),
+    ("drift-duplicate-feature", "DriftMonitor", {"features.1.name": "amount"}, (),
+     (".spec.features", 'duplicate entries for key [name="amount"]')),
+    # AlertRule.
+    ("alert-expr-and-condition", "AlertRule", {"expr": "up == 0", "prometheus": {"address": "http://p:9090"}}, (),
+     ("spec", "exactly one of expr, condition must be set")),
+    ("alert-neither", "AlertRule", {}, ("condition",), ("spec", "exactly one of expr, condition must be set")),
+    ("alert-expr-no-prometheus", "AlertRule", {"expr": "up == 0"}, ("condition",),
+     ("spec.prometheus", "prometheus is required with expr")),
+    ("alert-receiver-two-kinds", "AlertRule", {"receivers.0.alertmanager": {"url": "http://am:9093"}}, (),
+     ("spec.receivers[0]", "exactly one of webhook, slack, pagerduty, alertmanager, event must be set")),
+    ("alert-text-with-gt", "AlertRule", {"condition.text": "Failed"}, ("condition.value",),
+     ("spec.condition.op", "text compares only with == or !=")),
+    ("alert-no-value", "AlertRule", {}, ("condition.value",),
+     ("spec.condition", "exactly one of value, text must be set")),
+    ("alert-bad-kind", "AlertRule", {"condition.resource.kind": "Pod"}, (),
+     ("spec.condition.resource.kind", "Unsupported value")),
+    ("alert-bad-field", "AlertRule", {"condition.field": "status; rm -rf"}, (),
+     ("spec.condition.field", "should match")),
+    ("alert-bad-severity", "AlertRule", {"severity": "page"}, (), ("spec.severity", "Unsupported value")),
+    ("alert-no-secret-key", "AlertRule", {}, ("receivers.1.slack.webhookUrlSecretRef.key",),
+     ("spec.receivers[1].slack.webhookUrlSecretRef.key", "Required value")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "change", "remove", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_invalid_resource_is_rejected(
+    kubectl: Kubectl, kind: str, change: dict[str, Any], remove: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
+    result = kubectl.apply(mutate(kind, change, remove), check=False)
+    assert result.returncode != 0, f"accepted: {result.stdout}"
+    for part in expected:
+        assert part in result.stderr, f"{part!r} not in: {result.stderr}"
+    assert kubectl.run("get", kind, "invalid", check=False).returncode != 0, "nothing is stored"
+
+
+IMMUTABLE = [
+    ("model", {"model": "other-model"}, "spec.model", "model is immutable"),
+    ("version", {"version": "9.9.9"}, "spec.version", "version is immutable"),
+    ("source", {"source": "file:///elsewhere/model.onnx"}, "spec.source", "source is immutable"),
+    ("lineage-changed", {"lineage": {"runId": "other"}}, "spec.lineage", "lineage is immutable"),
+]
+
+
+@pytest.mark.parametrize(("change", "field", "message"), [c[1:] for c in IMMUTABLE], ids=[c[0] for c in IMMUTABLE])
+def test_model_version_identity_is_immutable(
+    kubectl: Kubectl, change: dict[str, Any], field: str, message: str
+) -> None:
+    doc = example("ModelVersion")
+    kubectl.apply(doc)
+    changed = copy.deepcopy(doc)
+    changed["spec"].update(change)
+    result = kubectl.apply(changed, check=False)
+    assert result.returncode != 0, "the change was accepted"
+    assert field in result.stderr and message in result.stderr, result.stderr
+    stored = kubectl.get("modelversion", doc["metadata"]["name"])["spec"]
+    assert stored["model"] == doc["spec"]["model"] and stored["source"] == doc["spec"]["source"]
+
+
+def test_lineage_cannot_be_removed_but_stage_can_change(kubectl: Kubectl) -> None:
+    doc = example("ModelVersion")
+    kubectl.apply(doc)
+    name = doc["metadata"]["name"]
+    remove = '[{"op": "remove", "path": "/spec/lineage"}]'
+    result = kubectl.run("patch", "modelversion", name, "--type=json", "-p", remove, check=False)
+    assert result.returncode != 0 and "lineage is immutable" in result.stderr, result.stderr
+    # Mutable fields still change.
+    kubectl.run("patch", "modelversion", name, "--type=merge", "-p", '{"spec":{"stage":"production"}}')
+    assert kubectl.get("modelversion", name)["spec"]["stage"] == "production"
