@@ -48,6 +48,7 @@ class Kind:
     spec: type[BaseModel]
     status: type[BaseModel]
     columns: tuple[Column, ...]
+    selectable_fields: tuple[str, ...] = ()
 
     @property
     def singular(self) -> str:
@@ -100,6 +101,11 @@ class Kind:
                         "storage": True,
                         "subresources": {"status": {}},
                         "additionalPrinterColumns": [c.render() for c in self.columns],
+                        **(
+                            {"selectableFields": [{"jsonPath": f} for f in self.selectable_fields]}
+                            if self.selectable_fields
+                            else {}
+                        ),
                         "schema": {"openAPIV3Schema": schema},
                     }
                 ],
@@ -123,6 +129,7 @@ KINDS: tuple[Kind, ...] = (
             MESSAGE,
             AGE,
         ),
+        selectable_fields=(".spec.model", ".spec.version", ".spec.stage"),
     ),
     Kind(
         "ModelDeployment",

@@ -234,13 +234,21 @@ class ArtifactStatus(ApiModel):
     """When the artifact was last checked."""
     attempts: int | None = None
     """Failed attempts since the last success."""
+    checksum: str | None = None
+    """The spec.checksum the artifact was checked against (the check is redone when it changes)."""
+    mismatch: bool | None = None
+    """The artifact did not match spec.checksum: final until spec.checksum changes."""
+    error: str | None = None
+    """The last error, when the check failed."""
 
 
 class ProfileStatus(ApiModel):
     """The reference profile computed from spec.reference."""
 
     config_map: str
-    """The ConfigMap holding the profile, owned by this ModelVersion."""
+    """The ConfigMap holding the profile (key profile.json), owned by this ModelVersion."""
+    uri: str | None = None
+    """The reference dataset profiled."""
     rows: int | None = None
     """Reference rows profiled."""
     features: int | None = None
@@ -249,13 +257,22 @@ class ProfileStatus(ApiModel):
     """When the profile was computed."""
 
 
+class StageRequest(ApiModel):
+    """When spec.stage was set to its current value."""
+
+    stage: Stage
+    """The requested stage."""
+    at: datetime
+    """When it was requested: the time of the write that set it (from managedFields), or when it was first seen."""
+
+
 class ModelVersionStatus(StatusBase):
     """What the registry granted and verified."""
 
     stage: Stage | None = None
     """The granted stage."""
-    stage_requested_at: datetime | None = None
-    """When the current spec.stage was first seen; among versions asking for production, the latest request wins."""
+    requested: StageRequest | None = None
+    """The stage request being acted on; among versions asking for production, the latest request wins."""
     artifact: ArtifactStatus | None = None
     """The artifact check."""
     gates: list[GateResult] = []

@@ -7,7 +7,8 @@ from typing import Any
 import kopf
 
 from mlops_operator import __version__
-from mlops_operator.controllers import intake
+from mlops_operator.api.crds import KINDS
+from mlops_operator.controllers import intake, modelversion
 from mlops_operator.controllers.settings import configure
 
 
@@ -30,5 +31,6 @@ def build_registry() -> kopf.OperatorRegistry:
     def _version(**_: Any) -> str:
         return __version__
 
-    intake.register(registry)
+    modelversion.register(registry)
+    intake.register(registry, tuple(k for k in KINDS if k.kind != "ModelVersion"))
     return registry

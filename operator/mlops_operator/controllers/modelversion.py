@@ -1,0 +1,327 @@
+"""The ModelVersion controller: identity, artifact check, reference profile, stages and gates.
+
+Per object (no lock): record the stage request, verify the artifact, compute the reference profile. Per model
+(under a lock, so that one model's versions are decided one at a time): decide with ``logic.registry.plan`` which
+version holds production and what each is granted, then write the statuses that change. The operator is the only
+writer of ModelVersion status, so the statuses it wrote last (``_written``) are at least as fresh as what its
+watch has delivered; they are used in preference to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from mlops_operator import GROUP, VERSION, kube
+from mlops_operator.logic import registry
+from mlops_operator.logic.conditions import ConditionStatus, get_condition, set_condition
+from mlops_operator.profiling import ProfileError, profile_dataset
+from mlops_operator.storage import UNREADABLE_SCHEMES, SourceUnreachable, redact, scheme, sha256
+
+log = logging.getLogger(__name__)
+
+KIND, PLURAL = "ModelVersion", "modelversions"
+INDEX = "modelversions_by_model"
+# The longest wait between two checks of an unreachable source.
+MAX_BACKOFF_SECONDS = 300
+CONFIGMAP_LIMIT = 1_000_000
+# Concurrent artifact reads and profiles: bounded, so that many new versions do not exhaust memory or threads.
+_artifact_slots = asyncio.Semaphore(8)
+_profile_slots = asyncio.Semaphore(1)
+_model_locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+_written: dict[str, dict[str, Any]] = {}
+
+
+def now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def register(registry_: kopf.OperatorRegistry) -> None:
+    @kopf.index(GROUP, VERSION, PLURAL, id=INDEX, registry=registry_)  # type: ignore[arg-type]
+    def _index(body: kopf.Body, namespace: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+        return {(namespace, spec.get("model")): _plain(body)}
+
+    async def _reconcile(body: kopf.Body, **kwargs: Any) -> None:
+        await reconcile(_plain(body), kwargs[INDEX])
+
+    for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        decorator(GROUP, VERSION, PLURAL, id="reconcile", registry=registry_, field="spec")(_reconcile)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="deleted", registry=registry_,
+                   when=lambda type, **_: type == "DELETED")  # fmt: skip
+    async def _deleted(body: kopf.Body, **kwargs: Any) -> None:
+        gone = _plain(body)
+        _written.pop(gone["metadata"]["uid"], None)
+        siblings = [b for b in kwargs[INDEX].get((gone["metadata"]["namespace"], gone["spec"]["model"]), [])
+                    if b["metadata"]["uid"] != gone["metadata"]["uid"]]  # fmt: skip
+        # A duplicate of the deleted version now holds its identity: reconcile it fully (artifact check included).
+        for sibling in siblings:
+            if (sibling["spec"]["version"] == gone["spec"]["version"]
+                    and _status(sibling).get("conditions")
+                    and (get_condition(_status(sibling)["conditions"], "Ready") or {}).get("reason")
+                    == "DuplicateVersion"):  # fmt: skip
+                await reconcile(sibling, kwargs[INDEX], allow_retry=False)
+        # Production may have been held by the deleted version, or a request may now win.
+        await decide_model(gone["metadata"]["namespace"], gone["spec"]["model"], siblings, trigger=None)
+
+
+def _plain(body: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(body)))  # type: ignore[no-any-return]
+
+
+def _status(body: dict[str, Any]) -> dict[str, Any]:
+    """The freshest status of ``body``: the one written last by this operator, else the watched one."""
+    return _written.get(body["metadata"]["uid"]) or body.get("status") or {}
+
+
+# --- per object --------------------------------------------------------------------------------------------------
+
+
+def request_time(body: dict[str, Any]) -> str:
+    """When spec.stage got its value: the latest write of a manager owning spec.stage, else now."""
+    times = [
+        entry["time"]
+        for entry in body["metadata"].get("managedFields") or []
+        if entry.get("time") and "f:stage" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    ]
+    return max(times, key=lambda t: registry.parse_time(t)) if times else now()
+
+
+def artifact_ok(spec: dict[str, Any], status: dict[str, Any]) -> bool:
+    artifact = status.get("artifact") or {}
+    if scheme(spec["source"]) in UNREADABLE_SCHEMES:
+        return True
+    return bool(artifact.get("verified")) and artifact.get("checksum") == spec.get("checksum")
+
+
+async def check_artifact(spec: dict[str, Any], status: dict[str, Any], generation: int) -> float | None:
+    """Verifies the artifact unless already verified for this checksum; updates ``status``.
+
+    Returns the delay before a retry when the source was unreachable.
+    """
+    source, expected = spec["source"], spec.get("checksum")
+    conditions = status.get("conditions", [])
+    if scheme(source) in UNREADABLE_SCHEMES:
+        status["conditions"] = set_condition(
+            conditions, "ArtifactVerified", "Unknown", "NotReadable",
+            f"{scheme(source)}:// sources are read by the model server, which verifies the checksum when it loads",
+            generation,
+        )  # fmt: skip
+        return None
+    artifact = status.get("artifact") or {}
+    if artifact.get("checksum") == expected and (artifact.get("verified") or artifact.get("mismatch")):
+        # Verified, or a final mismatch: both stand until spec.checksum changes (source is immutable).
+        return None
+    async with _artifact_slots:
+        try:
+            digest = await asyncio.to_thread(sha256, source)
+        except SourceUnreachable as exc:
+            attempts = int(artifact.get("attempts") or 0) + 1
+            delay = min(MAX_BACKOFF_SECONDS, 5 * 2 ** (attempts - 1))
+            status["artifact"] = {
+                "verified": False, "checkedAt": now(), "attempts": attempts, "error": str(exc),
+                **({"checksum": expected} if expected else {}),
+            }  # fmt: skip
+            status["conditions"] = set_condition(
+                conditions, "ArtifactVerified", "False", "SourceUnreachable",
+                f"{exc} (attempt {attempts}, next in {delay}s)", generation,
+            )  # fmt: skip
+            return float(delay)
+    checked = {"sha256": f"sha256:{digest.sha256}", "size": digest.size, "checkedAt": now()}
+    if expected and expected != checked["sha256"]:
+        status["artifact"] = {"verified": False, "mismatch": True, "checksum": expected, **checked}
+        status["conditions"] = set_condition(
+            conditions, "ArtifactVerified", "False", "ChecksumMismatch",
+            f"{redact(source)} has {checked['sha256']}, spec.checksum says {expected}", generation,
+        )  # fmt: skip
+        return None
+    status["artifact"] = {"verified": True, **({"checksum": expected} if expected else {}), **checked}
+    message = f"{digest.size} bytes, {checked['sha256']}" + (" matches spec.checksum" if expected else "")
+    status["conditions"] = set_condition(conditions, "ArtifactVerified", "True", "Verified", message, generation)
+    return None
+
+
+async def ensure_profile(body: dict[str, Any], spec: dict[str, Any], status: dict[str, Any], generation: int) -> None:
+    """Computes the reference profile once per version (again only if spec.reference.uri changes)."""
+    reference = spec.get("reference")
+    conditions = status.get("conditions", [])
+    if not reference:
+        status.pop("profile", None)
+        status["conditions"] = [c for c in conditions if c.get("type") != "ProfileReady"]
+        return
+    current = status.get("profile") or {}
+    if current.get("uri") == reference["uri"] and (get_condition(conditions, "ProfileReady") or {}).get("status") in (
+        "True",
+        "False",
+    ):
+        return
+    meta = body["metadata"]
+    name = f"{meta['name']}-profile"
+    async with _profile_slots:
+        try:
+            profile = await asyncio.to_thread(
+                profile_dataset, reference["uri"], reference.get("format"), reference.get("features"),
+                reference.get("prediction"),
+            )  # fmt: skip
+            text = json.dumps(profile, separators=(",", ":"), allow_nan=False)
+            if len(text) > CONFIGMAP_LIMIT:
+                raise ProfileError(f"the profile has {len(text)} bytes, more than a ConfigMap holds: "
+                                   "choose columns with spec.reference.features")  # fmt: skip
+        except (ProfileError, SourceUnreachable) as exc:
+            status["profile"] = {"configMap": name, "uri": reference["uri"]}
+            status["conditions"] = set_condition(conditions, "ProfileReady", "False", "ProfileFailed", str(exc),
+                                                 generation)  # fmt: skip
+            return
+    labels = {"app.kubernetes.io/managed-by": "mlops-operator", f"{GROUP}/model": spec["model"],
+              f"{GROUP}/version": spec["version"]}  # fmt: skip
+    await kube.apply_configmap(meta["namespace"], name, {"profile.json": text}, body, labels)
+    status["profile"] = {
+        "configMap": name, "uri": reference["uri"], "rows": profile["rows"], "features": len(profile["features"]),
+        "computedAt": now(),
+    }  # fmt: skip
+    status["conditions"] = set_condition(
+        conditions, "ProfileReady", "True", "Profiled",
+        f"{len(profile['features'])} features of {profile['rows']} rows in ConfigMap {name}", generation,
+    )  # fmt: skip
+
+
+async def reconcile(body: dict[str, Any], index: Any, allow_retry: bool = True) -> None:
+    """Brings one ModelVersion's status up to date, and its model's production holder with it."""
+    meta, spec = body["metadata"], body["spec"]
+    namespace, generation = meta["namespace"], meta.get("generation", 1)
+    status = json.loads(json.dumps(_status(body)))
+    requested = status.get("requested") or {}
+    if requested.get("stage") != spec.get("stage", "development"):
+        status["requested"] = {"stage": spec.get("stage", "development"), "at": request_time(body)}
+    status["observedGeneration"] = generation
+
+    siblings = [b for b in index.get((namespace, spec["model"]), []) if b["metadata"]["uid"] != meta["uid"]]
+    views = [_view(b, _status(b)) for b in siblings] + [_view(body, status)]
+    owner = registry.identity_holders(views)[(spec["model"], spec["version"])]
+    retry_in = None
+    if owner.name == meta["name"]:
+        retry_in = await check_artifact(spec, status, generation)
+        await ensure_profile(body, spec, status, generation)
+    await decide_model(namespace, spec["model"], siblings, trigger=(body, status))
+    if retry_in is not None and allow_retry:
+        raise kopf.TemporaryError(f"artifact unreachable, retrying in {retry_in:.0f}s", delay=retry_in)
+
+
+# --- per model ---------------------------------------------------------------------------------------------------
+
+
+def _view(body: dict[str, Any], status: dict[str, Any]) -> registry.Version:
+    meta, spec = body["metadata"], body["spec"]
+    created = registry.parse_time(meta.get("creationTimestamp"))
+    history = status.get("history") or []
+    return registry.Version(
+        name=meta["name"],
+        model=spec["model"],
+        version=str(spec["version"]),
+        created=created,
+        desired=spec.get("stage", "development"),
+        requested_at=registry.parse_time((status.get("requested") or {}).get("at"), created),
+        granted=status.get("stage"),
+        metrics={
+            m["name"]: registry.MetricValue(float(m["value"]), bool(m.get("lowerIsBetter", False)))
+            for m in spec.get("metrics") or []
+        },
+        gates=list(spec.get("gates") or []),
+        artifact_ok=artifact_ok(spec, status),
+        superseded=bool(history) and history[-1].get("reason") == "SupersededBy",
+        # Acted on before and not refused as a duplicate: it holds its (model, version).
+        claimed=bool(status.get("conditions"))
+        and (get_condition(status["conditions"], "Ready") or {}).get("reason") != "DuplicateVersion",
+    )
+
+
+async def decide_model(
+    namespace: str,
+    model: str,
+    siblings: Iterable[dict[str, Any]],
+    trigger: tuple[dict[str, Any], dict[str, Any]] | None,
+) -> None:
+    """Applies the model's plan: writes the trigger's status (``trigger`` is its body and its new status, not yet
+    written), and that of every sibling whose grant changes."""
+    async with _model_locks[(namespace, model)]:
+        # (body, status to build on, status stored in the API server)
+        entries = [(b, _status(b), _status(b)) for b in siblings]
+        if trigger is not None:
+            entries.append((trigger[0], trigger[1], _status(trigger[0])))
+        by_name = {e[0]["metadata"]["name"]: e for e in entries}
+        views = [_view(body, status) for body, status, _ in entries]
+        plan = registry.plan(views, only={trigger[0]["metadata"]["name"]} if trigger else set())
+        if plan.production_changes:
+            # Every version's gates and comparison refer to production: refresh them all.
+            plan = registry.plan(views)
+        # Archive the old holder before granting the new one: never two production versions at once.
+        for name in sorted(plan.verdicts, key=lambda n: plan.verdicts[n].granted == registry.PRODUCTION):
+            await _write(*by_name[name], plan.verdicts[name])
+
+
+def _ready(conditions: list[dict[str, Any]], verdict: registry.Verdict) -> tuple[ConditionStatus, str, str]:
+    if verdict.reason == "DuplicateVersion":
+        return "False", verdict.reason, verdict.message
+    artifact = get_condition(conditions, "ArtifactVerified")
+    if artifact is None:
+        return "Unknown", "Verifying", "checking the artifact"
+    if artifact["status"] == "False":
+        return "False", artifact["reason"], artifact["message"]
+    if verdict.ready:
+        return "True", "Granted", verdict.message
+    return "False", verdict.reason, verdict.message
+
+
+def apply_verdict(status: dict[str, Any], verdict: registry.Verdict, generation: int | None, stamp: str) -> bool:
+    """Folds ``verdict`` into ``status``; True when the granted stage changed."""
+    granted = verdict.granted
+    transition = granted is not None and granted != status.get("stage")
+    if granted is not None and transition:
+        status["stage"] = granted
+        status["history"] = registry.append_history(
+            status.get("history") or [], granted, verdict.transition_reason, verdict.transition_message, stamp
+        )
+    status["gates"] = verdict.gates
+    if verdict.comparison is None:
+        status.pop("comparison", None)
+    else:
+        status["comparison"] = verdict.comparison
+    conditions = [c for c in status.get("conditions", []) if c.get("type") != "GatesPassed"]
+    if verdict.gates and verdict.reason != "DuplicateVersion":
+        failing = [g for g in verdict.gates if not g["passed"]]
+        conditions = set_condition(
+            status.get("conditions", []),
+            "GatesPassed",
+            "False" if failing else "True",
+            "GatesFailed" if failing else "GatesPassed",
+            "; ".join(g.get("reason", g["metric"]) for g in failing) or f"all {len(verdict.gates)} gates pass",
+            generation,
+        )
+    status["conditions"] = set_condition(conditions, "Ready", *_ready(conditions, verdict), generation)
+    return transition
+
+
+async def _write(
+    body: dict[str, Any], status: dict[str, Any], stored: dict[str, Any], verdict: registry.Verdict
+) -> None:
+    meta = body["metadata"]
+    status = json.loads(json.dumps(status))
+    transition = apply_verdict(status, verdict, status.get("observedGeneration"), now())
+    patch = kube.merge_patch(stored, status)
+    if patch:
+        await kube.patch_status(KIND, PLURAL, meta["namespace"], meta["name"], patch)
+    _written[meta["uid"]] = status
+    if transition:
+        message = verdict.transition_message or str(verdict.granted)
+        kopf.info(
+            kopf.Body(body),  # type: ignore[arg-type]
+            reason=verdict.transition_reason,
+            message=f"stage {verdict.granted}: {message}",
+        )

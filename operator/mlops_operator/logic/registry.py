@@ -1,0 +1,300 @@
+"""The registry's rules: identity, quality gates, comparison with production, and who holds production.
+
+Everything here is a pure function of the versions of one model (their specs and what was granted so far), so the
+same inputs give the same grants after a restart: nothing depends on the order events arrive in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+PRODUCTION = "production"
+ARCHIVED = "archived"
+DEVELOPMENT = "development"
+HISTORY_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    value: float
+    lower_is_better: bool = False
+
+
+@dataclass
+class Version:
+    """What the rules need to know of one ModelVersion."""
+
+    name: str
+    model: str
+    version: str
+    created: datetime
+    desired: str
+    requested_at: datetime
+    granted: str | None = None
+    metrics: dict[str, MetricValue] = field(default_factory=dict)
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    artifact_ok: bool = False
+    superseded: bool = False
+    claimed: bool = False
+
+    @property
+    def request_key(self) -> tuple[datetime, datetime, str]:
+        """The order of production requests: the latest request wins; same instant: the newer object, then name."""
+        return (self.requested_at, self.created, self.name)
+
+
+def parse_time(value: str | datetime | None, default: datetime | None = None) -> datetime:
+    """An RFC 3339 timestamp as an aware datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not value:
+        return default or datetime.fromtimestamp(0, UTC)
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def fmt(value: float) -> str:
+    """A metric value for people: short, exact enough."""
+    return f"{value:.6g}"
+
+
+# --- identity ----------------------------------------------------------------------------------------------------
+
+
+def identity_holders(versions: Iterable[Version]) -> dict[tuple[str, str], Version]:
+    """For each (model, version), the object that holds it: the one that already holds it, else the oldest (then
+    by name; creation times have one-second precision)."""
+
+    def rank(v: Version) -> tuple[bool, datetime, str]:
+        return (not v.claimed, v.created, v.name)
+
+    holders: dict[tuple[str, str], Version] = {}
+    for v in versions:
+        key = (v.model, v.version)
+        current = holders.get(key)
+        if current is None or rank(v) < rank(current):
+            holders[key] = v
+    return holders
+
+
+# --- gates and comparison ------------------------------------------------------------------------------------------
+
+
+def improvement(change: float, lower_is_better: bool) -> bool:
+    """Whether ``change`` (to - from) is an improvement in the metric's direction."""
+    return change < 0 if lower_is_better else change > 0
+
+
+def evaluate_gates(
+    gates: Sequence[Mapping[str, Any]], metrics: Mapping[str, MetricValue], production: Version | None
+) -> list[dict[str, Any]]:
+    """The verdict of every gate, in spec order, as status.gates entries."""
+    results = []
+    for gate in gates:
+        name = gate["metric"]
+        own = metrics.get(name)
+        required_parts = []
+        if gate.get("min") is not None:
+            required_parts.append(f">= {fmt(gate['min'])}")
+        if gate.get("max") is not None:
+            required_parts.append(f"<= {fmt(gate['max'])}")
+        result: dict[str, Any] = {"metric": name, "value": own.value if own else None}
+        failures = []
+        if own is None:
+            failures.append(f"metric {name} is missing")
+        elif not math.isfinite(own.value):
+            failures.append(f"metric {name} is {own.value}")
+        else:
+            if gate.get("min") is not None and not own.value >= gate["min"]:
+                failures.append(f"{name} {fmt(own.value)} < {fmt(gate['min'])}")
+            if gate.get("max") is not None and not own.value <= gate["max"]:
+                failures.append(f"{name} {fmt(own.value)} > {fmt(gate['max'])}")
+        if gate.get("notWorseThan") == PRODUCTION:
+            tolerance = float(gate.get("tolerance") or 0.0)
+            prod = production.metrics.get(name) if production else None
+            if production is None:
+                required_parts.append("not worse than production (there is none)")
+            elif prod is None:
+                required_parts.append(f"not worse than production {production.version} (which has no {name})")
+            else:
+                lower = own.lower_is_better if own else prod.lower_is_better
+                bound = prod.value + tolerance if lower else prod.value - tolerance
+                op = "<=" if lower else ">="
+                required_parts.append(
+                    f"{op} {fmt(bound)} (production {production.version}: {fmt(prod.value)}, "
+                    f"tolerance {fmt(tolerance)})"
+                )
+                if own is not None and math.isfinite(own.value):
+                    ok = own.value <= bound if lower else own.value >= bound
+                    if not ok:
+                        worse = "above" if lower else "below"
+                        failures.append(
+                            f"{name} {fmt(own.value)} is {worse} production {production.version}'s "
+                            f"{fmt(prod.value)} by more than {fmt(tolerance)}"
+                        )
+        result["required"] = " and ".join(required_parts)
+        result["passed"] = not failures
+        if failures:
+            result["reason"] = "; ".join(failures)
+        results.append(result)
+    return results
+
+
+def compare(metrics: Mapping[str, MetricValue], production: Version | None) -> dict[str, Any] | None:
+    """Each metric of this version against the production version's, as status.comparison."""
+    if production is None:
+        return None
+    rows = []
+    for name in sorted(set(metrics) | set(production.metrics)):
+        own, prod = metrics.get(name), production.metrics.get(name)
+        row: dict[str, Any] = {"name": name}
+        if prod is not None:
+            row["from"] = prod.value
+        if own is not None:
+            row["to"] = own.value
+        if own is not None and prod is not None and math.isfinite(own.value) and math.isfinite(prod.value):
+            # Rounded so that 0.97 - 0.95 reads 0.02, not 0.020000000000000018.
+            change = round(own.value - prod.value, 12)
+            row["change"] = change
+            row["improved"] = improvement(change, own.lower_is_better)
+        rows.append(row)
+    return {"against": production.version, "metrics": rows}
+
+
+# --- stages --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    """What one version is granted, and why, in the light of its siblings."""
+
+    granted: str | None
+    ready: bool
+    reason: str
+    message: str
+    gates: list[dict[str, Any]]
+    comparison: dict[str, Any] | None
+    transition_reason: str = "Requested"
+    transition_message: str = ""
+
+
+@dataclass
+class Plan:
+    """The grants of one model's versions."""
+
+    holder: Version | None
+    winner: Version | None
+    verdicts: dict[str, Verdict]
+
+    @property
+    def production_changes(self) -> bool:
+        return (self.holder.name if self.holder else None) != (self.winner.name if self.winner else None)
+
+
+def plan(versions: Sequence[Version], only: Iterable[str] | None = None) -> Plan:
+    """Decides which version holds production and what each version (or those named in ``only``) is granted.
+
+    At most one version holds production. Among the versions asking for it whose artifact is verified and whose
+    gates pass (relative gates against the current holder), the latest request wins; the holder it replaces is
+    archived. A version whose request cannot be granted keeps its stage (development if it had none yet).
+    """
+    holders = identity_holders(versions)
+    duplicates = {v.name: holders[(v.model, v.version)] for v in versions if holders[(v.model, v.version)] is not v}
+    granted_production = [v for v in versions if v.granted == PRODUCTION and v.name not in duplicates]
+    holder = max(granted_production, key=lambda v: v.request_key, default=None)
+
+    def reference(v: Version) -> Version | None:
+        return holder if holder is not None and holder is not v else None
+
+    candidate_gates: dict[str, list[dict[str, Any]]] = {}
+    eligible = []
+    for v in versions:
+        if v.desired != PRODUCTION or v.name in duplicates or not v.artifact_ok:
+            continue
+        candidate_gates[v.name] = evaluate_gates(v.gates, v.metrics, reference(v))
+        if all(g["passed"] for g in candidate_gates[v.name]):
+            eligible.append(v)
+    winner = max(eligible, key=lambda v: v.request_key, default=None)
+    # A holder that still asks for production and passes keeps it until a later request passes.
+    names = set(only) if only is not None else {v.name for v in versions}
+    if holder is not None and (holder.name != (winner.name if winner else None)):
+        names |= {holder.name}
+    if winner is not None:
+        names |= {winner.name}
+
+    verdicts = {}
+    for v in versions:
+        if v.name not in names:
+            continue
+        gates = candidate_gates.get(v.name) or evaluate_gates(v.gates, v.metrics, reference(v))
+        comparison = compare(v.metrics, reference(v))
+        if v.name in duplicates:
+            owner = duplicates[v.name]
+            verdicts[v.name] = Verdict(
+                v.granted, False, "DuplicateVersion",
+                f"{v.model} {v.version} is already registered by ModelVersion {owner.name}; this object is ignored",
+                gates, comparison,
+            )  # fmt: skip
+            continue
+        verdicts[v.name] = _verdict(v, winner, holder, gates, comparison)
+    return Plan(holder, winner, verdicts)
+
+
+def _verdict(
+    v: Version,
+    winner: Version | None,
+    holder: Version | None,
+    gates: list[dict[str, Any]],
+    comparison: dict[str, Any] | None,
+) -> Verdict:
+    failing = [g for g in gates if not g["passed"]]
+    base = v.granted or DEVELOPMENT
+
+    def unchanged(ready_reason: str, message: str, granted: str | None = None) -> Verdict:
+        return Verdict(granted or base, False, ready_reason, message, gates, comparison)
+
+    if v.desired == ARCHIVED:
+        # Retiring a version is always allowed, verified or not.
+        return Verdict(ARCHIVED, True, "Granted", "archived as requested", gates, comparison)
+    if not v.artifact_ok:
+        return Verdict(v.granted, False, "ArtifactNotVerified", "waiting for the artifact check", gates, comparison)
+    if v.desired != PRODUCTION:
+        message = f"{v.desired} as requested"
+        if v.granted == PRODUCTION:
+            message = f"{v.desired} as requested, out of production"
+        return Verdict(v.desired, True, "Granted", message, gates, comparison, "Requested", message)
+
+    # Asks for production.
+    if winner is v:
+        message = "production: every gate passes"
+        if holder is not None and holder is not v:
+            message = f"production: every gate passes; supersedes version {holder.version}"
+        return Verdict(PRODUCTION, True, "Granted", message, gates, comparison, "Promoted", message)
+    if v.granted == PRODUCTION and winner is not None:
+        message = f"superseded by version {winner.version} (ModelVersion {winner.name})"
+        return Verdict(ARCHIVED, False, "SupersededBy", message, gates, comparison, "SupersededBy", message)
+    if v.superseded and v.granted == ARCHIVED:
+        later = f"version {winner.version} (ModelVersion {winner.name})" if winner else "a later version"
+        return unchanged("SupersededBy", f"superseded by {later}")
+    if failing:
+        why = "; ".join(g.get("reason", g["metric"]) for g in failing)
+        return unchanged("GatesFailed", f"production refused: {why}")
+    if winner is not None:
+        return unchanged(
+            "SupersededBy",
+            f"production was requested later by version {winner.version} (ModelVersion {winner.name})",
+        )
+    return unchanged("Pending", "waiting for production")
+
+
+def append_history(
+    history: list[dict[str, Any]], stage: str, reason: str, message: str, at: str
+) -> list[dict[str, Any]]:
+    """history with a transition appended, bounded to the latest HISTORY_LIMIT entries."""
+    entry = {"stage": stage, "at": at, "reason": reason}
+    if message:
+        entry["message"] = message
+    return [*history, entry][-HISTORY_LIMIT:]

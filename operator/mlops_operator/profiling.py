@@ -1,0 +1,115 @@
+"""Computes a reference profile (format in ``logic.profile``) from a CSV or Parquet dataset, column by column.
+
+Memory stays bounded by one column: Parquet is read a column at a time; a CSV is first streamed into a temporary
+Arrow file (parsed once, in blocks), which is then memory-mapped and read a column at a time. Blocking: run it in a
+thread.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from mlops_operator.logic.profile import FORMAT, categorical_feature, numeric_feature
+from mlops_operator.storage import local_copy_or_path
+
+
+class ProfileError(Exception):
+    """The dataset cannot be profiled as asked (unknown format, missing column, unreadable)."""
+
+
+def infer_format(uri: str) -> str:
+    path = uri.lower().split("?", 1)[0]
+    if path.endswith((".parquet", ".pq")):
+        return "parquet"
+    if path.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst")):
+        return "csv"
+    raise ProfileError(f"cannot tell the format of {uri}: set spec.reference.format to csv or parquet")
+
+
+def profile_dataset(
+    uri: str, fmt: str | None = None, features: list[str] | None = None, prediction: str | None = None
+) -> dict[str, Any]:
+    """The profile of the dataset at ``uri``."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    fmt = fmt or infer_format(uri)
+    with local_copy_or_path(uri) as path, tempfile.TemporaryDirectory(prefix="mlops-profile-") as tmp:
+        try:
+            if fmt == "parquet":
+                parquet = pq.ParquetFile(path)
+                names = list(parquet.schema_arrow.names)
+                rows = parquet.metadata.num_rows
+
+                def column(name: str) -> pa.ChunkedArray:
+                    return parquet.read(columns=[name], use_threads=False).column(0)
+
+            else:
+                arrow_path = os.path.join(tmp, "data.arrow")
+                reader = pacsv.open_csv(path)
+                with pa.OSFile(arrow_path, "wb") as sink, ipc.new_file(sink, reader.schema) as writer:
+                    for batch in reader:
+                        writer.write_batch(batch)
+                table = ipc.open_file(pa.memory_map(arrow_path)).read_all()
+                names = list(table.column_names)
+                rows = table.num_rows
+
+                def column(name: str) -> pa.ChunkedArray:
+                    return table.column(name)
+
+            wanted = list(features) if features else [n for n in names if n != prediction]
+            if prediction:
+                wanted.append(prediction)
+            missing = [n for n in wanted if n not in names]
+            if missing:
+                raise ProfileError(f"columns not in the dataset: {', '.join(missing)} (it has {', '.join(names)})")
+            profiled: dict[str, Any] = {}
+            skipped: list[dict[str, str]] = []
+            for name in wanted:
+                result = profile_column(column(name))
+                if isinstance(result, str):
+                    skipped.append({"name": name, "reason": result})
+                else:
+                    profiled[name] = result
+        except ProfileError:
+            raise
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise ProfileError(f"cannot read {fmt} dataset: {exc}") from exc
+    out: dict[str, Any] = {"format": FORMAT, "rows": int(rows), "features": profiled}
+    if prediction:
+        out["prediction"] = prediction
+    if skipped:
+        out["skipped"] = skipped
+    return out
+
+
+def profile_column(values: Any) -> dict[str, Any] | str:
+    """The profile of one Arrow column, or why it has none."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = values.type
+    nulls = int(values.null_count)
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        data = values.drop_null().to_numpy().astype(np.float64, copy=False)
+        finite = np.isfinite(data)
+        if not finite.all():
+            # NaN and infinities carry no position on the axis: counted with the nulls.
+            nulls += int((~finite).sum())
+            data = data[finite]
+        return numeric_feature(data, nulls)
+    if (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_dictionary(kind)
+    ):
+        counted = pc.value_counts(values.drop_null())
+        return categorical_feature(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), nulls)
+    return f"type {kind} is neither numeric nor categorical"

@@ -1,0 +1,61 @@
+"""Artifacts are hashed as a stream, from files and from HTTP servers with or without range support."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_operator.storage import SourceUnreachable, local_copy_or_path, redact, sha256
+
+
+class _Files(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Files(*a, directory=str(tmp_path)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_file_and_http_give_the_same_digest(tmp_path: Path, server: str) -> None:
+    data = bytes(range(256)) * 20_000  # 5 MB: several chunks
+    (tmp_path / "model.bin").write_bytes(data)
+    expected = hashlib.sha256(data).hexdigest()
+    assert sha256(f"file://{tmp_path}/model.bin").sha256 == expected
+    over_http = sha256(f"{server}/model.bin?sig=abc")
+    assert over_http.sha256 == expected and over_http.size == len(data)
+
+
+def test_missing_sources_are_unreachable_without_secrets(tmp_path: Path, server: str) -> None:
+    with pytest.raises(SourceUnreachable, match="not found"):
+        sha256(f"file://{tmp_path}/none.bin")
+    with pytest.raises(SourceUnreachable) as info:
+        sha256(f"{server}/none.bin?token=hunter2")
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(SourceUnreachable):
+        sha256("http://127.0.0.1:9/closed-port.bin")
+    with pytest.raises(SourceUnreachable, match="directory"):
+        sha256(f"file://{tmp_path}")
+
+
+def test_redact() -> None:
+    assert redact("https://user:pw@host:8443/a/b.onnx?X-Amz-Signature=s#f") == "https://host:8443/a/b.onnx"
+    assert redact("s3://bucket/key.onnx") == "s3://bucket/key.onnx"
+
+
+def test_remote_dataset_is_copied_locally(tmp_path: Path, server: str) -> None:
+    (tmp_path / "ref.csv").write_text("a,b\n1,2\n")
+    with local_copy_or_path(f"{server}/ref.csv") as path:
+        assert Path(path).read_text() == "a,b\n1,2\n"
+    with local_copy_or_path(f"file://{tmp_path}/ref.csv") as path:
+        assert path == str(tmp_path / "ref.csv")
