@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def v(name: str, version: str = "", *, desired: str = "staging", granted: str | None = None, at: int = 0,
-      created: int = 0, ok: bool = True, gates: list | None = None, superseded: bool = False,
+      created: int = 0, ok: bool = True, gates: list[dict[str, Any]] | None = None, superseded: bool = False,
       **metrics: float) -> Version:  # fmt: skip
     return Version(
         name=name, model="m", version=version or name, created=T0 + timedelta(seconds=created),
@@ -194,7 +195,7 @@ def test_unverified_artifact_is_granted_nothing_but_archive() -> None:
 
 
 def test_history_is_bounded() -> None:
-    history: list = []
+    history: list[dict[str, Any]] = []
     for i in range(60):
         history = append_history(history, "staging", "Requested", f"#{i}", "2026-01-01T00:00:00Z")
     assert len(history) == 50 and history[-1]["message"] == "#59" and history[0]["message"] == "#10"
