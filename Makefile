@@ -49,10 +49,16 @@ test: lint cluster
 demo: venv cluster
 	$(CLUSTER_ENV) && PATH="$(abspath $(BIN)):$$PATH" tests/demo.sh
 
-bench: venv cluster
-	@if ls tests/bench/bench_*.py >/dev/null 2>&1; then \
-		$(CLUSTER_ENV) && for b in tests/bench/bench_*.py; do $(BIN)/python $$b; done; \
-	else echo "no benchmarks yet"; fi
+# Peers measured side by side live in their own environments, so their pins never meet ours.
+PEERS := .venv-peers
+$(PEERS)/mlflow/.installed:
+	$(PYTHON) -m venv $(PEERS)/mlflow
+	$(PEERS)/mlflow/bin/pip install --quiet mlflow-skinny sqlalchemy alembic
+	touch $@
+
+bench: venv cluster $(PEERS)/mlflow/.installed
+	$(CLUSTER_ENV) && for b in tests/bench/bench_*.py; do \
+		echo "== $$b"; BENCH_MLFLOW_PYTHON=$(abspath $(PEERS))/mlflow/bin/python $(BIN)/python $$b; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache operator/*.egg-info
+	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache operator/*.egg-info

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -36,7 +38,23 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Caps glibc's malloc arenas (M_ARENA_MAX), as MALLOC_ARENA_MAX would.
+
+    glibc gives each thread an arena of its own and seldom returns their memory; the threads that hash artifacts
+    and profile datasets would each keep one, which costs tens of MB of RSS and buys nothing for an I/O-bound
+    process.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # -8 is M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass  # not glibc (musl has no arenas)
+
+
 def _run(args: argparse.Namespace) -> int:
+    _limit_malloc_arenas()
     import kopf
 
     from mlops_operator.controllers import build_registry

@@ -22,7 +22,6 @@ import kopf
 from mlops_operator import GROUP, VERSION, kube
 from mlops_operator.logic import registry
 from mlops_operator.logic.conditions import ConditionStatus, get_condition, set_condition
-from mlops_operator.profiling import ProfileError, profile_dataset
 from mlops_operator.storage import UNREADABLE_SCHEMES, SourceUnreachable, redact, scheme, sha256
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,9 @@ CONFIGMAP_LIMIT = 1_000_000
 _artifact_slots = asyncio.Semaphore(8)
 _profile_slots = asyncio.Semaphore(1)
 _model_locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
-_written: dict[str, dict[str, Any]] = {}
+# Kept as compact JSON: a parsed status costs about ten times its text in Python objects, and thousands of
+# versions are kept.
+_written: dict[str, str] = {}
 
 
 def now() -> str:
@@ -46,7 +47,7 @@ def now() -> str:
 def register(registry_: kopf.OperatorRegistry) -> None:
     @kopf.index(GROUP, VERSION, PLURAL, id=INDEX, registry=registry_)  # type: ignore[arg-type]
     def _index(body: kopf.Body, namespace: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
-        return {(namespace, spec.get("model")): _plain(body)}
+        return {(namespace, spec.get("model")): json.dumps(_compact(body), separators=(",", ":"))}
 
     async def _reconcile(body: kopf.Body, **kwargs: Any) -> None:
         await reconcile(_plain(body), kwargs[INDEX])
@@ -59,8 +60,7 @@ def register(registry_: kopf.OperatorRegistry) -> None:
     async def _deleted(body: kopf.Body, **kwargs: Any) -> None:
         gone = _plain(body)
         _written.pop(gone["metadata"]["uid"], None)
-        siblings = [b for b in kwargs[INDEX].get((gone["metadata"]["namespace"], gone["spec"]["model"]), [])
-                    if b["metadata"]["uid"] != gone["metadata"]["uid"]]  # fmt: skip
+        siblings = _siblings(kwargs[INDEX], gone)
         # A duplicate of the deleted version now holds its identity: reconcile it fully (artifact check included).
         for sibling in siblings:
             if (sibling["spec"]["version"] == gone["spec"]["version"]
@@ -72,13 +72,32 @@ def register(registry_: kopf.OperatorRegistry) -> None:
         await decide_model(gone["metadata"]["namespace"], gone["spec"]["model"], siblings, trigger=None)
 
 
+def _compact(body: Any) -> dict[str, Any]:
+    """What the model-level decisions need of a sibling: no managedFields or annotations (memory per object)."""
+    meta = body["metadata"]
+    return {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "creationTimestamp", "generation") if k in meta},
+        "spec": _plain(body["spec"]),
+        "status": _plain(body.get("status") or {}),
+    }
+
+
 def _plain(body: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dict(body)))  # type: ignore[no-any-return]
 
 
 def _status(body: dict[str, Any]) -> dict[str, Any]:
     """The freshest status of ``body``: the one written last by this operator, else the watched one."""
-    return _written.get(body["metadata"]["uid"]) or body.get("status") or {}
+    written = _written.get(body["metadata"]["uid"])
+    return json.loads(written) if written else body.get("status") or {}
+
+
+def _siblings(index: Any, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The other versions of ``body``'s model, from the index."""
+    entries = index.get((body["metadata"]["namespace"], body["spec"]["model"]), [])
+    return [b for b in map(json.loads, entries) if b["metadata"]["uid"] != body["metadata"]["uid"]]
 
 
 # --- per object --------------------------------------------------------------------------------------------------
@@ -162,6 +181,9 @@ async def ensure_profile(body: dict[str, Any], spec: dict[str, Any], status: dic
         "False",
     ):
         return
+    # numpy and pyarrow load only when a version has reference data: the operator stays small without.
+    from mlops_operator.profiling import ProfileError, profile_dataset
+
     meta = body["metadata"]
     name = f"{meta['name']}-profile"
     async with _profile_slots:
@@ -202,7 +224,7 @@ async def reconcile(body: dict[str, Any], index: Any, allow_retry: bool = True) 
         status["requested"] = {"stage": spec.get("stage", "development"), "at": request_time(body)}
     status["observedGeneration"] = generation
 
-    siblings = [b for b in index.get((namespace, spec["model"]), []) if b["metadata"]["uid"] != meta["uid"]]
+    siblings = _siblings(index, body)
     views = [_view(b, _status(b)) for b in siblings] + [_view(body, status)]
     owner = registry.identity_holders(views)[(spec["model"], spec["version"])]
     retry_in = None
@@ -317,7 +339,7 @@ async def _write(
     patch = kube.merge_patch(stored, status)
     if patch:
         await kube.patch_status(KIND, PLURAL, meta["namespace"], meta["name"], patch)
-    _written[meta["uid"]] = status
+    _written[meta["uid"]] = json.dumps(status, separators=(",", ":"))
     if transition:
         message = verdict.transition_message or str(verdict.granted)
         kopf.info(

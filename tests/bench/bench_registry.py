@@ -1,0 +1,198 @@
+"""Registry throughput: 1,000 ModelVersions applied to the local cluster, until all are Ready.
+
+Each version has a real artifact on local disk whose sha256 the operator verifies, metrics and a quality gate; one
+version in ten asks for production. Measured: time from the first create to all Ready, versions per second, and the
+operator's peak RSS. The peer, measured in the same run: MLflow's model registry (SQLite backend, the registry
+client), registering the same 1,000 versions and setting the production alias. MLflow verifies no artifact, so
+the comparison is generous to it.
+
+Run with `make bench` (the local cluster must be up). Goal: >= 50 versions/s, RSS < 200 MB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from lightkube import AsyncClient
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.core_v1 import Namespace
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSIONS = int(os.environ.get("BENCH_VERSIONS", "1000"))
+PER_MODEL = 10
+ARTIFACT_BYTES = 256 * 1024
+CONCURRENCY = 16
+ModelVersion = create_namespaced_resource("mlops.io", "v1alpha1", "ModelVersion", "modelversions")
+
+
+def make_artifacts(directory: Path) -> list[tuple[str, str]]:
+    out = []
+    for i in range(VERSIONS):
+        path = directory / f"model-{i}.bin"
+        data = os.urandom(ARTIFACT_BYTES)
+        path.write_bytes(data)
+        out.append((f"file://{path}", "sha256:" + hashlib.sha256(data).hexdigest()))
+    return out
+
+
+def body(i: int, source: str, checksum: str) -> dict[str, Any]:
+    model, minor = f"model-{i // PER_MODEL}", i % PER_MODEL
+    return {
+        "apiVersion": "mlops.io/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": f"{model}-v{minor}"},
+        "spec": {
+            "model": model,
+            "version": f"1.{minor}.0",
+            "source": source,
+            "checksum": checksum,
+            "format": "onnx",
+            "metrics": [{"name": "auc", "value": 0.9 + minor / 1000}, {"name": "logloss", "value": 0.2,
+                                                                         "lowerIsBetter": True}],
+            "gates": [{"metric": "auc", "min": 0.85}],
+            "stage": "production" if minor == PER_MODEL - 1 else "staging",
+        },
+    }  # fmt: skip
+
+
+class PeakRss:
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+
+def start_operator(namespace: str) -> tuple[subprocess.Popen[bytes], str]:
+    log = Path(tempfile.gettempdir()) / f"{namespace}-operator.log"
+    with log.open("w") as out:
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "mlops_operator", "run", "--namespace", namespace, "--liveness", ""],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return operator, str(log)
+
+
+async def run_ours(namespace: str, artifacts: list[tuple[str, str]]) -> dict[str, float]:
+    client = AsyncClient()
+    await client.create(Namespace.from_dict({"metadata": {"name": namespace}}))
+    operator, log = start_operator(namespace)
+    rss = PeakRss(operator.pid)
+    try:
+        await asyncio.sleep(3)  # the operator is up and watching an empty namespace
+        idle_rss = rss.process.memory_info().rss
+        semaphore = asyncio.Semaphore(CONCURRENCY)
+
+        async def create(i: int) -> None:
+            async with semaphore:
+                await client.create(ModelVersion.from_dict(body(i, *artifacts[i])), namespace=namespace)
+
+        started = time.monotonic()
+        await asyncio.gather(*(create(i) for i in range(VERSIONS)))
+        created = time.monotonic() - started
+        ready = 0
+        while True:
+            items = [o async for o in client.list(ModelVersion, namespace=namespace)]
+            ready = sum(
+                1 for o in items
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in (o.status or {}).get("conditions", []))
+            )  # fmt: skip
+            if ready == VERSIONS:
+                break
+            if time.monotonic() - started > 600:
+                raise SystemExit(f"only {ready}/{VERSIONS} Ready after 600s; see {log}")
+            await asyncio.sleep(0.25)
+        elapsed = time.monotonic() - started
+        settled_rss = rss.process.memory_info().rss
+        production = [o for o in items if (o.status or {}).get("stage") == "production"]
+        assert len(production) == VERSIONS // PER_MODEL, len(production)
+        return {
+            "elapsed": elapsed,
+            "created": created,
+            "peak_rss": rss.peak,
+            "idle_rss": idle_rss,
+            "settled_rss": settled_rss,
+        }
+    finally:
+        rss.stop.set()
+        operator.terminate()
+        operator.wait(30)
+        await client.delete(Namespace, namespace)
+
+
+MLFLOW_PEER = r"""
+import json, sys, time
+from mlflow import MlflowClient
+uri, versions, per_model = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sources = json.loads(sys.stdin.read())
+client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+started = time.monotonic()
+for m in range(versions // per_model):
+    client.create_registered_model(f"model-{m}")
+for i in range(versions):
+    model, minor = f"model-{i // per_model}", i % per_model
+    mv = client.create_model_version(model, sources[i], tags={"auc": str(0.9 + minor / 1000)})
+    if minor == per_model - 1:
+        client.set_registered_model_alias(model, "production", mv.version)
+print(json.dumps({"elapsed": time.monotonic() - started}))
+"""
+
+
+def run_mlflow(artifacts: list[tuple[str, str]], python: str) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-mlflow-") as tmp:
+        uri = f"sqlite:///{tmp}/registry.db"
+        # The schema migration happens on first use; do it before the clock starts.
+        migrate = f"from mlflow import MlflowClient; MlflowClient('{uri}', '{uri}').search_registered_models()"
+        subprocess.run([python, "-c", migrate], check=True, capture_output=True)
+        out = subprocess.run(
+            [python, "-c", MLFLOW_PEER, uri, str(VERSIONS), str(PER_MODEL)],
+            input=json.dumps([s for s, _ in artifacts]), capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    mlflow_python = os.environ.get("BENCH_MLFLOW_PYTHON", "")
+    with tempfile.TemporaryDirectory(prefix="bench-artifacts-") as tmp:
+        artifacts = make_artifacts(Path(tmp))
+        ours = asyncio.run(run_ours(f"bench-registry-{int(time.time())}", artifacts))
+        peer = run_mlflow(artifacts, mlflow_python) if mlflow_python and shutil.which(mlflow_python) else None
+    rate = VERSIONS / ours["elapsed"]
+    print(f"registry: {VERSIONS} ModelVersions ({ARTIFACT_BYTES // 1024} KiB artifacts, sha256 verified) "
+          f"all Ready in {ours['elapsed']:.1f}s (created in {ours['created']:.1f}s): {rate:.1f} versions/s "
+          f"(goal >= 50)")  # fmt: skip
+    print(f"registry: operator peak RSS {ours['peak_rss'] / 2**20:.0f} MB (idle {ours['idle_rss'] / 2**20:.0f} MB, "
+          f"{ours['settled_rss'] / 2**20:.0f} MB with all Ready; "
+          f"goal < 200 MB)")  # fmt: skip
+    if peer:
+        peer_rate = VERSIONS / peer["elapsed"]
+        print(f"peer MLflow registry (SQLite, no artifact check): {VERSIONS} versions in {peer['elapsed']:.1f}s: "
+              f"{peer_rate:.1f} versions/s; ours/peer = {rate / peer_rate:.2f}")  # fmt: skip
+    else:
+        print("peer MLflow registry: skipped (set BENCH_MLFLOW_PYTHON to a python with mlflow installed; "
+              "`make bench` does)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
