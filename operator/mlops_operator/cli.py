@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -47,10 +48,8 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
     """
     if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
         return
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no arenas)
         ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # -8 is M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass  # not glibc (musl has no arenas)
 
 
 def _run(args: argparse.Namespace) -> int:
