@@ -56,12 +56,16 @@ def profile_dataset(
                 with pa.OSFile(arrow_path, "wb") as sink, ipc.new_file(sink, reader.schema) as writer:
                     for batch in reader:
                         writer.write_batch(batch)
-                table = ipc.open_file(pa.memory_map(arrow_path)).read_all()
-                names = list(table.column_names)
-                rows = table.num_rows
+                with pa.memory_map(arrow_path) as source:
+                    arrow = ipc.open_file(source)
+                    names = list(arrow.schema.names)
+                    rows = sum(arrow.get_batch(i).num_rows for i in range(arrow.num_record_batches))
 
                 def column(name: str) -> pa.ChunkedArray:
-                    return table.column(name)
+                    # A fresh mapping per column, dropped with the column: pages of columns already profiled
+                    # leave the process's memory.
+                    with pa.memory_map(arrow_path) as source:
+                        return ipc.open_file(source).read_all().column(name)
 
             wanted = list(features) if features else [n for n in names if n != prediction]
             if prediction:

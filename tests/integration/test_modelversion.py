@@ -293,3 +293,30 @@ def test_sigkill_in_the_middle_of_promotions(kubectl: Kubectl, tmp_path: Path) -
             assert [h["stage"] for h in new["status"]["history"]] == ["staging", "production"]
     finally:
         assert op.stop() == 0, op.log()
+
+
+def test_large_reference_does_not_block_the_operator(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """A 1 M row reference is profiled in a worker thread: the operator keeps answering and reconciling."""
+    rng = np.random.default_rng(5)
+    rows = 1_000_000
+    pq.write_table(pa.table({f"f{i}": rng.normal(i, 1, rows) for i in range(12)}), tmp_path / "big.parquet")
+    source, checksum = artifact(tmp_path, "h.bin")
+    kubectl.apply(version("big", "big", "1", source, checksum, reference={"uri": f"file://{tmp_path}/big.parquet"}))
+    kubectl.apply(version("small", "small", "1", source, checksum))
+    worst, small_ready_first = 0.0, False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        assert operator.alive()
+        worst = max(worst, time.monotonic() - started)
+        big = kubectl.get("mv", "big")
+        if condition(big, "ProfileReady"):
+            break
+        small_ready_first = small_ready_first or condition(kubectl.get("mv", "small"), "Ready").get("status") == "True"
+        time.sleep(0.05)
+    assert condition(big, "ProfileReady")["status"] == "True", condition(big, "ProfileReady")
+    assert big["status"]["profile"]["rows"] == rows and big["status"]["profile"]["features"] == 12
+    assert worst < 1.0, f"liveness took {worst:.2f}s during profiling"
+    assert small_ready_first, "another version was not reconciled while the profile was computed"

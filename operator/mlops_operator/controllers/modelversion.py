@@ -341,9 +341,8 @@ async def _write(
         await kube.patch_status(KIND, PLURAL, meta["namespace"], meta["name"], patch)
     _written[meta["uid"]] = json.dumps(status, separators=(",", ":"))
     if transition:
-        message = verdict.transition_message or str(verdict.granted)
         kopf.info(
             kopf.Body(body),  # type: ignore[arg-type]
             reason=verdict.transition_reason,
-            message=f"stage {verdict.granted}: {message}",
+            message=verdict.transition_message or f"stage {verdict.granted}",
         )
