@@ -59,3 +59,35 @@ def test_remote_dataset_is_copied_locally(tmp_path: Path, server: str) -> None:
         assert Path(path).read_text() == "a,b\n1,2\n"
     with local_copy_or_path(f"file://{tmp_path}/ref.csv") as path:
         assert path == str(tmp_path / "ref.csv")
+
+
+def test_s3_through_an_s3_compatible_server() -> None:
+    """s3:// goes through s3fs; here against a local S3-compatible server (moto's)."""
+    import socket
+
+    import fsspec
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    saved = fsspec.config.conf.get("s3")
+    # What FSSPEC_S3_ENDPOINT_URL, FSSPEC_S3_KEY and FSSPEC_S3_SECRET set in the operator's environment.
+    fsspec.config.conf["s3"] = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "test", "secret": "test"}
+    try:
+        fs = fsspec.filesystem("s3", skip_instance_cache=True)
+        fs.mkdir("models")
+        data = bytes(range(256)) * 12_000
+        fs.pipe("models/fraud/1.0.0/model.onnx", data)
+        digest = sha256("s3://models/fraud/1.0.0/model.onnx")
+        assert digest.sha256 == hashlib.sha256(data).hexdigest() and digest.size == len(data)
+        with pytest.raises(SourceUnreachable, match="not found: s3://models/none.onnx"):
+            sha256("s3://models/none.onnx")
+    finally:
+        if saved is None:
+            fsspec.config.conf.pop("s3", None)
+        else:
+            fsspec.config.conf["s3"] = saved
+        server.stop()
