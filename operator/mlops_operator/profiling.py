@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mlops_operator.logic.profile import FORMAT, categorical_feature, numeric_feature
-from mlops_operator.storage import local_copy_or_path
+from mlops_operator.storage import local_copy_or_path, redact
 
 
 class ProfileError(Exception):
@@ -27,7 +27,7 @@ def infer_format(uri: str) -> str:
         return "parquet"
     if path.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst")):
         return "csv"
-    raise ProfileError(f"cannot tell the format of {uri}: set spec.reference.format to csv or parquet")
+    raise ProfileError(f"cannot tell the format of {redact(uri)}: set spec.reference.format to csv or parquet")
 
 
 def profile_dataset(

@@ -47,7 +47,7 @@ def test_absolute_gates() -> None:
 
 def test_missing_metric_fails_its_gate() -> None:
     (gate,) = evaluate_gates([{"metric": "f1", "min": 0.1}], {"auc": MetricValue(0.9)}, None)
-    assert not gate["passed"] and gate["reason"] == "metric f1 is missing" and gate["value"] is None
+    assert not gate["passed"] and gate["reason"] == "metric f1 is missing" and "value" not in gate
 
 
 @pytest.mark.parametrize(
@@ -126,7 +126,7 @@ def test_duplicate_is_refused_and_names_the_holder() -> None:
 
 def test_production_granted_when_gates_pass() -> None:
     result = plan([v("a", desired="production", auc=0.95, gates=[{"metric": "auc", "min": 0.9}])])
-    assert result.winner and result.winner.name == "a"
+    assert result.after and result.after.name == "a"
     assert result.verdicts["a"].granted == "production" and result.verdicts["a"].ready
     assert result.verdicts["a"].transition_reason == "Promoted"
 
@@ -155,7 +155,7 @@ def test_worse_candidate_does_not_supersede() -> None:
     new = v("new", "1.1", desired="production", at=10, auc=0.8,
             gates=[{"metric": "auc", "notWorseThan": "production", "tolerance": 0.05}])  # fmt: skip
     result = plan([old, new])
-    assert result.winner is old and not result.production_changes
+    assert result.after is old and not result.production_changes
     assert result.verdicts["new"].reason == "GatesFailed" and "by more than 0.05" in result.verdicts["new"].message
     assert result.verdicts["old"].granted == "production"
 
@@ -166,7 +166,7 @@ def test_simultaneous_requests_latest_wins_deterministically() -> None:
     c = v("c", "3", desired="production", at=4, created=2)
     for order in ([a, b, c], [c, b, a], [b, a, c]):
         result = plan(order)
-        assert result.winner is b
+        assert result.after is b
         assert result.verdicts["a"].reason == "SupersededBy" and "ModelVersion b" in result.verdicts["a"].message
         assert result.verdicts["c"].granted == "development"
 
@@ -183,7 +183,7 @@ def test_stepping_down_hands_production_back() -> None:
     old = v("old", "1.0", desired="production", granted="archived", at=0, superseded=True)
     new = v("new", "1.1", desired="staging", granted="production", at=10)
     result = plan([old, new], only={"new"})
-    assert result.winner is old
+    assert result.after is old
     assert result.verdicts["new"].granted == "staging"
     assert result.verdicts["old"].granted == "production"
 
@@ -199,3 +199,35 @@ def test_history_is_bounded() -> None:
     for i in range(60):
         history = append_history(history, "staging", "Requested", f"#{i}", "2026-01-01T00:00:00Z")
     assert len(history) == 50 and history[-1]["message"] == "#59" and history[0]["message"] == "#10"
+
+
+def test_superseded_even_when_its_own_artifact_is_being_rechecked() -> None:
+    """A production version whose checksum changed is still archived when another version wins."""
+    old = v("a", "1", desired="production", granted="production", at=0, ok=False)
+    new = v("b", "2", desired="production", granted="staging", at=10)
+    result = plan([old, new])
+    grants = {name: verdict.granted for name, verdict in result.verdicts.items()}
+    assert grants == {"a": "archived", "b": "production"}
+
+
+def test_after_a_handover_everyone_compares_with_the_new_production() -> None:
+    old = v("a", "1", desired="production", granted="production", at=0, auc=0.90)
+    new = v("b", "2", desired="production", granted="staging", at=10, auc=0.95)
+    bystander = v("c", "3", desired="staging", granted="staging", auc=0.93,
+                  gates=[{"metric": "auc", "notWorseThan": "production"}])  # fmt: skip
+    result = plan([old, new, bystander], only={"b"})
+    assert result.after is new and result.production_changes
+    c = result.verdicts["c"]
+    assert c.comparison is not None and c.comparison["against"] == "2"
+    assert not c.gates[0]["passed"] and "production 2" in c.gates[0]["required"]
+    # The winner's own gates show what justified the hand-over: the comparison with the old production.
+    b = result.verdicts["b"]
+    assert b.comparison is not None and b.comparison["against"] == "1"
+    assert result.verdicts["a"].comparison is not None and result.verdicts["a"].comparison["against"] == "2"
+
+
+def test_holder_keeps_production_while_no_one_else_qualifies() -> None:
+    holder = v("a", "1", desired="production", granted="production", ok=False)
+    result = plan([holder, v("b", "2", desired="production", ok=False)])
+    assert result.after is holder and not result.production_changes
+    assert result.verdicts["a"].granted == "production"

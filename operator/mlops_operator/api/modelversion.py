@@ -255,6 +255,8 @@ class ProfileStatus(ApiModel):
     """Features profiled."""
     computed_at: datetime | None = None
     """When the profile was computed."""
+    attempts: int | None = None
+    """Failed attempts to read an unreachable dataset since the last success."""
 
 
 class StageRequest(ApiModel):

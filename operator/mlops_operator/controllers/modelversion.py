@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,18 +57,46 @@ def register(registry_: kopf.OperatorRegistry) -> None:
     @kopf.on.event(GROUP, VERSION, PLURAL, id="deleted", registry=registry_,
                    when=lambda type, **_: type == "DELETED")  # fmt: skip
     async def _deleted(body: kopf.Body, **kwargs: Any) -> None:
+        # Event handlers are not retried by kopf: failures are retried here, in the background.
         gone = _plain(body)
-        _written.pop(gone["metadata"]["uid"], None)
-        siblings = _siblings(kwargs[INDEX], gone)
-        # A duplicate of the deleted version now holds its identity: reconcile it fully (artifact check included).
-        for sibling in siblings:
-            if (sibling["spec"]["version"] == gone["spec"]["version"]
-                    and _status(sibling).get("conditions")
-                    and (get_condition(_status(sibling)["conditions"], "Ready") or {}).get("reason")
-                    == "DuplicateVersion"):  # fmt: skip
-                await reconcile(sibling, kwargs[INDEX], allow_retry=False)
-        # Production may have been held by the deleted version, or a request may now win.
-        await decide_model(gone["metadata"]["namespace"], gone["spec"]["model"], siblings, trigger=None)
+        _retry_in_background(lambda: after_deletion(gone, kwargs[INDEX]), f"after deleting {gone['metadata']['name']}")
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _retry_in_background(work: Any, what: str, attempts: int = 8) -> None:
+    async def run() -> None:
+        for attempt in range(attempts):
+            try:
+                await work()
+                return
+            except Exception as exc:
+                delay = min(MAX_BACKOFF_SECONDS, 2**attempt)
+                log.warning("%s failed (%s); retrying in %ss", what, exc, delay)
+                await asyncio.sleep(delay)
+        log.error("%s failed %d times; the next event or restart reconciles it", what, attempts)
+
+    task = asyncio.create_task(run())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def after_deletion(gone: dict[str, Any], index: Any) -> None:
+    """A version is gone: a duplicate may take its identity over, and production may change hands."""
+    _written.pop(gone["metadata"]["uid"], None)
+    for sibling in _siblings(index, gone):
+        status = _status(sibling)
+        if (
+            sibling["spec"]["version"] == gone["spec"]["version"]
+            and (get_condition(status.get("conditions"), "Ready") or {}).get("reason") == "DuplicateVersion"
+        ):
+            # Its artifact was never checked: a full reconcile, retried until the source answers.
+            retry_in = await reconcile(sibling, index, allow_retry=False)
+            if retry_in is not None:
+                await asyncio.sleep(retry_in)
+                raise RuntimeError(f"the artifact of {sibling['metadata']['name']} is not verified yet")
+    await decide_model(gone["metadata"]["namespace"], gone["spec"]["model"], index, trigger=None, exclude=gone)
 
 
 def _compact(body: Any) -> dict[str, Any]:
@@ -142,7 +169,8 @@ async def check_artifact(spec: dict[str, Any], status: dict[str, Any], generatio
         try:
             digest = await asyncio.to_thread(sha256, source)
         except SourceUnreachable as exc:
-            attempts = int(artifact.get("attempts") or 0) + 1
+            same_request = artifact.get("checksum") == expected
+            attempts = (int(artifact.get("attempts") or 0) if same_request else 0) + 1
             delay = min(MAX_BACKOFF_SECONDS, 5 * 2 ** (attempts - 1))
             status["artifact"] = {
                 "verified": False, "checkedAt": now(), "attempts": attempts, "error": str(exc),
@@ -167,73 +195,110 @@ async def check_artifact(spec: dict[str, Any], status: dict[str, Any], generatio
     return None
 
 
-async def ensure_profile(body: dict[str, Any], spec: dict[str, Any], status: dict[str, Any], generation: int) -> None:
-    """Computes the reference profile once per version (again only if spec.reference.uri changes)."""
+def _profile_text(reference: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Profile and its JSON text; runs in a worker thread (numpy and pyarrow are imported there, on first use)."""
+    from mlops_operator.profiling import ProfileError, profile_dataset
+
+    profile = profile_dataset(
+        reference["uri"], reference.get("format"), reference.get("features"), reference.get("prediction")
+    )
+    text = json.dumps(profile, separators=(",", ":"), allow_nan=False)
+    if len(text) > CONFIGMAP_LIMIT:
+        raise ProfileError(
+            f"the profile has {len(text)} bytes, more than a ConfigMap holds: choose columns with "
+            "spec.reference.features"
+        )
+    return profile, text
+
+
+async def ensure_profile(
+    body: dict[str, Any], spec: dict[str, Any], status: dict[str, Any], generation: int
+) -> float | None:
+    """Computes the reference profile once per version (again only if spec.reference.uri changes).
+
+    Returns the delay before a retry when the dataset was unreachable; a dataset that cannot be profiled is final.
+    """
+    from mlops_operator.profiling import ProfileError
+
     reference = spec.get("reference")
     conditions = status.get("conditions", [])
     if not reference:
         status.pop("profile", None)
         status["conditions"] = [c for c in conditions if c.get("type") != "ProfileReady"]
-        return
+        return None
     current = status.get("profile") or {}
-    if current.get("uri") == reference["uri"] and (get_condition(conditions, "ProfileReady") or {}).get("status") in (
-        "True",
-        "False",
-    ):
-        return
-    # numpy and pyarrow load only when a version has reference data: the operator stays small without.
-    from mlops_operator.profiling import ProfileError, profile_dataset
-
+    ready = get_condition(conditions, "ProfileReady") or {}
+    uri = redact(reference["uri"])
+    if current.get("uri") == uri and (ready.get("status") == "True" or ready.get("reason") == "ProfileFailed"):
+        return None
     meta = body["metadata"]
     name = f"{meta['name']}-profile"
     async with _profile_slots:
         try:
-            profile = await asyncio.to_thread(
-                profile_dataset, reference["uri"], reference.get("format"), reference.get("features"),
-                reference.get("prediction"),
+            profile, text = await asyncio.to_thread(_profile_text, reference)
+        except SourceUnreachable as exc:
+            attempts = int(current.get("attempts") or 0) + 1 if current.get("uri") == uri else 1
+            delay = min(MAX_BACKOFF_SECONDS, 5 * 2 ** (attempts - 1))
+            status["profile"] = {"configMap": name, "uri": uri, "attempts": attempts}
+            status["conditions"] = set_condition(
+                conditions, "ProfileReady", "False", "SourceUnreachable",
+                f"{exc} (attempt {attempts}, next in {delay}s)", generation,
             )  # fmt: skip
-            text = json.dumps(profile, separators=(",", ":"), allow_nan=False)
-            if len(text) > CONFIGMAP_LIMIT:
-                raise ProfileError(f"the profile has {len(text)} bytes, more than a ConfigMap holds: "
-                                   "choose columns with spec.reference.features")  # fmt: skip
-        except (ProfileError, SourceUnreachable) as exc:
-            status["profile"] = {"configMap": name, "uri": reference["uri"]}
-            status["conditions"] = set_condition(conditions, "ProfileReady", "False", "ProfileFailed", str(exc),
-                                                 generation)  # fmt: skip
-            return
+            return float(delay)
+        except ProfileError as exc:
+            status["profile"] = {"configMap": name, "uri": uri}
+            status["conditions"] = set_condition(
+                conditions, "ProfileReady", "False", "ProfileFailed", str(exc).replace(reference["uri"], uri),
+                generation,
+            )  # fmt: skip
+            return None
     labels = {"app.kubernetes.io/managed-by": "mlops-operator", f"{GROUP}/model": spec["model"],
               f"{GROUP}/version": spec["version"]}  # fmt: skip
     await kube.apply_configmap(meta["namespace"], name, {"profile.json": text}, body, labels)
     status["profile"] = {
-        "configMap": name, "uri": reference["uri"], "rows": profile["rows"], "features": len(profile["features"]),
+        "configMap": name, "uri": uri, "rows": profile["rows"], "features": len(profile["features"]),
         "computedAt": now(),
     }  # fmt: skip
     status["conditions"] = set_condition(
         conditions, "ProfileReady", "True", "Profiled",
         f"{len(profile['features'])} features of {profile['rows']} rows in ConfigMap {name}", generation,
     )  # fmt: skip
+    return None
 
 
-async def reconcile(body: dict[str, Any], index: Any, allow_retry: bool = True) -> None:
-    """Brings one ModelVersion's status up to date, and its model's production holder with it."""
+# What the per-object work owns in status; everything else is decided per model, under its lock.
+OWN_FIELDS = ("requested", "artifact", "profile", "observedGeneration")
+OWN_CONDITIONS = ("ArtifactVerified", "ProfileReady")
+
+
+async def reconcile(body: dict[str, Any], index: Any, allow_retry: bool = True) -> float | None:
+    """Brings one ModelVersion's status up to date, and its model's production holder with it.
+
+    Returns the delay before a retry is due (an unreachable artifact or dataset); with ``allow_retry`` it raises
+    kopf's TemporaryError instead, so that kopf calls again.
+    """
     meta, spec = body["metadata"], body["spec"]
-    namespace, generation = meta["namespace"], meta.get("generation", 1)
-    status = json.loads(json.dumps(_status(body)))
-    requested = status.get("requested") or {}
+    generation = meta.get("generation", 1)
+    work = json.loads(json.dumps(_status(body)))
+    requested = work.get("requested") or {}
     if requested.get("stage") != spec.get("stage", "development"):
-        status["requested"] = {"stage": spec.get("stage", "development"), "at": request_time(body)}
-    status["observedGeneration"] = generation
+        work["requested"] = {"stage": spec.get("stage", "development"), "at": request_time(body)}
+    work["observedGeneration"] = generation
 
-    siblings = _siblings(index, body)
-    views = [_view(b, _status(b)) for b in siblings] + [_view(body, status)]
+    views = [_view(b, _status(b)) for b in _siblings(index, body)] + [_view(body, work)]
     owner = registry.identity_holders(views)[(spec["model"], spec["version"])]
-    retry_in = None
+    delays = []
     if owner.name == meta["name"]:
-        retry_in = await check_artifact(spec, status, generation)
-        await ensure_profile(body, spec, status, generation)
-    await decide_model(namespace, spec["model"], siblings, trigger=(body, status))
+        # Slow (reads the artifact and the dataset): done before taking the model's lock.
+        delays = [d for d in (await check_artifact(spec, work, generation),
+                              await ensure_profile(body, spec, work, generation)) if d is not None]  # fmt: skip
+    own = {key: work.get(key) for key in OWN_FIELDS}
+    own_conditions = [c for c in work.get("conditions", []) if c.get("type") in OWN_CONDITIONS]
+    await decide_model(meta["namespace"], spec["model"], index, trigger=(body, own, own_conditions))
+    retry_in = min(delays) if delays else None
     if retry_in is not None and allow_retry:
-        raise kopf.TemporaryError(f"artifact unreachable, retrying in {retry_in:.0f}s", delay=retry_in)
+        raise kopf.TemporaryError(f"source unreachable, retrying in {retry_in:.0f}s", delay=retry_in)
+    return retry_in
 
 
 # --- per model ---------------------------------------------------------------------------------------------------
@@ -267,25 +332,36 @@ def _view(body: dict[str, Any], status: dict[str, Any]) -> registry.Version:
 async def decide_model(
     namespace: str,
     model: str,
-    siblings: Iterable[dict[str, Any]],
-    trigger: tuple[dict[str, Any], dict[str, Any]] | None,
+    index: Any,
+    trigger: tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]] | None,
+    exclude: dict[str, Any] | None = None,
 ) -> None:
-    """Applies the model's plan: writes the trigger's status (``trigger`` is its body and its new status, not yet
-    written), and that of every sibling whose grant changes."""
+    """Applies the model's plan: the trigger's status (its body, and the fields and conditions its own work
+    produced) and that of every sibling whose grant changes.
+
+    Everything is read inside the lock, from the index and from the statuses written last, so that a decision
+    never rests on a view older than one already written.
+    """
     async with _model_locks[(namespace, model)]:
-        # (body, status to build on, status stored in the API server)
-        entries = [(b, _status(b), _status(b)) for b in siblings]
+        skip = {b["metadata"]["uid"] for b in (trigger[0] if trigger else None, exclude) if b is not None}
+        entries = [(b, _status(b)) for b in map(json.loads, index.get((namespace, model), []))
+                   if b["metadata"]["uid"] not in skip]  # fmt: skip
         if trigger is not None:
-            entries.append((trigger[0], trigger[1], _status(trigger[0])))
-        by_name = {e[0]["metadata"]["name"]: e for e in entries}
-        views = [_view(body, status) for body, status, _ in entries]
-        plan = registry.plan(views, only={trigger[0]["metadata"]["name"]} if trigger else set())
-        if plan.production_changes:
-            # Every version's gates and comparison refer to production: refresh them all.
-            plan = registry.plan(views)
+            body, own, own_conditions = trigger
+            status = {**json.loads(json.dumps(_status(body))), **{k: v for k, v in own.items() if v is not None}}
+            for key in OWN_FIELDS:
+                if own.get(key) is None:
+                    status.pop(key, None)
+            kept = [c for c in status.get("conditions", []) if c.get("type") not in OWN_CONDITIONS]
+            status["conditions"] = own_conditions + kept
+            entries.append((body, status))
+        by_name = {b["metadata"]["name"]: (b, st) for b, st in entries}
+        plan = registry.plan([_view(b, st) for b, st in entries],
+                             only={trigger[0]["metadata"]["name"]} if trigger else set())  # fmt: skip
         # Archive the old holder before granting the new one: never two production versions at once.
         for name in sorted(plan.verdicts, key=lambda n: plan.verdicts[n].granted == registry.PRODUCTION):
-            await _write(*by_name[name], plan.verdicts[name])
+            body, status = by_name[name]
+            await _write(body, status, _status(body), plan.verdicts[name])
 
 
 def _ready(conditions: list[dict[str, Any]], verdict: registry.Verdict) -> tuple[ConditionStatus, str, str]:

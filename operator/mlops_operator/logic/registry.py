@@ -101,7 +101,10 @@ def evaluate_gates(
             required_parts.append(f">= {fmt(gate['min'])}")
         if gate.get("max") is not None:
             required_parts.append(f"<= {fmt(gate['max'])}")
-        result: dict[str, Any] = {"metric": name, "value": own.value if own else None}
+        result: dict[str, Any] = {"metric": name}
+        if own is not None:
+            # Left out when missing: the API server drops nulls, and status must read back as written.
+            result["value"] = own.value
         failures = []
         if own is None:
             failures.append(f"metric {name} is missing")
@@ -186,51 +189,60 @@ class Plan:
     """The grants of one model's versions."""
 
     holder: Version | None
-    winner: Version | None
+    """Production before the plan."""
+    after: Version | None
+    """Production after the plan."""
     verdicts: dict[str, Verdict]
 
     @property
     def production_changes(self) -> bool:
-        return (self.holder.name if self.holder else None) != (self.winner.name if self.winner else None)
+        return self.after is not self.holder
 
 
 def plan(versions: Sequence[Version], only: Iterable[str] | None = None) -> Plan:
-    """Decides which version holds production and what each version (or those named in ``only``) is granted.
+    """Decides which version holds production and what each version is granted.
 
     At most one version holds production. Among the versions asking for it whose artifact is verified and whose
     gates pass (relative gates against the current holder), the latest request wins; the holder it replaces is
     archived. A version whose request cannot be granted keeps its stage (development if it had none yet).
+
+    Verdicts are computed for the versions named in ``only`` (all when None), the holder and the winner, and for
+    every version when production changes hands, since everyone's gates and comparison refer to production.
     """
     holders = identity_holders(versions)
     duplicates = {v.name: holders[(v.model, v.version)] for v in versions if holders[(v.model, v.version)] is not v}
     granted_production = [v for v in versions if v.granted == PRODUCTION and v.name not in duplicates]
     holder = max(granted_production, key=lambda v: v.request_key, default=None)
 
-    def reference(v: Version) -> Version | None:
-        return holder if holder is not None and holder is not v else None
-
     candidate_gates: dict[str, list[dict[str, Any]]] = {}
     eligible = []
     for v in versions:
         if v.desired != PRODUCTION or v.name in duplicates or not v.artifact_ok:
             continue
-        candidate_gates[v.name] = evaluate_gates(v.gates, v.metrics, reference(v))
+        candidate_gates[v.name] = evaluate_gates(v.gates, v.metrics, holder if holder is not v else None)
         if all(g["passed"] for g in candidate_gates[v.name]):
             eligible.append(v)
     winner = max(eligible, key=lambda v: v.request_key, default=None)
-    # A holder that still asks for production and passes keeps it until a later request passes.
-    names = set(only) if only is not None else {v.name for v in versions}
-    if holder is not None and (holder.name != (winner.name if winner else None)):
-        names |= {holder.name}
-    if winner is not None:
-        names |= {winner.name}
+    # Production after this plan: the winner; else a holder that still asks for it keeps it.
+    after = winner or (holder if holder is not None and holder.desired == PRODUCTION else None)
+    changes = after is not holder
 
+    def reference(v: Version) -> Version | None:
+        """The production version v's gates and comparison are shown against."""
+        if v is after:
+            return holder if v is winner and holder is not v else None
+        return after
+
+    names = {v.name for v in versions} if only is None or changes else set(only)
+    names |= {v.name for v in (holder, winner) if v is not None}
     verdicts = {}
     for v in versions:
         if v.name not in names:
             continue
-        gates = candidate_gates.get(v.name) or evaluate_gates(v.gates, v.metrics, reference(v))
-        comparison = compare(v.metrics, reference(v))
+        ref = reference(v)
+        gates = candidate_gates[v.name] if ref is holder and v.name in candidate_gates else (
+            evaluate_gates(v.gates, v.metrics, ref))  # fmt: skip
+        comparison = compare(v.metrics, ref)
         if v.name in duplicates:
             owner = duplicates[v.name]
             verdicts[v.name] = Verdict(
@@ -240,7 +252,7 @@ def plan(versions: Sequence[Version], only: Iterable[str] | None = None) -> Plan
             )  # fmt: skip
             continue
         verdicts[v.name] = _verdict(v, winner, holder, gates, comparison)
-    return Plan(holder, winner, verdicts)
+    return Plan(holder, after, verdicts)
 
 
 def _verdict(
@@ -259,12 +271,18 @@ def _verdict(
     if v.desired == ARCHIVED:
         # Retiring a version is always allowed, verified or not.
         return Verdict(ARCHIVED, True, "Granted", "archived as requested", gates, comparison)
+    if v.granted == PRODUCTION and v.desired != PRODUCTION:
+        # Stepping down needs no verification: nothing is promoted.
+        message = f"{v.desired} as requested, out of production"
+        return Verdict(v.desired, True, "Granted", message, gates, comparison, "Requested", message)
+    if v.granted == PRODUCTION and winner is not None and winner is not v:
+        # Superseded, whatever else holds for this version: one production version at a time.
+        message = f"superseded by version {winner.version} (ModelVersion {winner.name})"
+        return Verdict(ARCHIVED, False, "SupersededBy", message, gates, comparison, "SupersededBy", message)
     if not v.artifact_ok:
         return Verdict(v.granted, False, "ArtifactNotVerified", "waiting for the artifact check", gates, comparison)
     if v.desired != PRODUCTION:
         message = f"{v.desired} as requested"
-        if v.granted == PRODUCTION:
-            message = f"{v.desired} as requested, out of production"
         return Verdict(v.desired, True, "Granted", message, gates, comparison, "Requested", message)
 
     # Asks for production.
@@ -273,9 +291,6 @@ def _verdict(
         if holder is not None and holder is not v:
             message = f"production: every gate passes; supersedes version {holder.version}"
         return Verdict(PRODUCTION, True, "Granted", message, gates, comparison, "Promoted", message)
-    if v.granted == PRODUCTION and winner is not None:
-        message = f"superseded by version {winner.version} (ModelVersion {winner.name})"
-        return Verdict(ARCHIVED, False, "SupersededBy", message, gates, comparison, "SupersededBy", message)
     if v.superseded and v.granted == ARCHIVED:
         later = f"version {winner.version} (ModelVersion {winner.name})" if winner else "a later version"
         return unchanged("SupersededBy", f"superseded by {later}")
