@@ -31,7 +31,7 @@ from lightkube.resources.core_v1 import Namespace
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = int(os.environ.get("BENCH_VERSIONS", "1000"))
-PER_MODEL = 10
+PER_MODEL = int(os.environ.get("BENCH_PER_MODEL", "10"))
 ARTIFACT_BYTES = 256 * 1024
 CONCURRENCY = 16
 ModelVersion = create_namespaced_resource("mlops.io", "v1alpha1", "ModelVersion", "modelversions")

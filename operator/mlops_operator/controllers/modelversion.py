@@ -37,6 +37,8 @@ _model_locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 # Kept as compact JSON: a parsed status costs about ten times its text in Python objects, and thousands of
 # versions are kept.
 _written: dict[str, str] = {}
+# The rules' view of every version whose status this operator wrote (fresher than the index's).
+_written_views: dict[str, registry.Version] = {}
 
 
 def now() -> str:
@@ -46,7 +48,12 @@ def now() -> str:
 def register(registry_: kopf.OperatorRegistry) -> None:
     @kopf.index(GROUP, VERSION, PLURAL, id=INDEX, registry=registry_)  # type: ignore[arg-type]
     def _index(body: kopf.Body, namespace: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
-        return {(namespace, spec.get("model")): json.dumps(_compact(body), separators=(",", ":"))}
+        # Per version: the rules' view, built once per event (decisions over thousands of versions of one model
+        # then parse nothing), and the compact body as JSON text, parsed only for a version whose status is
+        # written.
+        compact = _compact(body)
+        entry = (compact["metadata"]["uid"], _view(compact, compact["status"]), json.dumps(compact))
+        return {(namespace, spec.get("model")): entry}
 
     async def _reconcile(body: kopf.Body, **kwargs: Any) -> None:
         await reconcile(_plain(body), kwargs[INDEX])
@@ -85,12 +92,10 @@ def _retry_in_background(work: Any, what: str, attempts: int = 8) -> None:
 async def after_deletion(gone: dict[str, Any], index: Any) -> None:
     """A version is gone: a duplicate may take its identity over, and production may change hands."""
     _written.pop(gone["metadata"]["uid"], None)
-    for sibling in _siblings(index, gone):
-        status = _status(sibling)
-        if (
-            sibling["spec"]["version"] == gone["spec"]["version"]
-            and (get_condition(status.get("conditions"), "Ready") or {}).get("reason") == "DuplicateVersion"
-        ):
+    _written_views.pop(gone["metadata"]["uid"], None)
+    for uid, view, text in _entries(index, gone["metadata"]["namespace"], gone["spec"]["model"]):
+        if uid != gone["metadata"]["uid"] and view.version == str(gone["spec"]["version"]) and not view.claimed:
+            sibling = json.loads(text)
             # Its artifact was never checked: a full reconcile, retried until the source answers.
             retry_in = await reconcile(sibling, index, allow_retry=False)
             if retry_in is not None:
@@ -121,10 +126,9 @@ def _status(body: dict[str, Any]) -> dict[str, Any]:
     return json.loads(written) if written else body.get("status") or {}
 
 
-def _siblings(index: Any, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The other versions of ``body``'s model, from the index."""
-    entries = index.get((body["metadata"]["namespace"], body["spec"]["model"]), [])
-    return [b for b in map(json.loads, entries) if b["metadata"]["uid"] != body["metadata"]["uid"]]
+def _entries(index: Any, namespace: str, model: str) -> list[tuple[str, registry.Version, str]]:
+    """(uid, the freshest view, compact body as JSON) of every version of the model in the index."""
+    return [(uid, _written_views.get(uid, view), text) for uid, view, text in index.get((namespace, model), [])]
 
 
 # --- per object --------------------------------------------------------------------------------------------------
@@ -285,8 +289,9 @@ async def reconcile(body: dict[str, Any], index: Any, allow_retry: bool = True) 
         work["requested"] = {"stage": spec.get("stage", "development"), "at": request_time(body)}
     work["observedGeneration"] = generation
 
-    views = [_view(b, _status(b)) for b in _siblings(index, body)] + [_view(body, work)]
-    owner = registry.identity_holders(views)[(spec["model"], spec["version"])]
+    views = [view for uid, view, _ in _entries(index, meta["namespace"], spec["model"])
+             if uid != meta["uid"] and view.version == str(spec["version"])]  # fmt: skip
+    owner = registry.identity_holders([*views, _view(body, work)])[(spec["model"], str(spec["version"]))]
     delays = []
     if owner.name == meta["name"]:
         # Slow (reads the artifact and the dataset): done before taking the model's lock.
@@ -344,8 +349,10 @@ async def decide_model(
     """
     async with _model_locks[(namespace, model)]:
         skip = {b["metadata"]["uid"] for b in (trigger[0] if trigger else None, exclude) if b is not None}
-        entries = [(b, _status(b)) for b in map(json.loads, index.get((namespace, model), []))
-                   if b["metadata"]["uid"] not in skip]  # fmt: skip
+        entries = [(view, text) for uid, view, text in _entries(index, namespace, model) if uid not in skip]
+        views = [view for view, _ in entries]
+        texts = {view.name: text for view, text in entries}
+        trigger_entry = None
         if trigger is not None:
             body, own, own_conditions = trigger
             status = {**json.loads(json.dumps(_status(body))), **{k: v for k, v in own.items() if v is not None}}
@@ -354,13 +361,16 @@ async def decide_model(
                     status.pop(key, None)
             kept = [c for c in status.get("conditions", []) if c.get("type") not in OWN_CONDITIONS]
             status["conditions"] = own_conditions + kept
-            entries.append((body, status))
-        by_name = {b["metadata"]["name"]: (b, st) for b, st in entries}
-        plan = registry.plan([_view(b, st) for b, st in entries],
-                             only={trigger[0]["metadata"]["name"]} if trigger else set())  # fmt: skip
+            trigger_entry = (body, status)
+            views.append(_view(body, status))
+        plan = registry.plan(views, only={trigger[0]["metadata"]["name"]} if trigger else set())
         # Archive the old holder before granting the new one: never two production versions at once.
         for name in sorted(plan.verdicts, key=lambda n: plan.verdicts[n].granted == registry.PRODUCTION):
-            body, status = by_name[name]
+            if trigger_entry is not None and name == trigger_entry[0]["metadata"]["name"]:
+                body, status = trigger_entry
+            else:
+                body = json.loads(texts[name])
+                status = _status(body)
             await _write(body, status, _status(body), plan.verdicts[name])
 
 
@@ -416,6 +426,7 @@ async def _write(
     if patch:
         await kube.patch_status(KIND, PLURAL, meta["namespace"], meta["name"], patch)
     _written[meta["uid"]] = json.dumps(status, separators=(",", ":"))
+    _written_views[meta["uid"]] = _view(body, status)
     if transition:
         kopf.info(
             kopf.Body(body),  # type: ignore[arg-type]
