@@ -163,8 +163,14 @@ def test_two_requests_at_once_one_production(kubectl: Kubectl, operator: Operato
         return objs if stages.count("production") == 1 and all(condition(o, "Ready") for o in objs) else None
 
     objs = kubectl.wait_for(settled, what="one production")
-    winner = max(objs, key=lambda o: (o["status"]["requested"]["at"], o["metadata"]["creationTimestamp"],
-                                      o["metadata"]["name"]))  # fmt: skip
+
+    def request_order(o: dict[str, Any]) -> tuple[str, str, str]:
+        # Independent of what the operator wrote: the time of the write that set spec.stage, then creation, name.
+        stage_writes = [e["time"] for e in o["metadata"]["managedFields"]
+                        if "f:stage" in e.get("fieldsV1", {}).get("f:spec", {})]  # fmt: skip
+        return (max(stage_writes), o["metadata"]["creationTimestamp"], o["metadata"]["name"])
+
+    winner = max(objs, key=request_order)
     assert winner["status"]["stage"] == "production"
     for loser in objs:
         if loser is winner:
