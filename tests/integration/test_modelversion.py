@@ -157,22 +157,24 @@ def test_two_requests_at_once_one_production(kubectl: Kubectl, operator: Operato
     # One request, all three at once.
     kubectl.run("patch", "mv", "r1", "r2", "r3", "--type=merge", "-p", '{"spec":{"stage":"production"}}')
 
+    def request_order(name: str) -> tuple[str, str, str]:
+        # Independent of what the operator writes: the time of the write that set spec.stage, then creation, name.
+        o = json.loads(kubectl.run("get", "mv", name, "--show-managed-fields", "-o", "json").stdout)
+        stage_writes = [e["time"] for e in o["metadata"]["managedFields"]
+                        if "f:stage" in e.get("fieldsV1", {}).get("f:spec", {})]  # fmt: skip
+        return (max(stage_writes), o["metadata"]["creationTimestamp"], name)
+
+    expected = max(("r1", "r2", "r3"), key=request_order)
+
     def settled() -> list[dict[str, Any]] | None:
         objs = [kubectl.get("mv", f"r{i}") for i in (1, 2, 3)]
         stages = [o["status"].get("stage") for o in objs]
-        return objs if stages.count("production") == 1 and all(condition(o, "Ready") for o in objs) else None
+        done = all(condition(o, "Ready").get("reason") == "SupersededBy" for o in objs
+                   if o["metadata"]["name"] != expected)  # fmt: skip
+        return objs if stages.count("production") == 1 and done else None
 
-    objs = kubectl.wait_for(settled, what="one production")
-
-    def request_order(o: dict[str, Any]) -> tuple[str, str, str]:
-        # Independent of what the operator wrote: the time of the write that set spec.stage, then creation, name.
-        stage_writes = [e["time"] for e in o["metadata"]["managedFields"]
-                        if "f:stage" in e.get("fieldsV1", {}).get("f:spec", {})]  # fmt: skip
-        return (max(stage_writes), o["metadata"]["creationTimestamp"], o["metadata"]["name"])
-
-    shown = [json.loads(kubectl.run("get", "mv", o["metadata"]["name"], "--show-managed-fields", "-o", "json").stdout)
-             for o in objs]  # fmt: skip
-    winner = objs[max(range(len(objs)), key=lambda i: request_order(shown[i]))]
+    objs = kubectl.wait_for(settled, what=f"{expected} alone in production")
+    winner = next(o for o in objs if o["metadata"]["name"] == expected)
     assert winner["status"]["stage"] == "production"
     for loser in objs:
         if loser is winner:
