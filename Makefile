@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 CLUSTER_ENV := eval "$$(tests/cluster/env.sh)"
 PYTEST_ARGS ?=
 
-.PHONY: all venv crds lint unit integration test cluster cluster-down demo bench clean
+.PHONY: all venv crds lint unit integration test cluster cluster-down demo bench bench-tools clean
 
 all: test
 
@@ -56,9 +56,19 @@ $(PEERS)/mlflow/.installed:
 	$(PEERS)/mlflow/bin/pip install --quiet mlflow-skinny sqlalchemy alembic
 	touch $@
 
-bench: venv cluster $(PEERS)/mlflow/.installed
+$(PEERS)/kserve/.installed:
+	$(PYTHON) -m venv $(PEERS)/kserve
+	$(PEERS)/kserve/bin/pip install --quiet kserve scikit-learn joblib
+	touch $@
+
+# wrk (the load generator) comes from Debian.
+bench-tools:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+
+bench: venv cluster bench-tools $(PEERS)/mlflow/.installed $(PEERS)/kserve/.installed
 	$(CLUSTER_ENV) && for b in tests/bench/bench_*.py; do \
-		echo "== $$b"; BENCH_MLFLOW_PYTHON=$(abspath $(PEERS))/mlflow/bin/python $(BIN)/python $$b; done
+		echo "== $$b"; BENCH_MLFLOW_PYTHON=$(abspath $(PEERS))/mlflow/bin/python \
+		BENCH_KSERVE_PYTHON=$(abspath $(PEERS))/kserve/bin/python $(BIN)/python $$b; done
 
 clean:
 	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache operator/*.egg-info

@@ -1,0 +1,235 @@
+"""The Open Inference Protocol V2 REST endpoints as a plain ASGI application.
+
+A plain ASGI callable, not a framework: at a few hundred microseconds per request, routing and request objects are
+a visible share of the time. Bodies are parsed with orjson, which also refuses NaN and Infinity (not JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from mlops_operator import __version__
+from mlops_operator.server.metrics import ServerMetrics
+from mlops_operator.server.openapi import document
+from mlops_operator.server.runtimes import Runtime
+from mlops_operator.server.sketch import Sketch
+from mlops_operator.server.validation import RequestError, Signature, output_tensor, parse_inputs
+
+log = logging.getLogger("mlops_operator.server")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class ModelState:
+    """The one model this server serves, once loaded."""
+
+    name: str
+    version: str
+    runtime: Runtime | None = None
+    signature: Signature | None = None
+    sketch: Sketch | None = None
+    sketch_input: str | None = None
+    error: str | None = None
+    loaded: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class InferenceServer:
+    """The ASGI application."""
+
+    def __init__(self, state: ModelState, metrics: ServerMetrics, max_body_bytes: int = 10 * 1024 * 1024) -> None:
+        self.state = state
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.openapi = orjson.dumps(document(state.name))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        try:
+            if path.startswith("/v2/models/") and path.endswith("/infer"):
+                await self._infer(scope, receive, send)
+                return
+            status, body, headers = self._get(path, method)
+        except HttpError as exc:
+            status, body, headers = exc.status, orjson.dumps({"error": str(exc)}), JSON_HEADERS
+        await _respond(send, status, body, headers)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # --- GET endpoints ---------------------------------------------------------------------------------------------
+
+    def _get(self, path: str, method: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        if method not in ("GET", "HEAD"):
+            raise HttpError(405, f"{method} is not allowed on {path}")
+        state = self.state
+        ready = state.runtime is not None
+        if path == "/v2/health/live":
+            return 200, b'{"live":true}', JSON_HEADERS
+        if path == "/v2/health/ready":
+            return (200 if ready else 503), orjson.dumps({"ready": ready}), JSON_HEADERS
+        if path == "/v2":
+            body = {"name": "mlops-server", "version": __version__, "extensions": []}
+            return 200, orjson.dumps(body), JSON_HEADERS
+        if path == "/metrics":
+            return 200, generate_latest(self.metrics.registry), [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+        if path in ("/openapi.json", "/v2/openapi.json"):
+            return 200, self.openapi, JSON_HEADERS
+        if path.startswith("/v2/models/"):
+            rest = self._model_path(path)
+            if rest == "":
+                return 200, orjson.dumps(self._metadata()), JSON_HEADERS
+            if rest == "/ready":
+                return 200, orjson.dumps({"name": state.name, "ready": ready}), JSON_HEADERS
+            if rest == "/sketch":
+                if state.sketch is None:
+                    raise HttpError(404, "no reference profile is configured: no drift sketch")
+                body = {"model_name": state.name, "model_version": state.version, **state.sketch.snapshot()}
+                return 200, orjson.dumps(body), JSON_HEADERS
+        raise HttpError(404, f"no such endpoint: {path}")
+
+    def _model_path(self, path: str) -> str:
+        """The part after /v2/models/{name}[/versions/{v}], checking name and version."""
+        parts = path[len("/v2/models/") :].split("/")
+        name, rest = parts[0], parts[1:]
+        if name != self.state.name:
+            raise HttpError(404, f"model {name!r} is not served here (this server serves {self.state.name!r})")
+        if len(rest) >= 2 and rest[0] == "versions":
+            if rest[1] != self.state.version:
+                raise HttpError(404, f"version {rest[1]!r} of {name!r} is not served here "
+                                f"(this server serves {self.state.version!r})")  # fmt: skip
+            rest = rest[2:]
+        return "/" + "/".join(rest) if rest else ""
+
+    def _metadata(self) -> dict[str, Any]:
+        state = self.state
+        if state.runtime is None or state.signature is None:
+            raise HttpError(503, state.error or f"model {state.name!r} is loading")
+        outputs = [t.describe() for t in state.signature.outputs] or [
+            {"name": n, "datatype": "FP64", "shape": [-1]} for n in state.runtime.output_names()
+        ]
+        return {
+            "name": state.name,
+            "versions": [state.version],
+            "platform": state.runtime.platform,
+            "inputs": [t.describe() for t in state.signature.inputs],
+            "outputs": outputs,
+        }
+
+    # --- inference -------------------------------------------------------------------------------------------------
+
+    async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = self.metrics
+        metrics.inflight.inc()
+        started = time.perf_counter()
+        status = 200
+        try:
+            if scope["method"] != "POST":
+                raise HttpError(405, "infer takes POST")
+            if self._model_path(scope["path"]) != "/infer":
+                raise HttpError(404, f"no such endpoint: {scope['path']}")
+            body = await self._read_body(scope, receive)
+            if self.state.runtime is None:
+                raise HttpError(503, self.state.error or f"model {self.state.name!r} is not ready")
+            payload = self._predict(body)
+        except HttpError as exc:
+            status, payload = exc.status, orjson.dumps({"error": str(exc)})
+        except Exception as exc:  # a model failure must not take the server down
+            log.exception("inference failed")
+            status, payload = 500, orjson.dumps({"error": f"inference failed: {type(exc).__name__}: {exc}"})
+        await _respond(send, status, payload, JSON_HEADERS)
+        metrics.inflight.dec()
+        metrics.count(status)
+        metrics.latency.observe(time.perf_counter() - started)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.max_body_bytes
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length" and value.isdigit() and int(value) > limit:
+                raise HttpError(413, f"the body has {int(value)} bytes; the limit is {limit}")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise HttpError(400, "the client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise HttpError(413, f"the body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    def _predict(self, raw: bytes) -> bytes:
+        state = self.state
+        assert state.runtime is not None and state.signature is not None
+        try:
+            request = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise HttpError(400, f"the body is not valid JSON: {exc}") from None
+        try:
+            inputs = parse_inputs(request, state.signature)
+            wanted = _requested_outputs(request, state.runtime.output_names(), state.signature)
+        except RequestError as exc:
+            raise HttpError(400, str(exc)) from None
+        results = state.runtime.predict(inputs, wanted)
+        if state.sketch is not None and state.sketch_input is not None:
+            first = results[wanted[0]] if wanted else None
+            state.sketch.count(inputs[state.sketch_input], first)
+        response: dict[str, Any] = {
+            "model_name": state.name,
+            "model_version": state.version,
+            "outputs": [output_tensor(name, np.asarray(results[name])) for name in wanted],
+        }
+        if isinstance(request.get("id"), str):
+            response["id"] = request["id"]
+        return orjson.dumps(response)
+
+
+def _requested_outputs(request: dict[str, Any], available: tuple[str, ...], signature: Signature) -> tuple[str, ...]:
+    asked = request.get("outputs")
+    if asked is None:
+        default = tuple(t.name for t in signature.outputs if t.name in available)
+        return default or available[:1]
+    if not isinstance(asked, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in asked):
+        raise RequestError("'outputs' must be a list of objects with a name")
+    names = tuple(o["name"] for o in asked)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise RequestError(f"output(s) {', '.join(map(repr, unknown))} not produced (outputs: {', '.join(available)})")
+    return names
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,163 @@
+"""``mlops-server``: serves one model version. Settings come from flags or MLOPS_* environment variables."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlops_operator.server.app import InferenceServer, ModelState
+from mlops_operator.server.metrics import ServerMetrics
+from mlops_operator.server.runtimes import load
+from mlops_operator.server.sketch import Sketch
+from mlops_operator.server.validation import Signature
+
+log = logging.getLogger("mlops_operator.server")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log collectors index without parsing rules."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("model", "version", "seconds"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _json_setting(value: str | None) -> Any:
+    """A JSON value given inline or as @path."""
+    if not value:
+        return None
+    if value.startswith("@"):
+        with open(value[1:]) as f:
+            return json.load(f)
+    return json.loads(value)
+
+
+def local_path(uri: str) -> str:
+    """A local file for ``uri``: file:// as is, pvc://claim/path under MLOPS_PVC_ROOT (where claims are mounted),
+    other schemes copied to a temporary file."""
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return parts.path
+    if parts.scheme == "pvc":
+        return os.path.join(os.environ.get("MLOPS_PVC_ROOT", "/mnt/pvc"), parts.netloc, parts.path.lstrip("/"))
+    import tempfile
+
+    from mlops_operator.storage import local_copy_or_path
+
+    suffix = os.path.splitext(parts.path)[1]
+    fd, path = tempfile.mkstemp(prefix="mlops-model-", suffix=suffix)
+    with local_copy_or_path(uri) as copied, open(copied, "rb") as src, os.fdopen(fd, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+    return path
+
+
+def load_model(state: ModelState, metrics: ServerMetrics, args: argparse.Namespace) -> None:
+    """Loads the artifact, verifies it, builds signature and sketch. Blocking: runs in a thread."""
+    started = time.perf_counter()
+    path = local_path(args.source)
+    if args.checksum:
+        from mlops_operator.storage import sha256
+
+        digest = "sha256:" + sha256(f"file://{path}").sha256
+        if digest != args.checksum:
+            raise ValueError(f"the artifact has {digest}, expected {args.checksum}")
+    runtime = load(args.format, path)
+    signature_raw = _json_setting(args.signature)
+    signature = Signature.parse(signature_raw) if signature_raw else runtime.default_signature()
+    profile = _json_setting(args.profile)
+    if profile:
+        tensor = next((t for t in signature.inputs if t.features), None)
+        if tensor is None:
+            log.warning("a reference profile is given but no input tensor names its features: no drift sketch")
+        else:
+            state.sketch = Sketch(profile, tensor.features)
+            state.sketch_input = tensor.name
+            metrics.watch_sketch(state.sketch)
+    state.signature = signature
+    state.runtime = runtime
+    seconds = time.perf_counter() - started
+    metrics.load_seconds.set(seconds)
+    log.info("model loaded", extra={"model": state.name, "version": state.version, "seconds": round(seconds, 3)})
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="mlops-server", description=__doc__)
+    p.add_argument("--model-name", default=env("MLOPS_MODEL_NAME"), help="the served model's name")
+    p.add_argument("--model-version", default=env("MLOPS_MODEL_VERSION", "1"), help="the served version")
+    p.add_argument("--source", default=env("MLOPS_MODEL_SOURCE"), help="artifact URI (file, http(s), s3, gs, pvc)")
+    p.add_argument("--format", default=env("MLOPS_MODEL_FORMAT", "sklearn"), help="sklearn or onnx")
+    p.add_argument("--checksum", default=env("MLOPS_MODEL_CHECKSUM"), help="sha256:<hex> the artifact must have")
+    p.add_argument("--signature", default=env("MLOPS_MODEL_SIGNATURE"), help="signature JSON, or @file")
+    p.add_argument("--profile", default=env("MLOPS_REFERENCE_PROFILE"), help="reference profile JSON, or @file")
+    p.add_argument("--host", default=env("MLOPS_SERVER_HOST", "0.0.0.0"))
+    p.add_argument("--port", type=int, default=int(env("MLOPS_SERVER_PORT", "8080")))
+    p.add_argument("--max-body-bytes", type=int, default=int(env("MLOPS_MAX_REQUEST_BYTES", str(10 * 2**20))))
+    p.add_argument("--graceful-seconds", type=float, default=float(env("MLOPS_GRACEFUL_SECONDS", "25")))
+    p.add_argument("--log-level", default=env("MLOPS_LOG_LEVEL", "info"))
+    args = p.parse_args(argv)
+    missing = [flag for flag, value in (("--model-name", args.model_name), ("--source", args.source)) if not value]
+    if missing:
+        p.error(f"{' and '.join(missing)} required (or MLOPS_MODEL_NAME / MLOPS_MODEL_SOURCE)")
+    return args
+
+
+async def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    state = ModelState(args.model_name, args.model_version)
+    metrics = ServerMetrics(args.model_name, args.model_version)
+    app = InferenceServer(state, metrics, args.max_body_bytes)
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, loop="uvloop", http="httptools", lifespan="on", access_log=False,
+        log_config=None, timeout_graceful_shutdown=args.graceful_seconds, log_level=args.log_level,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+
+    async def loading() -> None:
+        try:
+            await asyncio.to_thread(load_model, state, metrics, args)
+        except Exception as exc:
+            state.error = f"the model failed to load: {exc}"
+            log.exception("model load failed", extra={"model": state.name, "version": state.version})
+
+    # Live at once, ready when loaded: the probes tell a slow load from a dead server.
+    task = asyncio.create_task(loading())
+    await server.serve()
+    task.cancel()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
+    # uvicorn shuts down gracefully on SIGTERM (stops accepting, finishes in-flight requests), then raises the
+    # signal again for the handler that was there before it: with this no-op one the process exits with 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Serving throughput and latency: our model server against KServe's Python model server, same model, same load.
+
+A scikit-learn LogisticRegression on 50 features, one row per request, served by `mlops-server` (drift sketch
+counting on, and off to measure its cost) and by KServe's ModelServer (V2 REST, one worker, its defaults), one
+after the other on this machine; wrk drives each at several concurrencies. Prints requests/s and p50/p99 latency
+per server and concurrency, and the ratios. Goal: at least 2x KServe's throughput with a lower p99, sketch on.
+
+Needs wrk on PATH and BENCH_KSERVE_PYTHON (a Python with the kserve package); `make bench` provides both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from mlops_operator.profiling import profile_column
+
+HERE = Path(__file__).resolve().parent
+FEATURES = 50
+CONCURRENCIES = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,8,64").split(",")]
+DURATION = os.environ.get("BENCH_DURATION", "10s")
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open(os.getenv("BENCH_BODY"), "r"); wrk.body = f:read("*a"); f:close()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} not ready after {timeout}s")
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, body: Path, lua: Path, connections: int) -> dict[str, float]:
+    env = {**os.environ, "BENCH_BODY": str(body)}
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{DURATION}", "--latency", "-s", str(lua), url],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in out:
+        raise SystemExit(f"errors under load:\n{out}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rate, "p50_ms": p50, "p99_ms": p99}
+
+
+def measure(name: str, command: list[str], port: int, tmp: Path, body: Path, lua: Path) -> dict[int, dict[str, float]]:
+    log = (tmp / f"{name}.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", process)
+        url = f"http://127.0.0.1:{port}/v2/models/model/infer"
+        wrk(url, body, lua, 8)  # warm up
+        return {c: wrk(url, body, lua, c) for c in CONCURRENCIES}
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+def main() -> None:
+    kserve_python = os.environ.get("BENCH_KSERVE_PYTHON", "")
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not on PATH (apt-get install wrk)")
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp_name:
+        tmp = Path(tmp_name)
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(5000, FEATURES))
+        y = (x[:, 0] + x[:, 1] > 0).astype(int)
+        joblib.dump(LogisticRegression().fit(x, y), tmp / "model.joblib")
+        names = [f"f{i}" for i in range(FEATURES)]
+        import pyarrow as pa
+
+        profile = {
+            "format": "mlops.io/profile/v1",
+            "rows": len(x),
+            "features": {n: profile_column(pa.chunked_array([x[:, i]])) for i, n in enumerate(names)},
+        }
+        profile["features"]["predict"] = profile_column(pa.chunked_array([y.astype(str)]))
+        profile["prediction"] = "predict"
+        (tmp / "profile.json").write_text(json.dumps(profile))
+        signature = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [-1, FEATURES], "features": names}],
+                     "outputs": [{"name": "predict", "datatype": "INT64", "shape": [-1]}]}  # fmt: skip
+        (tmp / "signature.json").write_text(json.dumps(signature))
+        body = tmp / "request.json"
+        row = [round(float(v), 6) for v in rng.normal(size=FEATURES)]
+        body.write_text(json.dumps({"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, FEATURES],
+                                                "data": row}]}))  # fmt: skip
+        lua = tmp / "post.lua"
+        lua.write_text(LUA)
+
+        def ours(sketch: bool) -> list[str]:
+            port = free_port()
+            command = [sys.executable, "-m", "mlops_operator.server.main", "--model-name", "model",
+                       "--source", f"file://{tmp}/model.joblib", "--signature", f"@{tmp}/signature.json",
+                       "--port", str(port), "--host", "127.0.0.1"]  # fmt: skip
+            if sketch:
+                command += ["--profile", f"@{tmp}/profile.json"]
+            return command
+
+        results = {}
+        for label, sketch in (("mlops-server (sketch on)", True), ("mlops-server (sketch off)", False)):
+            command = ours(sketch)
+            port = int(command[command.index("--port") + 1])
+            results[label] = measure(f"ours-sketch-{sketch}", command, port, tmp, body, lua)
+        if kserve_python and shutil.which(kserve_python):
+            port = free_port()
+            command = [kserve_python, str(HERE / "kserve_peer.py"), str(tmp / "model.joblib"), "model", str(port)]
+            results["KServe ModelServer"] = measure("kserve", command, port, tmp, body, lua)
+
+    print(f"serving: LogisticRegression, {FEATURES} FP64 features, 1 row per request, wrk -t1 -d{DURATION}")
+    print(f"{'server':28} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for label, by_conn in results.items():
+        for conns, r in by_conn.items():
+            print(f"{label:28} {conns:>5} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
+    on, off = results["mlops-server (sketch on)"], results["mlops-server (sketch off)"]
+    for conns in CONCURRENCIES:
+        cost = 1 - on[conns]["rps"] / off[conns]["rps"]
+        line = f"c={conns}: sketch counting costs {cost:.1%} of throughput"
+        peer = results.get("KServe ModelServer", {}).get(conns)
+        if peer:
+            line += (f"; ours/KServe throughput {on[conns]['rps'] / peer['rps']:.2f}x (goal >= 2), "
+                     f"p99 {on[conns]['p99_ms']:.2f} vs {peer['p99_ms']:.2f} ms")  # fmt: skip
+        print(line)
+    if "KServe ModelServer" not in results:
+        print("peer KServe: skipped (set BENCH_KSERVE_PYTHON to a Python with kserve; `make bench` does)")
+
+
+if __name__ == "__main__":
+    main()

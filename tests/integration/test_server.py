@@ -1,0 +1,311 @@
+"""The model server as a real process over real HTTP, serving a real sklearn model and its ONNX conversion."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import pytest
+from conftest import free_port
+from skl2onnx import to_onnx
+from sklearn.linear_model import LogisticRegression
+
+from mlops_operator.profiling import profile_column
+
+FEATURES = ["amount", "age", "risk", "hour"]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def call(self, path: str, body: Any = None, method: str | None = None, raw: bytes | None = None,
+             timeout: float = 30) -> tuple[int, Any]:  # fmt: skip
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.url + path, data=data, method=method or ("POST" if data else "GET"),
+                                     headers={"content-type": "application/json"})  # fmt: skip
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                text = resp.read()
+                status = resp.status
+        except urllib.error.HTTPError as err:
+            text, status = err.read(), err.code
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text.decode()
+
+
+def start(tmp: Path, *args: str, ready: bool = True) -> Server:
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "mlops_operator.server.main", "--model-name", "fraud",
+                                    "--model-version", "1.0.0", "--host", "127.0.0.1", "--port", str(port), *args],
+                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            status, _ = server.call("/v2/health/ready" if ready else "/v2/health/live")
+            if status == 200:
+                return server
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"server did not start:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("model")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 4)) * [100, 20, 1, 6] + [200, 40, 0, 12]
+    y = (x[:, 0] / 100 + x[:, 2] > 2).astype(int)
+    clf = LogisticRegression(max_iter=500).fit(x, y)
+    joblib.dump(clf, tmp / "model.joblib")
+    onx = to_onnx(clf, x[:1].astype(np.float32), options={id(clf): {"zipmap": False}}, target_opset=17)
+    (tmp / "model.onnx").write_bytes(onx.SerializeToString())
+    profile = {
+        "format": "mlops.io/profile/v1",
+        "rows": len(x),
+        "prediction": "label",
+        "features": {n: profile_column(pa.chunked_array([x[:, i]])) for i, n in enumerate(FEATURES)},
+    }
+    profile["features"]["label"] = profile_column(pa.chunked_array([y.astype(str)]))
+    (tmp / "profile.json").write_text(json.dumps(profile))
+    signature = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [-1, 4], "features": FEATURES}],
+                 "outputs": [{"name": "predict", "datatype": "INT64", "shape": [-1]}]}  # fmt: skip
+    (tmp / "signature.json").write_text(json.dumps(signature))
+    return {"dir": tmp, "clf": clf, "x": x, "profile": profile}
+
+
+@pytest.fixture(scope="module")
+def sklearn_server(model: dict[str, Any]) -> Iterator[Server]:
+    tmp = model["dir"]
+    server = start(tmp, "--source", f"file://{tmp}/model.joblib", "--signature", f"@{tmp}/signature.json",
+                   "--profile", f"@{tmp}/profile.json", "--max-body-bytes", "200000")  # fmt: skip
+    yield server
+    server.process.terminate()
+    server.process.wait(30)
+
+
+def infer_body(rows: np.ndarray, name: str = "features", **extra: Any) -> dict[str, Any]:
+    return {"inputs": [{"name": name, "datatype": "FP64", "shape": list(rows.shape),
+                        "data": rows.tolist()}], **extra}  # fmt: skip
+
+
+def test_predictions_equal_the_model(sklearn_server: Server, model: dict[str, Any]) -> None:
+    rows = np.random.default_rng(1).normal(size=(64, 4)) * [100, 20, 1, 6] + [200, 40, 0, 12]
+    status, body = sklearn_server.call("/v2/models/fraud/infer", infer_body(rows, id="req-1"))
+    assert status == 200, body
+    assert body["id"] == "req-1" and body["model_name"] == "fraud" and body["model_version"] == "1.0.0"
+    (out,) = body["outputs"]
+    assert out["name"] == "predict" and out["shape"] == [64] and out["datatype"] == "INT64"
+    assert out["data"] == model["clf"].predict(rows).tolist()
+    status, body = sklearn_server.call("/v2/models/fraud/versions/1.0.0/infer",
+                                       infer_body(rows[:3], outputs=[{"name": "predict_proba"}]))  # fmt: skip
+    assert status == 200
+    np.testing.assert_allclose(np.array(body["outputs"][0]["data"]).reshape(3, 2), model["clf"].predict_proba(rows[:3]))
+
+
+def test_metadata_and_health(sklearn_server: Server) -> None:
+    assert sklearn_server.call("/v2/health/live") == (200, {"live": True})
+    assert sklearn_server.call("/v2/health/ready") == (200, {"ready": True})
+    status, server = sklearn_server.call("/v2")
+    assert status == 200 and server["name"] == "mlops-server"
+    status, meta = sklearn_server.call("/v2/models/fraud")
+    assert meta == {"name": "fraud", "versions": ["1.0.0"], "platform": "sklearn",
+                    "inputs": [{"name": "features", "datatype": "FP64", "shape": [-1, 4]}],
+                    "outputs": [{"name": "predict", "datatype": "INT64", "shape": [-1]}]}  # fmt: skip
+    assert sklearn_server.call("/v2/models/fraud/versions/1.0.0") == (200, meta)
+    assert sklearn_server.call("/v2/models/fraud/ready") == (200, {"name": "fraud", "ready": True})
+    status, doc = sklearn_server.call("/v2/openapi.json")
+    assert status == 200 and "/v2/models/{model_name}/infer" in doc["paths"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "raw", "method", "code", "message"),
+    [
+        ("/v2/models/other/infer", {"inputs": []}, None, None, 404, "model 'other' is not served here"),
+        ("/v2/models/fraud/versions/9/infer", {"inputs": []}, None, None, 404, "version '9'"),
+        ("/v2/models/fraud/infer", None, b'{"inputs": [', None, 400, "not valid JSON"),
+        ("/v2/models/fraud/infer", None, b'{"inputs": [{"data": [NaN]}]}', None, 400, "not valid JSON"),
+        (
+            "/v2/models/fraud/infer",
+            {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 3], "data": [1, 2, 3]}]},
+            None,
+            None,
+            400,
+            "input 'features': shape [1, 3] does not match the signature's [-1, 4]",
+        ),
+        (
+            "/v2/models/fraud/infer",
+            {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 4], "data": ["a", 1, 2, 3]}]},
+            None,
+            None,
+            400,
+            "FP64 data must be all numbers",
+        ),
+        (
+            "/v2/models/fraud/infer",
+            {
+                "inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 4], "data": [1, 2, 3, 4]}],
+                "outputs": [{"name": "nope"}],
+            },
+            None,
+            None,
+            400,
+            "output(s) 'nope' not produced",
+        ),
+        ("/v2/models/fraud/infer", None, b"[" + b"1," * 120_000 + b"1]", None, 413, "limit"),
+        ("/v2/models/fraud/infer", None, None, "GET", 405, "infer takes POST"),
+        ("/v2/nothing", None, None, None, 404, "no such endpoint"),
+    ],
+)
+def test_errors(sklearn_server: Server, path: str, body: Any, raw: bytes | None, method: str | None, code: int,
+                message: str) -> None:  # fmt: skip
+    status, answer = sklearn_server.call(path, body, method=method, raw=raw)
+    assert status == code, answer
+    assert message in answer["error"]
+
+
+def test_metrics_and_sketch(sklearn_server: Server, model: dict[str, Any]) -> None:
+    rows = np.random.default_rng(7).normal(size=(500, 4)) * [100, 20, 1, 6] + [260, 40, 0, 12]
+    before = sklearn_server.call("/v2/models/fraud/sketch")[1]
+    for chunk in np.array_split(rows, 50):
+        assert sklearn_server.call("/v2/models/fraud/infer", infer_body(chunk))[0] == 200
+    after = sklearn_server.call("/v2/models/fraud/sketch")[1]
+    assert after["samples"] - before["samples"] == 500
+    for j, name in enumerate(FEATURES):
+        edges = np.array(model["profile"]["features"][name]["edges"])
+        expected, _ = np.histogram(np.clip(rows[:, j], edges[0], edges[-1]), bins=edges)
+        delta = np.array(after["features"][name]["counts"]) - np.array(before["features"][name]["counts"])
+        assert delta.tolist() == expected.tolist(), name
+    labels = model["clf"].predict(rows)
+    label = after["features"]["label"]
+    delta_yes = label["counts"][label["categories"].index("1")] - before["features"]["label"]["counts"][
+        before["features"]["label"]["categories"].index("1")]  # fmt: skip
+    assert delta_yes == int(labels.sum())
+    status, text = sklearn_server.call("/metrics")
+    assert status == 200
+    assert 'mlops_server_requests_total{code="200",model="fraud",version="1.0.0"}' in text
+    assert 'mlops_server_request_duration_seconds_bucket{le="0.005",model="fraud",version="1.0.0"}' in text
+    assert "mlops_server_inflight_requests" in text and "mlops_server_model_load_seconds" in text
+    assert 'mlops_server_feature_bin_total{bin="0",feature="amount",model="fraud",version="1.0.0"}' in text
+    assert "_created" not in text
+
+
+def test_onnx_model_predicts_like_sklearn(model: dict[str, Any]) -> None:
+    tmp = model["dir"]
+    server = start(tmp, "--source", f"file://{tmp}/model.onnx", "--format", "onnx")
+    try:
+        status, meta = server.call("/v2/models/fraud")
+        assert meta["platform"] == "onnxruntime_onnx" and meta["inputs"][0]["datatype"] == "FP32"
+        name = meta["inputs"][0]["name"]
+        rows = model["x"][:20].astype(np.float32)
+        body = {"inputs": [{"name": name, "datatype": "FP32", "shape": [20, 4], "data": rows.ravel().tolist()}]}
+        status, answer = server.call("/v2/models/fraud/infer", body)
+        assert status == 200, answer
+        outputs = {o["name"]: o for o in answer["outputs"]}
+        session = ort.InferenceSession(str(tmp / "model.onnx"), providers=["CPUExecutionProvider"])
+        direct = session.run(None, {name: rows})
+        assert outputs["label"]["data"] == direct[0].tolist() == model["clf"].predict(rows).tolist()
+        np.testing.assert_allclose(np.array(outputs["probabilities"]["data"]).reshape(20, 2), direct[1], rtol=1e-6)
+    finally:
+        server.process.terminate()
+        assert server.process.wait(30) == 0
+
+
+def test_not_ready_until_loaded_and_load_errors(model: dict[str, Any], tmp_path: Path) -> None:
+    class Slow(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(3)
+            super().do_GET()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Slow(*a, directory=str(model["dir"])))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    server = start(tmp_path, "--source", f"http://127.0.0.1:{httpd.server_address[1]}/model.joblib", ready=False)
+    try:
+        assert server.call("/v2/health/ready") == (503, {"ready": False})
+        status, body = server.call("/v2/models/fraud/infer", infer_body(np.zeros((1, 4))))
+        assert status == 503 and "not ready" in body["error"]
+        deadline = time.monotonic() + 30
+        while server.call("/v2/health/ready")[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        # Without a signature the model's own one is served: input-0, FP64, [-1, n_features_in_].
+        assert server.call("/v2/models/fraud")[1]["inputs"] == [{"name": "input-0", "datatype": "FP64",
+                                                                  "shape": [-1, 4]}]  # fmt: skip
+        assert server.call("/v2/models/fraud/infer", infer_body(np.zeros((1, 4)), "input-0"))[0] == 200
+    finally:
+        server.process.terminate()
+        server.process.wait(30)
+        httpd.shutdown()
+    broken = start(tmp_path, "--source", f"file://{model['dir']}/model.joblib", "--checksum", "sha256:" + "0" * 64,
+                   ready=False)  # fmt: skip
+    try:
+        time.sleep(2)
+        status, body = broken.call("/v2/models/fraud/infer", infer_body(np.zeros((1, 4))))
+        assert status == 503 and "failed to load" in body["error"] and "expected sha256:000" in body["error"]
+    finally:
+        broken.process.terminate()
+        broken.process.wait(30)
+
+
+def test_sigterm_finishes_in_flight_requests(model: dict[str, Any], tmp_path: Path) -> None:
+    tmp = model["dir"]
+    server = start(tmp_path, "--source", f"file://{tmp}/model.joblib", "--max-body-bytes", str(64 * 2**20))
+    rows = np.random.default_rng(2).normal(size=(150_000, 4))
+    raw = json.dumps(infer_body(rows, "input-0")).encode()
+    result: dict[str, Any] = {}
+
+    def send() -> None:
+        result["answer"] = server.call("/v2/models/fraud/infer", raw=raw, timeout=60)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    # SIGTERM once the request is being served.
+    deadline = time.monotonic() + 10
+    while 'mlops_server_inflight_requests{model="fraud",version="1.0.0"} 1.0' not in server.call("/metrics")[1]:
+        assert time.monotonic() < deadline, "the request never got in flight"
+    server.process.send_signal(signal.SIGTERM)
+    thread.join(60)
+    status, body = result["answer"]
+    assert status == 200 and body["outputs"][0]["shape"] == [150_000]
+    assert server.process.wait(30) == 0
+    with pytest.raises(OSError):
+        server.call("/v2/health/live")
+    log = server.log.read_text()
+    assert all(json.loads(line)["level"] for line in log.splitlines() if line.startswith("{"))
+
+
+def test_openapi_fuzzing_finds_no_server_error(sklearn_server: Server) -> None:
+    """schemathesis generates requests from the served OpenAPI document; none may get a 5xx."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "schemathesis"), "run", f"{sklearn_server.url}/v2/openapi.json",
+         "--checks", "not_a_server_error", "--max-examples", "60", "--workers", "1", "--no-color"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
