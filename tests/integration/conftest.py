@@ -24,7 +24,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_CONTEXTS = {"kwok-mlops-test", "kind-mlops-test"}
+# The contexts tests/cluster/up.sh makes: kwok-<name> or kind-<name>, name from MLOPS_CLUSTER_NAME.
+CLUSTER_NAME = os.environ.get("MLOPS_CLUSTER_NAME", "mlops-test")
+TEST_CONTEXTS = {f"kwok-{CLUSTER_NAME}", f"kind-{CLUSTER_NAME}"}
 
 
 @dataclass
