@@ -14,6 +14,7 @@ from lightkube.resources.core_v1 import ConfigMap
 from lightkube.types import PatchType
 
 from mlops_operator import GROUP, VERSION
+from mlops_operator.builders.ownership import owner_reference
 
 FIELD_MANAGER = "mlops-operator"
 
@@ -59,19 +60,6 @@ async def apply_configmap(namespace: str, name: str, data: dict[str, str], owner
         "data": data,
     }
     await client().apply(ConfigMap.from_dict(body), field_manager=FIELD_MANAGER, force=True)  # type: ignore[call-overload]
-
-
-def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
-    """An ownerReference to ``owner`` (a body), controller and blocking its deletion like built-in owners do."""
-    meta = owner["metadata"]
-    return {
-        "apiVersion": owner["apiVersion"],
-        "kind": owner["kind"],
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

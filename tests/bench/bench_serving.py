@@ -71,8 +71,8 @@ def wrk(url: str, body: Path, lua: Path, connections: int) -> dict[str, float]:
         ["wrk", "-t1", f"-c{connections}", f"-d{DURATION}", "--latency", "-s", str(lua), url],
         capture_output=True, text=True, env=env, check=True,
     ).stdout  # fmt: skip
-    if "Non-2xx" in out:
-        raise SystemExit(f"errors under load:\n{out}")
+    if "Non-2xx" in out or "Requests/sec" not in out or "99%" not in out:
+        raise SystemExit(f"errors under load, or no figures:\n{out}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]

@@ -1,0 +1,411 @@
+"""The children of a ModelDeployment: per served version a Deployment, a Service, a HorizontalPodAutoscaler and a
+PodDisruptionBudget; one front Service; and the replica split that approximates weights without a mesh.
+
+Every function is pure: it reads only its arguments and returns a complete object for server-side apply, with an
+owner reference to the ModelDeployment so that deletion cascades. Names, labels and selectors made here must stay
+the same across operator releases: a changed name orphans children, and a Deployment's selector is immutable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlops_operator import GROUP
+from mlops_operator.api.common import LABEL_VALUE_PATTERN
+from mlops_operator.api.modeldeployment import ModelDeploymentSpec, Resources
+from mlops_operator.builders.ownership import owner_reference
+
+Body = dict[str, Any]
+
+SERVER = "mlops-server"
+MANAGED_BY = "mlops-operator"
+SERVICE_PORT = 8080
+PROFILE_DIR = "/etc/mlops/profile"
+PVC_ROOT = "/mnt/pvc"
+# The non-root user of distroless-style images; any non-zero uid passes the restricted Pod Security level.
+RUN_AS = 65532
+# Termination: the Pod leaves the Services' endpoints while preStop pauses (so proxies stop sending before the server
+# stops accepting), then the server drains in-flight requests for GRACEFUL_SECONDS; the kubelet's grace period covers
+# both with time to spare for the process to exit.
+PRESTOP_SECONDS = 5
+GRACEFUL_SECONDS = 20
+TERMINATION_GRACE_SECONDS = 30
+# Loading a model (download, checksum, deserialisation) can take minutes; the liveness probe waits this long for
+# the first ready answer, the same as a Deployment's default progress deadline.
+STARTUP_SECONDS = 600
+STARTUP_PERIOD_SECONDS = 5
+
+_HASH_CHARS = 8
+_MAX_LABEL = 63
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_VALUE = re.compile(LABEL_VALUE_PATTERN)
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """One version to serve, as resolved from its ModelVersion; the builders know nothing else about it."""
+
+    version: str
+    """The ModelVersion's spec.version (1.2.0, v3_rc1, 2024-01-31)."""
+    role: str
+    """stable, canary, preview, shadow or retiring: labels the children's metadata, never the Pods."""
+    replicas: int
+    """Desired replicas of this version; not applied when the spec has autoscaling."""
+    source: str
+    """The artifact URI; a pvc://<claim>/<path> source gets the claim mounted read-only."""
+    format: str
+    """sklearn, onnx, xgboost or lightgbm."""
+    checksum: str | None = None
+    """sha256:<hex> the server verifies before serving."""
+    signature: dict[str, Any] | None = None
+    """The ModelVersion's signature, passed to the server as JSON."""
+    profile_configmap: str | None = None
+    """The ConfigMap (key profile.json) holding the version's reference profile, for drift sketches."""
+
+
+# --- names and labels ------------------------------------------------------------------------------------------------
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:_HASH_CHARS]
+
+
+def _dns_label(text: str, key: str, always_hash: bool) -> str:
+    if not always_hash and len(text) <= _MAX_LABEL and _DNS_1035.match(text):
+        return text
+    prefix = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if not prefix[:1].isalpha():
+        prefix = f"md-{prefix}"
+    prefix = prefix[: _MAX_LABEL - _HASH_CHARS - 1].rstrip("-")
+    return f"{prefix}-{_digest(key)}"
+
+
+def child_name(deployment_name: str, version: str) -> str:
+    """The name of every child of one served version (Deployment, Service, HPA, PDB): a DNS-1035 label.
+
+    Always ends in a hash of the (deployment, version) pair: without it ("fraud-a", "b") and ("fraud", "a-b"), or
+    "1.2.0" and "1-2-0", would share a name. Stable across releases; never change the scheme.
+    """
+    return _dns_label(f"{deployment_name}-{version}", f"{deployment_name}/{version}", always_hash=True)
+
+
+def front_name(deployment_name: str) -> str:
+    """The front Service's name: the ModelDeployment's own name when it is a DNS-1035 label (the usual case), else a
+    sanitized form with a hash (object names may hold dots or start with a digit; Service names may not)."""
+    return _dns_label(deployment_name, deployment_name, always_hash=False)
+
+
+def label_value(text: str) -> str:
+    """``text`` as a label value: unchanged when valid, else sanitized, shortened and suffixed with a hash."""
+    if len(text) <= _MAX_LABEL and _LABEL_VALUE.match(text):
+        return text
+    prefix = re.sub(r"[^A-Za-z0-9._-]+", "-", text)[: _MAX_LABEL - _HASH_CHARS - 1]
+    prefix = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", prefix)
+    return f"{prefix}-{_digest(text)}" if prefix else _digest(text)
+
+
+def labels(deployment_name: str, model: str, version: str | None = None, role: str | None = None) -> dict[str, str]:
+    """Labels of a child: the recommended app.kubernetes.io set plus mlops.io/deployment, model, version and role.
+
+    Leave ``version`` out for objects of the whole deployment (the front Service), and ``role`` out for Pod
+    templates: a role changes when a canary is promoted, and a changed template would restart every Pod.
+    """
+    out = {
+        "app.kubernetes.io/name": SERVER,
+        "app.kubernetes.io/instance": label_value(deployment_name),
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        f"{GROUP}/deployment": label_value(deployment_name),
+        f"{GROUP}/model": label_value(model),
+    }
+    if version is not None:
+        out[f"{GROUP}/version"] = label_value(version)
+    if role is not None:
+        out[f"{GROUP}/role"] = label_value(role)
+    return out
+
+
+def selector(deployment_name: str, version: str | None = None) -> dict[str, str]:
+    """The stable subset of ``labels``: one version's Pods, or with no version every Pod of the deployment.
+
+    Holds neither role nor model, which can change while a Deployment's selector cannot.
+    """
+    out = {"app.kubernetes.io/name": SERVER, f"{GROUP}/deployment": label_value(deployment_name)}
+    if version is not None:
+        out[f"{GROUP}/version"] = label_value(version)
+    return out
+
+
+def _metadata(owner: Body, name: str, object_labels: dict[str, str]) -> Body:
+    return {
+        "name": name,
+        "namespace": owner["metadata"]["namespace"],
+        "labels": object_labels,
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def _version_metadata(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion) -> Body:
+    name = owner["metadata"]["name"]
+    return _metadata(owner, child_name(name, served.version), labels(name, spec.model, served.version, served.role))
+
+
+# --- workloads -------------------------------------------------------------------------------------------------------
+
+
+def _probe(path: str, period: int, timeout: int, failures: int) -> Body:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def _resources(resources: Resources) -> Body:
+    # Quantities as strings: the API server stores them so, and an int here would read back as a change.
+    out: Body = {}
+    if resources.requests:
+        out["requests"] = {k: str(v) for k, v in resources.requests.items()}
+    if resources.limits:
+        out["limits"] = {k: str(v) for k, v in resources.limits.items()}
+    return out
+
+
+def deployment(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion, image: str) -> Body:
+    """The apps/v1 Deployment running ``mlops-server`` for one version.
+
+    ``image`` is used unless spec.server.image is set. ``replicas`` is left out when the spec has autoscaling, so
+    that the HPA owns it (a manager that stops applying replicas lets it fall back to 1 until the HPA acts). The
+    profile ConfigMap must exist in the namespace, or the Pods wait for it.
+    """
+    name = owner["metadata"]["name"]
+    port = spec.server.port
+    env: list[tuple[str, str]] = [
+        ("MLOPS_MODEL_NAME", spec.model),
+        ("MLOPS_MODEL_VERSION", served.version),
+        ("MLOPS_MODEL_SOURCE", served.source),
+        ("MLOPS_MODEL_FORMAT", served.format),
+    ]
+    volumes: list[Body] = [{"name": "tmp", "emptyDir": {}}]
+    mounts: list[Body] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if served.checksum:
+        env.append(("MLOPS_MODEL_CHECKSUM", served.checksum))
+    if served.signature:
+        # Sorted and compact, so that the same signature always gives the same template (no needless rollouts).
+        env.append(("MLOPS_MODEL_SIGNATURE", json.dumps(served.signature, sort_keys=True, separators=(",", ":"))))
+    if served.profile_configmap:
+        env.append(("MLOPS_REFERENCE_PROFILE", f"@{PROFILE_DIR}/profile.json"))
+        volumes.append({"name": "profile", "configMap": {"name": served.profile_configmap}})
+        mounts.append({"name": "profile", "mountPath": PROFILE_DIR, "readOnly": True})
+    source = urlsplit(served.source)
+    if source.scheme == "pvc":
+        # The server reads pvc://<claim>/<path> at $MLOPS_PVC_ROOT/<claim>/<path>.
+        env.append(("MLOPS_PVC_ROOT", PVC_ROOT))
+        volumes.append({"name": "model", "persistentVolumeClaim": {"claimName": source.netloc, "readOnly": True}})
+        mounts.append({"name": "model", "mountPath": f"{PVC_ROOT}/{source.netloc}", "readOnly": True})
+    env += [
+        ("MLOPS_SERVER_PORT", str(port)),
+        ("MLOPS_MAX_REQUEST_BYTES", str(spec.server.max_request_bytes)),
+        ("MLOPS_GRACEFUL_SECONDS", str(GRACEFUL_SECONDS)),
+    ]
+    container: Body = {
+        "name": "server",
+        "image": spec.server.image or image,
+        "command": [SERVER],
+        "env": [{"name": key, "value": value} for key, value in env],
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        # The server is live at once and ready once the model is loaded: startup waits on readiness, so that a
+        # slow load is not killed and a failed one is restarted after the deadline.
+        "startupProbe": _probe(
+            "/v2/health/ready", STARTUP_PERIOD_SECONDS, 2, STARTUP_SECONDS // STARTUP_PERIOD_SECONDS
+        ),
+        "readinessProbe": _probe("/v2/health/ready", 5, 2, 3),
+        # A generous timeout: health answers share the event loop with inference, and a busy server is not dead.
+        "livenessProbe": _probe("/v2/health/live", 10, 5, 3),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+        },
+        "volumeMounts": mounts,
+    }
+    if spec.resources is not None and (resources := _resources(spec.resources)):
+        container["resources"] = resources
+    pod_selector = selector(name, served.version)
+    body: Body = {
+        "selector": {"matchLabels": pod_selector},
+        "revisionHistoryLimit": 2,
+        # Never below the desired capacity while a version's own template changes.
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+        "template": {
+            "metadata": {
+                "labels": labels(name, spec.model, served.version),
+                "annotations": {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(port),
+                    "prometheus.io/path": "/metrics",
+                },
+            },
+            "spec": {
+                # The server never calls the API server; service links would put an environment variable per
+                # Service of the namespace into every Pod.
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": RUN_AS,
+                    "runAsGroup": RUN_AS,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": pod_selector},
+                    }
+                ],
+                "containers": [container],
+                "volumes": volumes,
+            },
+        },
+    }
+    if spec.autoscaling is None:
+        body["replicas"] = served.replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _version_metadata(owner, spec, served),
+        "spec": body,
+    }
+
+
+# --- services --------------------------------------------------------------------------------------------------------
+
+
+def _service(metadata: Body, pod_selector: dict[str, str]) -> Body:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": pod_selector,
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def version_service(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion) -> Body:
+    """The ClusterIP Service of one version (port 8080, named http): the backend routers weight, and the address
+    of a preview."""
+    return _service(_version_metadata(owner, spec, served), selector(owner["metadata"]["name"], served.version))
+
+
+def front_service(owner: Body, spec: ModelDeploymentSpec, versions: list[ServedVersion]) -> Body:
+    """The front Service, named ``front_name(<deployment>)``, port 8080: the deployment's in-cluster URL.
+
+    ``versions`` are the versions that take live traffic through it. With exactly one, it selects only that
+    version's Pods (a preview, a shadow or a version being retired gets nothing); otherwise it selects every Pod of
+    the deployment, so the caller must then run no version that should stay out of traffic (the ``replicas`` router
+    splits by replica counts, see ``replica_split``).
+    """
+    name = owner["metadata"]["name"]
+    pinned = versions[0].version if len(versions) == 1 else None
+    return _service(_metadata(owner, front_name(name), labels(name, spec.model)), selector(name, pinned))
+
+
+# --- availability ----------------------------------------------------------------------------------------------------
+
+
+def hpa(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion) -> Body | None:
+    """The autoscaling/v2 HorizontalPodAutoscaler of one version's Deployment, on CPU utilisation; None without
+    spec.autoscaling. CPU utilisation is relative to requests: without a cpu request the HPA cannot act."""
+    auto = spec.autoscaling
+    if auto is None:
+        return None
+    metadata = _version_metadata(owner, spec, served)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata,
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": metadata["name"]},
+            "minReplicas": auto.min_replicas,
+            "maxReplicas": auto.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": auto.target_cpu_utilization_percentage},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def pdb(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion) -> Body | None:
+    """The policy/v1 PodDisruptionBudget of one version (at most one Pod evicted at a time), when it runs more than
+    one replica (autoscaling: minReplicas); None otherwise, since a budget on one replica would block node drains."""
+    replicas = spec.autoscaling.min_replicas if spec.autoscaling else served.replicas
+    if replicas <= 1:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _version_metadata(owner, spec, served),
+        "spec": {
+            "selector": {"matchLabels": selector(owner["metadata"]["name"], served.version)},
+            "maxUnavailable": 1,
+            # Pods that are not ready (a model that fails to load) serve nothing: evicting them must not wait.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+# --- the replicas router -------------------------------------------------------------------------------------------
+
+
+def replica_split(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """Distributes ``total`` replicas over versions in proportion to their weights (largest remainder).
+
+    Every version in ``weights`` is in the result; a weight of 0 gets 0 replicas, any other weight at least 1. The
+    sum is ``total`` whenever ``total`` is at least the number of positive weights; below that each positive weight
+    gets exactly 1 (more than ``total``), and a ``total`` of 0 gives 0 to every version. Weights are relative (need
+    not sum to 100). Ties go to the version whose name sorts first, so the result does not depend on dict order.
+    Raises ValueError on a negative weight or total.
+    """
+    if total < 0 or any(w < 0 for w in weights.values()):
+        raise ValueError(f"total and weights must not be negative: {total}, {weights}")
+    out = dict.fromkeys(weights, 0)
+    positive = sorted(v for v, w in weights.items() if w > 0)
+    if total == 0 or not positive:
+        return out
+    weight_sum = sum(weights[v] for v in positive)
+    quota = {v: Fraction(total * weights[v], weight_sum) for v in positive}
+    for v in positive:
+        out[v] = max(1, int(quota[v]))
+    # The floors leave units over, the minimum of 1 can take too many; either way the version furthest from its
+    # quota in the needed direction changes first, by one unit at a time.
+    while (left := total - sum(out.values())) != 0:
+        if left > 0:
+            v = min(positive, key=lambda v: (out[v] - quota[v], v))
+            out[v] += 1
+        else:
+            candidates = [v for v in positive if out[v] > 1]
+            if not candidates:
+                break
+            v = min(candidates, key=lambda v: (quota[v] - out[v], v))
+            out[v] -= 1
+    return out
