@@ -93,10 +93,9 @@ class Sketch:
         rows = rows_list[0] if len(rows_list) == 1 else np.concatenate(rows_list)
         predictions = None
         if all(p is not None for p in predictions_list):
-            shaped = [
-                np.asarray(p).reshape(len(r), -1)[:, :1] for p, r in zip(predictions_list, rows_list, strict=True)
-            ]
-            predictions = shaped[0] if len(shaped) == 1 else np.concatenate(shaped)
+            # One output of one model: every batch has the same trailing shape.
+            joined = np.concatenate([np.asarray(p).reshape(-1) for p in predictions_list])
+            predictions = joined.reshape(rows.shape[0], -1)[:, :1]
         self._count(rows, predictions)
 
     def _count(self, rows: npt.NDArray[Any], predictions: npt.NDArray[Any] | None) -> None:
@@ -153,11 +152,17 @@ def _count_numeric(sketch: _Numeric, values: npt.NDArray[np.float64]) -> None:
 
 def _count_categories(values: npt.NDArray[Any], index: Mapping[str, int], counts: npt.NDArray[np.int64]) -> None:
     other, null = len(index), len(index) + 1
-    for value in values.tolist():
+    try:
+        # One dictionary lookup per distinct value, not per row.
+        distinct, times = np.unique(values, return_counts=True)
+        pairs: Iterable[tuple[Any, int]] = zip(distinct.tolist(), times.tolist(), strict=True)
+    except TypeError:  # mixed types (None among strings) do not sort
+        pairs = ((value, 1) for value in values.tolist())
+    for value, n in pairs:
         if value is None:
-            counts[null] += 1
+            counts[null] += n
         else:
-            counts[index.get(_category(value), other)] += 1
+            counts[index.get(_category(value), other)] += n
 
 
 def _category(value: Any) -> str:
