@@ -57,3 +57,14 @@ def test_counting_is_batched_but_reads_are_exact() -> None:
     assert sketch.snapshot()["samples"] == FLUSH_ROWS - 1
     sketch.count(np.array([[10.0]]))
     assert sketch.snapshot()["features"]["x"]["counts"][0] == FLUSH_ROWS
+
+
+def test_requests_without_the_prediction_still_count_their_inputs() -> None:
+    profile = profile_of({"x": np.arange(10.0), "y": np.arange(10.0)}, prediction="y")
+    sketch = Sketch(profile, ["x"])
+    sketch.count(np.array([[1.0], [2.0]]), np.array([[0.9, 0.1], [0.2, 0.8]]))  # 2-column output: first column
+    sketch.count(np.array([[3.0]]), None)
+    sketch.count(np.array([[4.0]]), np.array([9.0]))
+    snap = sketch.snapshot()
+    assert snap["samples"] == 4 and sum(snap["features"]["x"]["counts"]) == 4
+    assert sum(snap["features"]["y"]["counts"]) == 3

@@ -48,6 +48,8 @@ class ModelState:
     signature: Signature | None = None
     sketch: Sketch | None = None
     sketch_input: str | None = None
+    sketch_output: str | None = None
+    """The output counted as the prediction (the signature's first, else the runtime's first)."""
     error: str | None = None
     loaded: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -75,6 +77,9 @@ class InferenceServer:
             status, body, headers = self._get(path, method)
         except HttpError as exc:
             status, body, headers = exc.status, orjson.dumps({"error": str(exc)}), JSON_HEADERS
+        except Exception as exc:  # answered as JSON like every other error, and logged
+            log.exception("request failed")
+            status, body, headers = 500, orjson.dumps({"error": f"{type(exc).__name__}: {exc}"}), JSON_HEADERS
         await _respond(send, status, body, headers)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -203,8 +208,8 @@ class InferenceServer:
             raise HttpError(400, str(exc)) from None
         results = state.runtime.predict(inputs, wanted)
         if state.sketch is not None and state.sketch_input is not None:
-            first = results[wanted[0]] if wanted else None
-            state.sketch.count(inputs[state.sketch_input], first)
+            # Inputs are always counted; the prediction when this request asked for that output.
+            state.sketch.count(inputs[state.sketch_input], results.get(state.sketch_output or ""))
         response: dict[str, Any] = {
             "model_name": state.name,
             "model_version": state.version,

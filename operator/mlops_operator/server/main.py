@@ -92,6 +92,8 @@ def load_model(state: ModelState, metrics: ServerMetrics, args: argparse.Namespa
         else:
             state.sketch = Sketch(profile, tensor.features)
             state.sketch_input = tensor.name
+            produced = runtime.output_names()
+            state.sketch_output = next((t.name for t in signature.outputs if t.name in produced), produced[0])
             metrics.watch_sketch(state.sketch)
     state.signature = signature
     state.runtime = runtime

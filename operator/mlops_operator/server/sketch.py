@@ -67,7 +67,7 @@ class Sketch:
         )  # fmt: skip
         self.samples = 0
         self._rows: list[npt.NDArray[Any]] = []
-        self._predictions: list[npt.NDArray[Any] | None] = []
+        self._predictions: list[npt.NDArray[Any]] = []
         self._pending = 0
 
     def count(self, rows: npt.NDArray[Any], predictions: npt.NDArray[Any] | None = None) -> None:
@@ -79,7 +79,9 @@ class Sketch:
         if rows.ndim == 1:
             rows = rows.reshape(1, -1)
         self._rows.append(rows)
-        self._predictions.append(predictions)
+        if predictions is not None:
+            # The first column of the prediction: the label or value the profile's prediction describes.
+            self._predictions.append(np.asarray(predictions).reshape(rows.shape[0], -1)[:, 0])
         self._pending += rows.shape[0]
         if self._pending >= FLUSH_ROWS:
             self.flush()
@@ -91,11 +93,7 @@ class Sketch:
         rows_list, predictions_list = self._rows, self._predictions
         self._rows, self._predictions, self._pending = [], [], 0
         rows = rows_list[0] if len(rows_list) == 1 else np.concatenate(rows_list)
-        predictions = None
-        if all(p is not None for p in predictions_list):
-            # One output of one model: every batch has the same trailing shape.
-            joined = np.concatenate([np.asarray(p).reshape(-1) for p in predictions_list])
-            predictions = joined.reshape(rows.shape[0], -1)[:, :1]
+        predictions = np.concatenate(predictions_list).reshape(-1, 1) if predictions_list else None
         self._count(rows, predictions)
 
     def _count(self, rows: npt.NDArray[Any], predictions: npt.NDArray[Any] | None) -> None:
