@@ -74,8 +74,9 @@ def wrk(url: str, body: Path, lua: Path, connections: int) -> dict[str, float]:
     if "Non-2xx" in out or "Requests/sec" not in out or "99%" not in out:
         raise SystemExit(f"errors under load, or no figures:\n{out}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    # The "Latency Distribution" lines only: "     99%    1.28ms".
+    p50 = to_ms(re.search(r"^\s+50%\s+([\d.]+(?:us|ms|s))\s*$", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"^\s+99%\s+([\d.]+(?:us|ms|s))\s*$", out, re.M).group(1))  # type: ignore[union-attr]
     return {"rps": rate, "p50_ms": p50, "p99_ms": p99}
 
 
