@@ -231,3 +231,21 @@ def test_holder_keeps_production_while_no_one_else_qualifies() -> None:
     result = plan([holder, v("b", "2", desired="production", ok=False)])
     assert result.after is holder and not result.production_changes
     assert result.verdicts["a"].granted == "production"
+
+
+def test_an_unrecorded_request_is_timed_from_managed_fields() -> None:
+    """A sibling whose new stage request its own handler has not recorded yet is ordered by the write's time."""
+    from mlops_operator.controllers.modelversion import _compact, _view
+
+    body: dict[str, Any] = {
+        "apiVersion": "mlops.io/v1alpha1", "kind": "ModelVersion",
+        "metadata": {"name": "b", "namespace": "n", "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z",
+                     "managedFields": [{"manager": "kubectl", "time": "2026-01-02T10:00:00Z",
+                                        "fieldsV1": {"f:spec": {"f:stage": {}}}}]},
+        "spec": {"model": "m", "version": "2", "stage": "production", "source": "file:///x", "format": "onnx"},
+        "status": {"requested": {"stage": "staging", "at": "2026-01-01T00:00:05Z"}, "stage": "staging"},
+    }  # fmt: skip
+    view = _view(_compact(body), body["status"])
+    assert view.requested_at == datetime(2026, 1, 2, 10, tzinfo=UTC)
+    body["status"]["requested"] = {"stage": "production", "at": "2026-01-02T10:00:00Z"}
+    assert _view(_compact(body), body["status"]).requested_at == datetime(2026, 1, 2, 10, tzinfo=UTC)

@@ -113,6 +113,8 @@ def _compact(body: Any) -> dict[str, Any]:
         "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "creationTimestamp", "generation") if k in meta},
         "spec": _plain(body["spec"]),
         "status": _plain(body.get("status") or {}),
+        # The time of the current stage request, read from managedFields (which the compact body leaves out).
+        "stageRequestedAt": request_time(body),
     }
 
 
@@ -313,13 +315,21 @@ def _view(body: dict[str, Any], status: dict[str, Any]) -> registry.Version:
     meta, spec = body["metadata"], body["spec"]
     created = registry.parse_time(meta.get("creationTimestamp"))
     history = status.get("history") or []
+    desired = spec.get("stage", "development")
+    requested = status.get("requested") or {}
+    if requested.get("stage") == desired:
+        requested_at = registry.parse_time(requested.get("at"), created)
+    else:
+        # A new request its own handler has not recorded yet: its time is the write's, as the handler will record
+        # it, never the previous request's (which could make it win and then lose).
+        requested_at = registry.parse_time(body.get("stageRequestedAt") or request_time(body), created)
     return registry.Version(
         name=meta["name"],
         model=spec["model"],
         version=str(spec["version"]),
         created=created,
-        desired=spec.get("stage", "development"),
-        requested_at=registry.parse_time((status.get("requested") or {}).get("at"), created),
+        desired=desired,
+        requested_at=requested_at,
         granted=status.get("stage"),
         metrics={
             m["name"]: registry.MetricValue(float(m["value"]), bool(m.get("lowerIsBetter", False)))
