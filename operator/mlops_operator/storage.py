@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 CHUNK_BYTES = 1 << 20
@@ -94,24 +94,31 @@ def sha256(uri: str) -> Digest:
     return Digest(digest.hexdigest(), size)
 
 
+def download(uri: str, destination: IO[bytes]) -> None:
+    """Streams the object at ``uri`` into ``destination`` in 1 MiB chunks. Blocking: call it in a thread."""
+    fs, remote = _filesystem(uri)
+    try:
+        with _open(fs, remote, uri) as f:
+            while chunk := f.read(CHUNK_BYTES):
+                destination.write(chunk)
+    except FileNotFoundError as exc:
+        raise SourceUnreachable(f"not found: {redact(uri)}") from exc
+    except Exception as exc:
+        raise SourceUnreachable(_describe(exc, uri)) from exc
+    destination.flush()
+
+
 @contextmanager
 def local_copy_or_path(uri: str) -> Iterator[str]:
-    """A local path holding the object at ``uri``: the file itself for file://, else a streamed temporary copy."""
+    """A local path holding the object at ``uri``: the file itself for file://, else a streamed temporary copy
+    removed on exit."""
     if scheme(uri) == "file":
         path = urlsplit(uri).path
         if not os.path.exists(path):
             raise SourceUnreachable(f"not found: {redact(uri)}")
         yield path
         return
-    fs, remote = _filesystem(uri)
-    with tempfile.NamedTemporaryFile(prefix="mlops-dataset-", suffix=os.path.splitext(remote)[1]) as tmp:
-        try:
-            with _open(fs, remote, uri) as f:
-                while chunk := f.read(CHUNK_BYTES):
-                    tmp.write(chunk)
-        except FileNotFoundError as exc:
-            raise SourceUnreachable(f"not found: {redact(uri)}") from exc
-        except Exception as exc:
-            raise SourceUnreachable(_describe(exc, uri)) from exc
-        tmp.flush()
+    suffix = os.path.splitext(urlsplit(uri).path)[1]
+    with tempfile.NamedTemporaryFile(prefix="mlops-dataset-", suffix=suffix) as tmp:
+        download(uri, tmp)
         yield tmp.name

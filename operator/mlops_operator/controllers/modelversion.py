@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -21,6 +20,7 @@ import kopf
 from mlops_operator import GROUP, VERSION, kube
 from mlops_operator.logic import registry
 from mlops_operator.logic.conditions import ConditionStatus, get_condition, set_condition
+from mlops_operator.logic.conditions import now_rfc3339 as now
 from mlops_operator.storage import UNREADABLE_SCHEMES, SourceUnreachable, redact, scheme, sha256
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,6 @@ _model_locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 _written: dict[str, str] = {}
 # The rules' view of every version whose status this operator wrote (fresher than the index's).
 _written_views: dict[str, registry.Version] = {}
-
-
-def now() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def register(registry_: kopf.OperatorRegistry) -> None:

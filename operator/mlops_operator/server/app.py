@@ -6,11 +6,10 @@ a visible share of the time. Bodies are parsed with orjson, which also refuses N
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,7 +50,6 @@ class ModelState:
     sketch_output: str | None = None
     """The output counted as the prediction (the signature's first, else the runtime's first)."""
     error: str | None = None
-    loaded: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class InferenceServer:

@@ -61,13 +61,11 @@ def local_path(uri: str) -> str:
         return os.path.join(os.environ.get("MLOPS_PVC_ROOT", "/mnt/pvc"), parts.netloc, parts.path.lstrip("/"))
     import tempfile
 
-    from mlops_operator.storage import local_copy_or_path
+    from mlops_operator.storage import download
 
-    suffix = os.path.splitext(parts.path)[1]
-    fd, path = tempfile.mkstemp(prefix="mlops-model-", suffix=suffix)
-    with local_copy_or_path(uri) as copied, open(copied, "rb") as src, os.fdopen(fd, "wb") as dst:
-        while chunk := src.read(1 << 20):
-            dst.write(chunk)
+    fd, path = tempfile.mkstemp(prefix="mlops-model-", suffix=os.path.splitext(parts.path)[1])
+    with os.fdopen(fd, "wb") as destination:
+        download(uri, destination)
     return path
 
 
