@@ -113,6 +113,28 @@ def crds(kubectl_session: Kubectl) -> list[str]:
     return names
 
 
+@pytest.fixture(scope="session")
+def third_party_crds(kubectl_session: Kubectl) -> list[str]:
+    """Installs the Gateway API (standard channel) and Istio CRDs fetched by tests/cluster/third-party-crds.sh and
+    waits until they are established. They stay installed: later runs find them there."""
+    proc = subprocess.run([str(ROOT / "tests/cluster/third-party-crds.sh")], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    if proc.returncode != 0:
+        raise AssertionError(f"tests/cluster/third-party-crds.sh failed ({proc.returncode}): {proc.stderr.strip()}")
+    names: list[str] = []
+    for directory in proc.stdout.splitlines():
+        # Server-side: a client-side apply copies each CRD into an annotation limited to 256 KiB, and HTTPRoute's
+        # alone is 237 KiB.
+        kubectl_session.run("apply", "--server-side", "--force-conflicts", "--field-manager=mlops-tests",
+                            "-f", directory, timeout=120)  # fmt: skip
+        for path in sorted(Path(directory).glob("*.yaml")):
+            # The C loader when there is one: Istio's file takes the pure Python one over a second.
+            docs = yaml.load_all(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            names += [d["metadata"]["name"] for d in docs if d and d.get("kind") == "CustomResourceDefinition"]
+    kubectl_session.run("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names))
+    return names
+
+
 @pytest.fixture
 def kubectl(kubectl_session: Kubectl, crds: list[str]) -> Iterator[Kubectl]:
     """kubectl in a fresh namespace, deleted after the test."""
