@@ -10,7 +10,8 @@ BIN := $(VENV)/bin
 CLUSTER_ENV := eval "$$(tests/cluster/env.sh)"
 PYTEST_ARGS ?=
 
-.PHONY: all venv crds lint unit integration test cluster cluster-down demo bench bench-tools clean
+.PHONY: all venv crds lint unit integration test cluster cluster-down demo bench bench-tools clean helm chart-crds \
+	manifests chart-lint
 
 all: test
 
@@ -24,6 +25,26 @@ venv: $(VENV)/.installed
 
 crds: venv
 	$(BIN)/mlops-operator crds --output crds
+
+# helm, built from its Go module into the local cluster's bin directory (cached by version); the chart tests and
+# the targets below use it.
+HELM_PATH := export PATH="$$(tests/cluster/build-binaries.sh helm | tail -n1):$$PATH"
+
+helm:
+	tests/cluster/build-binaries.sh helm >/dev/null
+
+# The chart carries a copy of crds/ (Helm installs a chart's crds/ before its templates); a test fails when they differ.
+chart-crds: crds
+	rm -f charts/mlops-operator/crds/*.yaml
+	cp crds/*.yaml charts/mlops-operator/crds/
+
+# manifests/install.yaml for kubectl users, rendered from the chart; a test fails when it is stale.
+manifests: chart-crds
+	$(HELM_PATH) && charts/render-manifests.sh
+
+chart-lint:
+	$(HELM_PATH) && helm lint --strict charts/mlops-operator && \
+		helm lint --strict charts/mlops-operator --values charts/mlops-operator/ci/namespaced-values.yaml
 
 lint: venv
 	$(BIN)/ruff check --config operator/pyproject.toml operator tests
@@ -39,11 +60,11 @@ cluster:
 cluster-down:
 	tests/cluster/down.sh
 
-integration: venv cluster
+integration: venv cluster helm
 	$(CLUSTER_ENV) && $(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 # One pytest run over both tiers, so that its closing line counts every test.
-test: lint cluster
+test: lint cluster helm
 	$(CLUSTER_ENV) && $(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
 
 demo: venv cluster

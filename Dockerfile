@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# One image, two entry points:
+#   docker build -t mlops-operator:0.1.0 .
+#   docker run mlops-operator:0.1.0                          the operator: mlops-operator run (all namespaces)
+#   docker run mlops-operator:0.1.0 mlops-server --help      the model server, as ModelDeployments run it
+# There is no ENTRYPOINT, so a Pod's `command: [mlops-server]` replaces the default command whole.
+#
+# Runs as uid 65532 with a read-only root filesystem: only /tmp (an emptyDir in the Pods) is written, so HOME and
+# every cache point there and Python writes no bytecode at run time (it is compiled here, at build time).
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+RUN python -m venv /opt/mlops \
+ && /opt/mlops/bin/pip install --upgrade pip
+# The project metadata first, so that the dependency layer is rebuilt only when pyproject.toml changes.
+COPY operator/pyproject.toml /src/operator/pyproject.toml
+RUN mkdir -p /src/operator/mlops_operator \
+ && touch /src/operator/mlops_operator/__init__.py \
+ && /opt/mlops/bin/pip install '/src/operator[server,s3,gcs]' \
+ && /opt/mlops/bin/pip uninstall --yes mlops-operator
+COPY operator/ /src/operator/
+RUN /opt/mlops/bin/pip install --no-deps '/src/operator' \
+ && /opt/mlops/bin/python -m compileall -q /opt/mlops/lib \
+ && /opt/mlops/bin/mlops-operator --version \
+ && /opt/mlops/bin/mlops-server --help >/dev/null
+
+FROM ${PYTHON_IMAGE}
+# A numeric user, so that the kubelet can check runAsNonRoot without reading /etc/passwd.
+RUN groupadd --gid 65532 mlops \
+ && useradd --uid 65532 --gid 65532 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin mlops
+COPY --from=build /opt/mlops /opt/mlops
+ENV PATH=/opt/mlops/bin:$PATH \
+    VIRTUAL_ENV=/opt/mlops \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    XDG_CACHE_HOME=/tmp/.cache \
+    XDG_CONFIG_HOME=/tmp/.config \
+    JOBLIB_TEMP_FOLDER=/tmp
+USER 65532:65532
+WORKDIR /tmp
+# 8080: the model server's V2 endpoints and /metrics; 8081: the operator's liveness endpoint.
+EXPOSE 8080 8081
+CMD ["mlops-operator", "run"]
