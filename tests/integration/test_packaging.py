@@ -1,0 +1,281 @@
+"""Packaging with helm and the test cluster: lint, schema refusals, manifests/install.yaml freshness, the chart's RBAC
+in both modes, and installs (helm install, kubectl apply) whose operator Deployment becomes Available.
+
+kwok plays the kubelet, so the operator's Pods become Ready without the image being pulled: these tests check what
+the API server accepts and grants, not the image.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ROOT, Kubectl, Result
+
+CHART = ROOT / "charts" / "mlops-operator"
+INSTALL = ROOT / "manifests" / "install.yaml"
+NAMESPACED_VALUES = CHART / "ci" / "namespaced-values.yaml"
+SCHEMA_ERROR = "values don't meet the specifications of the schema"
+
+
+class Helm:
+    def __init__(self, binary: str, context: str) -> None:
+        self.binary = binary
+        self.context = context
+
+    def run(self, *args: str, check: bool = True, timeout: float = 180) -> Result:
+        proc = subprocess.run(
+            [self.binary, "--kube-context", self.context, *args],
+            capture_output=True, text=True, timeout=timeout, env=dict(os.environ),
+        )  # fmt: skip
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return result
+
+    def template(self, *args: str, namespace: str = "mlops-system") -> list[dict[str, Any]]:
+        out = self.run("template", "mlops-operator", str(CHART), "--namespace", namespace, *args).stdout
+        return [d for d in yaml.safe_load_all(out) if d]
+
+
+@pytest.fixture(scope="module")
+def helm(kubectl_session: Kubectl) -> Helm:
+    found = shutil.which("helm", path=os.environ.get("PATH"))
+    assert found, "helm not found on PATH: run the tests through `make test` (it builds helm with the cluster)"
+    return Helm(found, kubectl_session.run("config", "current-context").stdout.strip())
+
+
+def _by_kind(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        out.setdefault(doc["kind"], []).append(doc)
+    return out
+
+
+def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = _by_kind(docs)["Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container  # type: ignore[no-any-return]
+
+
+# --- helm without a release --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [[], ["--values", str(NAMESPACED_VALUES)]], ids=["cluster", "namespaced"])
+def test_chart_lints_strictly(helm: Helm, values: list[str]) -> None:
+    result = helm.run("lint", "--strict", str(CHART), *values)
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "replicaCount=2"], "at '/replicaCount': maximum: got 2, want 1"),
+        (["--set", "replicaCount=one"], "at '/replicaCount': got string, want integer"),
+        (["--set", "watchNamespaces=team-a"], "at '/watchNamespaces': got string, want array"),
+        (["--set", "serviceMonitor.enable=true"], "additional properties 'enable' not allowed"),
+    ],
+    ids=["two-replicas", "replicas-string", "namespaces-string", "unknown-key"],
+)
+def test_schema_refuses_bad_values(helm: Helm, args: list[str], message: str) -> None:
+    result = helm.run("template", "x", str(CHART), *args, check=False)
+    assert result.returncode != 0
+    assert SCHEMA_ERROR in result.stderr
+    assert message in result.stderr
+
+
+def test_manifests_install_is_a_fresh_render(tmp_path: Path) -> None:
+    fresh = tmp_path / "install.yaml"
+    subprocess.run([str(ROOT / "charts" / "render-manifests.sh"), str(fresh)], check=True, timeout=60)
+    assert fresh.read_text() == INSTALL.read_text(), "manifests/install.yaml is stale: run `make manifests`"
+
+
+def test_cluster_mode_renders_a_cluster_role_and_no_service_monitor(helm: Helm) -> None:
+    kinds = _by_kind(helm.template())
+    assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
+    assert "--namespace" not in " ".join(_container(helm.template())["args"])
+
+
+def test_namespaced_mode_renders_roles_in_each_namespace_and_nothing_cluster_scoped(helm: Helm) -> None:
+    cluster_rules = _by_kind(helm.template())["ClusterRole"][0]["rules"]
+    docs = helm.template("--values", str(NAMESPACED_VALUES))
+    kinds = _by_kind(docs)
+    assert sorted(kinds) == ["Deployment", "Role", "RoleBinding", "ServiceAccount", "ServiceMonitor"]
+    assert sorted(r["metadata"]["namespace"] for r in kinds["Role"]) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in kinds["RoleBinding"]) == ["team-a", "team-b"]
+    # The Roles hold the ClusterRole's rules but the cluster-scoped ones.
+    namespaced_rules = [r for r in cluster_rules if r["apiGroups"] != ["apiextensions.k8s.io"]]
+    assert len(namespaced_rules) == len(cluster_rules) - 1
+    assert all(role["rules"] == namespaced_rules for role in kinds["Role"])
+    for binding in kinds["RoleBinding"]:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "mlops-operator", "namespace": "mlops-system"}
+        ]
+    assert _container(docs)["args"] == [
+        "run", "--liveness=http://0.0.0.0:8081/healthz", "--namespace=team-a", "--namespace=team-b",
+    ]  # fmt: skip
+    (monitor,) = kinds["ServiceMonitor"]
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+
+
+def test_service_monitor_scrapes_each_model_server_once(helm: Helm) -> None:
+    (monitor,) = _by_kind(helm.template("--set", "serviceMonitor.enabled=true"))["ServiceMonitor"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    spec = monitor["spec"]
+    assert spec["namespaceSelector"] == {"any": True}
+    assert spec["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "mlops-server",
+        "app.kubernetes.io/managed-by": "mlops-operator",
+    }
+    # The per-version Services only: the front Service selects the same Pods.
+    assert spec["selector"]["matchExpressions"] == [{"key": "mlops.io/version", "operator": "Exists"}]
+    assert spec["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}]
+
+
+def test_server_image_follows_the_image_unless_set(helm: Helm) -> None:
+    env = {e["name"]: e["value"] for e in _container(helm.template("--set", "image.tag=1.2.3"))["env"]}
+    assert env["MLOPS_SERVER_IMAGE"] == "mlops-operator:1.2.3"
+    container = _container(helm.template("--set", "serverImage=registry.example/server:9"))
+    assert {"name": "MLOPS_SERVER_IMAGE", "value": "registry.example/server:9"} in container["env"]
+    assert container["image"] == "mlops-operator:0.1.0"
+
+
+# --- installs ----------------------------------------------------------------------------------------------------
+
+
+def _restricted(kubectl: Kubectl, namespace: str) -> None:
+    """Pods the namespace admits must meet the restricted Pod Security Standard."""
+    kubectl.run("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted", "--overwrite")
+
+
+def _wait_available(kubectl: Kubectl, namespace: str, name: str) -> None:
+    kubectl.run("wait", "--namespace", namespace, "--for=condition=Available", "--timeout=120s",
+                f"deployment/{name}", timeout=130)  # fmt: skip
+
+
+def _can(kubectl: Kubectl, account: str, verb: str, resource: str, namespace: str | None = None) -> bool:
+    args = ["auth", "can-i", verb, resource, f"--as={account}"]
+    args += ["--namespace", namespace] if namespace else ["--all-namespaces"]
+    result = kubectl.run(*args, check=False)
+    assert result.stdout.strip() in ("yes", "no"), result.stderr
+    return result.stdout.strip() == "yes"
+
+
+@pytest.fixture
+def release(kubectl: Kubectl, helm: Helm) -> Iterator[str]:
+    """A unique release name in the test's namespace; uninstalled afterwards, cluster-scoped objects included."""
+    name = f"r{uuid.uuid4().hex[:8]}"
+    yield name
+    helm.run("uninstall", name, "--namespace", kubectl.namespace or "", "--wait", "--ignore-not-found", check=False)
+    # Whatever the uninstall left, the release's cluster-scoped objects go.
+    kubectl.run("delete", "clusterrole,clusterrolebinding", "--ignore-not-found",
+                "--selector", f"app.kubernetes.io/instance={name}", check=False)  # fmt: skip
+
+
+def test_helm_install_cluster_wide(kubectl: Kubectl, helm: Helm, release: str) -> None:
+    namespace = kubectl.namespace or ""
+    _restricted(kubectl, namespace)
+    # The CRDs are installed by the tests' fixture from crds/, identical to the chart's.
+    helm.run("install", release, str(CHART), "--namespace", namespace, "--skip-crds", "--wait", "--timeout=120s")
+    fullname = f"{release}-mlops-operator"
+    _wait_available(kubectl, namespace, fullname)
+    account = f"system:serviceaccount:{namespace}:{fullname}"
+    assert kubectl.get("serviceaccount", fullname)
+    role = kubectl.get("clusterrole", fullname)
+    assert role["metadata"]["labels"]["app.kubernetes.io/instance"] == release
+    binding = kubectl.get("clusterrolebinding", fullname)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": fullname, "namespace": namespace}]
+
+    # What the API server grants the operator's service account, in any namespace.
+    assert _can(kubectl, account, "watch", "modelversions.mlops.io")
+    assert _can(kubectl, account, "patch", "canaryrollouts.mlops.io/status")
+    assert _can(kubectl, account, "delete", "deployments.apps")
+    assert _can(kubectl, account, "create", "httproutes.gateway.networking.k8s.io")
+    assert _can(kubectl, account, "create", "events")
+    assert _can(kubectl, account, "watch", "customresourcedefinitions.apiextensions.k8s.io")
+    assert _can(kubectl, account, "get", "secrets")
+    # ... and what it refuses.
+    assert not _can(kubectl, account, "create", "secrets")
+    assert not _can(kubectl, account, "delete", "modelversions.mlops.io")
+    assert not _can(kubectl, account, "create", "customresourcedefinitions.apiextensions.k8s.io")
+    assert not _can(kubectl, account, "create", "pods")
+    assert not _can(kubectl, account, "list", "namespaces")
+
+    helm.run("uninstall", release, "--namespace", namespace, "--wait")
+    kubectl.wait_for(
+        lambda: kubectl.run("get", "clusterrole", fullname, check=False).returncode != 0,
+        timeout=30, what="the ClusterRole to go with the release",
+    )  # fmt: skip
+
+
+def test_helm_install_namespaced(kubectl: Kubectl, helm: Helm, release: str) -> None:
+    namespace = kubectl.namespace or ""
+    watched = f"w-{uuid.uuid4().hex[:10]}"
+    kubectl.run("create", "namespace", watched)
+    try:
+        _restricted(kubectl, namespace)
+        helm.run("install", release, str(CHART), "--namespace", namespace, "--skip-crds", "--wait",
+                 "--timeout=120s", "--set", f"watchNamespaces={{{watched}}}")  # fmt: skip
+        fullname = f"{release}-mlops-operator"
+        _wait_available(kubectl, namespace, fullname)
+        deployment = kubectl.get("deployment", fullname)
+        assert f"--namespace={watched}" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert kubectl.run("get", "role,rolebinding", fullname, "--namespace", watched).returncode == 0
+        assert kubectl.run("get", "clusterrole", fullname, check=False).returncode != 0
+
+        account = f"system:serviceaccount:{namespace}:{fullname}"
+        assert _can(kubectl, account, "watch", "modeldeployments.mlops.io", watched)
+        assert _can(kubectl, account, "patch", "modelversions.mlops.io/status", watched)
+        assert _can(kubectl, account, "create", "services", watched)
+        # Nothing outside the watched namespace, nothing cluster-scoped.
+        assert not _can(kubectl, account, "watch", "modeldeployments.mlops.io", namespace)
+        assert not _can(kubectl, account, "watch", "modeldeployments.mlops.io")
+        assert not _can(kubectl, account, "list", "customresourcedefinitions.apiextensions.k8s.io")
+    finally:
+        kubectl.run("delete", "namespace", watched, "--wait=false", check=False)
+
+
+@pytest.fixture
+def install_namespace(kubectl_session: Kubectl, crds: list[str]) -> Iterator[str]:
+    """manifests/install.yaml's namespace and cluster-scoped RBAC, removed afterwards (the CRDs stay: the tests'
+    fixture installed them)."""
+    yield "mlops-system"
+    kubectl_session.run("delete", "clusterrole,clusterrolebinding", "mlops-operator", "--ignore-not-found",
+                        check=False)  # fmt: skip
+    kubectl_session.run("delete", "namespace", "mlops-system", "--ignore-not-found", "--timeout=90s", timeout=100,
+                        check=False)  # fmt: skip
+
+
+def test_kubectl_apply_install(kubectl_session: Kubectl, crds: list[str], install_namespace: str) -> None:
+    docs = [d for d in yaml.safe_load_all(INSTALL.read_text()) if d]
+    # Applying must leave the CRDs other tests use as they are: the ones in install.yaml are crds/.
+    in_install = {d["metadata"]["name"]: d for d in docs if d["kind"] == "CustomResourceDefinition"}
+    from_crds = {d["metadata"]["name"]: d for d in (yaml.safe_load(p.read_text()) for p in (ROOT / "crds").glob("*"))}
+    assert in_install == from_crds, "manifests/install.yaml is stale: run `make manifests`"
+
+    # The field manager of the CRDs fixture, so that the CRDs keep one owner.
+    kubectl_session.run("apply", "--server-side", "--field-manager=mlops-tests", "-f", str(INSTALL))
+    _wait_available(kubectl_session, install_namespace, "mlops-operator")
+    namespace = kubectl_session.get("namespace", install_namespace)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    pods = kubectl_session.run("get", "pods", "--namespace", install_namespace, "-o", "yaml",
+                               "--selector", "app.kubernetes.io/name=mlops-operator").stdout  # fmt: skip
+    (pod,) = yaml.safe_load(pods)["items"]
+    assert pod["spec"]["serviceAccountName"] == "mlops-operator"
+    assert pod["status"]["phase"] == "Running"
+    account = "system:serviceaccount:mlops-system:mlops-operator"
+    assert _can(kubectl_session, account, "patch", "alertrules.mlops.io/status")
+    assert not _can(kubectl_session, account, "update", "secrets")
+
+    kubectl_session.run("delete", "clusterrole,clusterrolebinding", "mlops-operator")
+    kubectl_session.run("delete", "namespace", install_namespace, "--timeout=90s", timeout=100)
+    assert kubectl_session.run("get", "namespace", install_namespace, check=False).returncode != 0
+    for name in in_install:
+        assert kubectl_session.run("get", "crd", name).returncode == 0
