@@ -52,6 +52,11 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # -8 is M_ARENA_MAX
 
 
+def _quiet_watch_handlers(record: logging.LogRecord) -> bool:
+    # The handlers that only feed caches run on every watch event of every child; their successes say nothing.
+    return not (record.levelno <= logging.INFO and str(record.msg).startswith("Handler 'modeldeployment-"))
+
+
 def _run(args: argparse.Namespace) -> int:
     _limit_malloc_arenas()
     import kopf
@@ -62,6 +67,8 @@ def _run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if not args.verbose:
+        logging.getLogger("kopf.objects").addFilter(_quiet_watch_handlers)
     # kopf installs SIGINT and SIGTERM handlers in the main thread: both stop the watches, let running handlers
     # finish and return from run(), so the process exits with 0.
     kopf.run(

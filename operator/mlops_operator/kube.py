@@ -6,17 +6,28 @@ All writes use one field manager, so ``kubectl get --show-managed-fields`` tells
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
-from lightkube import AsyncClient
+from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.core_v1 import ConfigMap
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
+from lightkube.resources.core_v1 import ConfigMap, Event, Service
+from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
 from mlops_operator import GROUP, VERSION
 from mlops_operator.builders.ownership import owner_reference
 
 FIELD_MANAGER = "mlops-operator"
+log = logging.getLogger(__name__)
+
+# API requests this process made, by verb (for the operator's metrics and the benchmarks).
+requests: Counter[str] = Counter()
 
 _clients: dict[int, AsyncClient] = {}
 
@@ -42,6 +53,7 @@ def resource(kind: str, plural: str) -> Any:
 async def patch_status(kind: str, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
     """Merge-patch the status subresource of one of our objects (None values remove keys, lists are replaced)."""
     res = resource(kind, plural)
+    requests["patch"] += 1
     await client().patch(res.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE)
 
 
@@ -59,7 +71,117 @@ async def apply_configmap(namespace: str, name: str, data: dict[str, str], owner
         },
         "data": data,
     }
+    requests["apply"] += 1
     await client().apply(ConfigMap.from_dict(body), field_manager=FIELD_MANAGER, force=True)  # type: ignore[call-overload]
+
+
+_BUILTIN: dict[tuple[str, str], Any] = {
+    ("apps/v1", "Deployment"): Deployment,
+    ("v1", "Service"): Service,
+    ("v1", "ConfigMap"): ConfigMap,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): HorizontalPodAutoscaler,
+    ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
+}
+_generic: dict[tuple[str, str], Any] = {}
+
+
+class KindNotServed(Exception):
+    """The API server does not serve this kind (its CustomResourceDefinition is not installed)."""
+
+
+def register_kind(api_version: str, kind: str, plural: str) -> None:
+    """Make a custom kind (HTTPRoute, VirtualService) known to ``apply``, ``get`` and ``delete``."""
+    if (api_version, kind) not in _BUILTIN and (api_version, kind) not in _generic:
+        group, _, version = api_version.rpartition("/")
+        _generic[(api_version, kind)] = create_namespaced_resource(group, version, kind, plural)
+
+
+def _resource_of(api_version: str, kind: str) -> Any:
+    res = _BUILTIN.get((api_version, kind)) or _generic.get((api_version, kind))
+    if res is None:
+        raise ValueError(f"{api_version} {kind} is not registered")
+    return res
+
+
+def _missing_kind(exc: ApiError) -> bool:
+    # A 404 for an absent object names it in details; a 404 for an absent kind does not.
+    details = exc.status.details
+    return exc.status.code == 404 and not (details and details.name)
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+async def apply(body: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply ``body`` under the operator's field manager, taking over conflicting fields."""
+    res = _resource_of(body["apiVersion"], body["kind"])
+    meta = body["metadata"]
+    requests["apply"] += 1
+    try:
+        out = await client().patch(
+            res, meta["name"], body, namespace=meta["namespace"], patch_type=PatchType.APPLY,
+            field_manager=FIELD_MANAGER, force=True,
+        )  # fmt: skip
+    except ApiError as exc:
+        if _missing_kind(exc):
+            raise KindNotServed(f"{body['kind']} ({body['apiVersion']}) is not served by this cluster") from exc
+        raise
+    return _to_dict(out)
+
+
+async def get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """The object, or None when it does not exist."""
+    res = _resource_of(api_version, kind)
+    requests["get"] += 1
+    try:
+        return _to_dict(await client().get(res, name, namespace=namespace))
+    except ApiError as exc:
+        if _missing_kind(exc):
+            raise KindNotServed(f"{kind} ({api_version}) is not served by this cluster") from exc
+        if exc.status.code == 404:
+            return None
+        raise
+
+
+async def delete(api_version: str, kind: str, namespace: str, name: str) -> None:
+    """Delete the object (the garbage collector removes what it owns, such as Pods); absent is fine."""
+    res = _resource_of(api_version, kind)
+    requests["delete"] += 1
+    try:
+        await client().delete(res, name, namespace=namespace)
+    except ApiError as exc:
+        if exc.status.code != 404:
+            raise
+
+
+async def post_event(owner: dict[str, Any], reason: str, message: str, type_: str = "Normal") -> None:
+    """Record a Kubernetes Event about ``owner`` (shown by ``kubectl describe``); failures are logged, not raised."""
+    meta = owner["metadata"]
+    stamp = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"],
+            "namespace": meta["namespace"], "uid": meta["uid"],
+        },
+        "reason": reason,
+        "message": message[:1024],
+        "type": type_,
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+        "reportingInstance": socket.gethostname(),
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }  # fmt: skip
+    requests["create"] += 1
+    try:
+        await client().create(Event.from_dict(event))
+    except ApiError as exc:
+        log.warning("could not record event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

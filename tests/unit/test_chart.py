@@ -271,6 +271,7 @@ def test_install_cluster_role_is_exactly_what_the_operator_needs(install: dict[t
     role = install[("ClusterRole", "mlops-operator")]
     expected = {("mlops.io", p, v) for p in KIND_PLURALS for v in (*READ, "patch", "update")}
     expected |= {("mlops.io", f"{p}/status", v) for p in KIND_PLURALS for v in ("get", "patch", "update")}
+    expected |= {("mlops.io", f"{p}/finalizers", "update") for p in ("modelversions", "modeldeployments")}
     expected |= {(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")}
     expected |= {(g, r, v) for g, resources in OWNED.items() for r in resources for v in OWN}
     expected |= {("", "secrets", v) for v in READ}

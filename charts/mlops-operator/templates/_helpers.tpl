@@ -65,6 +65,11 @@ ClusterRole in cluster mode. Keep in step with what the controllers read and wri
 - apiGroups: [mlops.io]
   resources: [modelversions/status, modeldeployments/status, canaryrollouts/status, driftmonitors/status, alertrules/status]
   verbs: [get, patch, update]
+# Children carry owner references that block their owner's deletion until they are gone; setting one needs
+# update on the owner's finalizers (the OwnerReferencesPermissionEnforcement admission plugin).
+- apiGroups: [mlops.io]
+  resources: [modelversions/finalizers, modeldeployments/finalizers]
+  verbs: [update]
 # Events about our objects: kopf posts core/v1 Events; events.k8s.io for clients that use the newer API.
 - apiGroups: [""]
   resources: [events]

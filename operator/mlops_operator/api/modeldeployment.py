@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
@@ -131,6 +132,11 @@ class ModelDeploymentSpec(ApiModel):
                 "shadow.version must differ from version",
                 ".shadow.version",
             ),
+            rule(
+                "!has(self.shadow) || (has(self.router) && has(self.router.type) && self.router.type != 'replicas')",
+                "shadow needs router.type gatewayAPI or istio: the replicas router cannot mirror requests",
+                ".shadow",
+            ),
         )
     )
 
@@ -161,8 +167,12 @@ class ServedVersion(ApiModel):
 
     version: str
     """The version."""
-    role: Literal["stable", "canary", "preview", "shadow", "retiring"]
-    """What the version is doing."""
+    role: Literal["stable", "incoming", "canary", "preview", "shadow", "retiring"]
+    """What the version is doing: stable takes the traffic; incoming (rolling) and preview (blueGreen) are starting
+    and take none yet; canary takes the share a CanaryRollout gives it; shadow receives mirrored requests;
+    retiring lost its traffic and is removed after the strategy's delay."""
+    since: datetime | None = None
+    """When the version took this role."""
     deployment: str | None = None
     """Its apps/v1 Deployment."""
     service: str | None = None
@@ -182,6 +192,8 @@ class ModelDeploymentStatus(StatusBase):
     """The stable version."""
     url: str | None = None
     """The in-cluster URL of the front Service."""
+    preview_url: str | None = None
+    """blueGreen: the in-cluster URL of the preview Service, while a version is in preview."""
     replicas: int | None = None
     """Desired replicas across versions."""
     ready_replicas: int | None = None

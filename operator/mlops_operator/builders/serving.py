@@ -101,6 +101,11 @@ def front_name(deployment_name: str) -> str:
     return _dns_label(deployment_name, deployment_name, always_hash=False)
 
 
+def preview_name(deployment_name: str) -> str:
+    """The blueGreen preview Service's name: ``<front>-preview`` when that is a DNS-1035 label, else hashed."""
+    return _dns_label(f"{deployment_name}-preview", f"{deployment_name}/preview", always_hash=False)
+
+
 def label_value(text: str) -> str:
     """``text`` as a label value: unchanged when valid, else sanitized, shortened and suffixed with a hash."""
     if len(text) <= _MAX_LABEL and _LABEL_VALUE.match(text):
@@ -322,6 +327,22 @@ def front_service(owner: Body, spec: ModelDeploymentSpec, versions: list[ServedV
     name = owner["metadata"]["name"]
     pinned = versions[0].version if len(versions) == 1 else None
     return _service(_metadata(owner, front_name(name), labels(name, spec.model)), selector(name, pinned))
+
+
+def preview_service(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion) -> Body:
+    """The blueGreen preview Service, named ``preview_name(<deployment>)``, port 8080: the version in preview, before
+    it takes the traffic."""
+    name = owner["metadata"]["name"]
+    # No version label: Services with one are scraped per version (the chart's ServiceMonitor), and this one
+    # selects Pods that the version's own Service already covers.
+    metadata = _metadata(owner, preview_name(name), labels(name, spec.model, role="preview"))
+    return _service(metadata, selector(name, served.version))
+
+
+def owned(owner: Body, obj: Body) -> Body:
+    """``obj`` with the owner reference to ``owner`` (for objects built elsewhere, such as a router's)."""
+    metadata = {**obj["metadata"], "ownerReferences": [owner_reference(owner)]}
+    return {**obj, "metadata": metadata}
 
 
 # --- availability ----------------------------------------------------------------------------------------------------

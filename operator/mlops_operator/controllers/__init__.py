@@ -8,7 +8,7 @@ import kopf
 
 from mlops_operator import __version__
 from mlops_operator.api.crds import KINDS
-from mlops_operator.controllers import intake, modelversion
+from mlops_operator.controllers import intake, modeldeployment, modelversion
 from mlops_operator.controllers.settings import configure
 
 
@@ -32,5 +32,7 @@ def build_registry() -> kopf.OperatorRegistry:
         return __version__
 
     modelversion.register(registry)
-    intake.register(registry, tuple(k for k in KINDS if k.kind != "ModelVersion"))
+    modeldeployment.register(registry)
+    own_controllers = {"ModelVersion", "ModelDeployment"}
+    intake.register(registry, tuple(k for k in KINDS if k.kind not in own_controllers))
     return registry

@@ -1,0 +1,708 @@
+"""The ModelDeployment controller: resolves the version to serve, runs its children, routes the traffic.
+
+Level-triggered, like the controllers of Kubernetes itself: watch events of ModelDeployments, ModelVersions and the
+children (Deployments, Services, HPAs, PDBs, HTTPRoutes, VirtualServices carrying our managed-by label) only update
+in-memory caches and queue the owning ModelDeployment; workers then compare what should exist with what the caches
+hold and write only the differences. So a child edited or deleted by hand is put back by the next event, and a
+restarted operator that finds everything as it should be writes nothing. The version plan (roles, weights) lives
+in ``logic.serving``; objects come from ``builders.serving`` and ``routers``; this module applies them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from lightkube import ApiError
+
+from mlops_operator import GROUP, VERSION, __version__, kube, routers
+from mlops_operator.api.modeldeployment import ModelDeploymentSpec
+from mlops_operator.builders import serving as build
+from mlops_operator.builders.serving import ServedVersion as Workload
+from mlops_operator.controllers.intake import spec_problem
+from mlops_operator.logic import serving
+from mlops_operator.logic.conditions import ConditionStatus, get_condition, set_condition
+
+log = logging.getLogger(__name__)
+
+KIND, PLURAL = "ModelDeployment", "modeldeployments"
+PROMOTE_ANNOTATION = f"{GROUP}/promote"
+# The model server image when spec.server.image is not set: the operator's own (the chart sets it).
+SERVER_IMAGE_ENV = "MLOPS_SERVER_IMAGE"
+DEFAULT_SERVER_IMAGE = f"mlops-operator:{__version__}"
+WORKERS = 8
+RESYNC_SECONDS = 300
+MAX_BACKOFF_SECONDS = 60
+
+Key = tuple[str, str]
+ChildKey = tuple[str, str, str]  # apiVersion, kind, name
+Body = dict[str, Any]
+
+# group, version, plural, kind of every child kind; the routers' kinds are added from the routers.
+_WORKLOAD_KINDS = (
+    ("apps", "v1", "deployments", "Deployment"),
+    ("", "v1", "services", "Service"),
+    ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+)
+_ROUTER_KINDS = tuple(
+    (k.group, k.version, k.plural, k.kind) for name in ("gatewayAPI", "istio") for k in routers.get(name).kinds
+)
+CHILD_KINDS = _WORKLOAD_KINDS + _ROUTER_KINDS
+
+
+@dataclass
+class Caches:
+    """What the watches delivered: the operator's view of the cluster."""
+
+    deployments: dict[Key, Body] = field(default_factory=dict)
+    """ModelDeployments by (namespace, name)."""
+    versions: dict[Key, dict[str, Body]] = field(default_factory=dict)
+    """ModelVersions (compact) by (namespace, model), then by object name."""
+    children: dict[str, dict[ChildKey, Body]] = field(default_factory=dict)
+    """Children by the owner's uid."""
+    written: dict[str, Body] = field(default_factory=dict)
+    """The status this operator last wrote, by uid (fresher than the watch)."""
+
+
+caches = Caches()
+stats: Counter[str] = Counter()
+
+
+# --- the work queue --------------------------------------------------------------------------------------------------
+
+
+class WorkQueue:
+    """Keys to reconcile: each key at most once in the queue, never reconciled twice at the same time; a key queued
+    while it is being reconciled is reconciled again afterwards."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._pending: set[Key] = set()
+        self._running: set[Key] = set()
+        self._again: set[Key] = set()
+        self.queued_at: dict[Key, float] = {}
+
+    def add(self, key: Key) -> None:
+        if key in self._running:
+            self._again.add(key)
+        elif key not in self._pending:
+            self._pending.add(key)
+            self.queued_at.setdefault(key, time.monotonic())
+            self._queue.put_nowait(key)
+
+    def add_after(self, key: Key, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self.add, key)
+
+    async def get(self) -> Key:
+        key = await self._queue.get()
+        self._pending.discard(key)
+        self._running.add(key)
+        return key
+
+    def done(self, key: Key) -> None:
+        self._running.discard(key)
+        self.queued_at.pop(key, None)
+        if key in self._again:
+            self._again.discard(key)
+            self.add(key)
+
+
+queue: WorkQueue | None = None
+_failures: Counter[Key] = Counter()
+
+
+def enqueue(key: Key) -> None:
+    if queue is not None:
+        queue.add(key)
+
+
+async def _worker() -> None:
+    assert queue is not None
+    while True:
+        key = await queue.get()
+        try:
+            delay = await reconcile(key)
+            _failures.pop(key, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _failures[key] += 1
+            delay = min(MAX_BACKOFF_SECONDS, 2 ** (_failures[key] - 1))
+            log.warning("reconciling ModelDeployment %s/%s failed (%s); retrying in %ss", *key, _error(exc), delay)
+        finally:
+            queue.done(key)
+        if delay is not None:
+            queue.add_after(key, delay)
+
+
+async def _resync() -> None:
+    while True:
+        await asyncio.sleep(RESYNC_SECONDS)
+        for key in list(caches.deployments):
+            enqueue(key)
+
+
+def _error(exc: Exception) -> str:
+    if isinstance(exc, ApiError):
+        return f"{exc.status.code} {exc.status.reason}: {exc.status.message}"
+    return str(exc) or type(exc).__name__
+
+
+# --- watches ---------------------------------------------------------------------------------------------------------
+
+
+def _plain(body: Any) -> Body:
+    return json.loads(json.dumps(dict(body)))  # type: ignore[no-any-return]
+
+
+def _newer(candidate: Body, current: Body | None) -> bool:
+    """Whether ``candidate`` is at least as new as ``current`` (resourceVersions compared as numbers when they are)."""
+    if current is None:
+        return True
+    a = candidate["metadata"].get("resourceVersion", "")
+    b = current["metadata"].get("resourceVersion", "")
+    if a.isdigit() and b.isdigit():
+        return int(a) >= int(b)
+    return True
+
+
+def _compact_version(body: Any) -> Body:
+    """What resolution needs of a ModelVersion (no managedFields, history or gates)."""
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    return _plain(
+        {
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta},
+            "spec": dict(body.get("spec") or {}),
+            "status": {k: status[k] for k in ("stage", "artifact", "profile", "conditions") if k in status},
+        }
+    )
+
+
+def _controller_of(body: Any) -> dict[str, Any] | None:
+    for ref in body["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion") == f"{GROUP}/{VERSION}" and ref.get("controller"):
+            return dict(ref)
+    return None
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    for group, version, plural, kind in _ROUTER_KINDS:
+        kube.register_kind(f"{group}/{version}", kind, plural)
+
+    @kopf.on.startup(registry=registry)
+    async def _start(**_: Any) -> None:
+        global queue
+        queue = WorkQueue()
+        loop = asyncio.get_running_loop()
+        _tasks.extend(loop.create_task(_worker()) for _ in range(WORKERS))
+        _tasks.append(loop.create_task(_resync()))
+
+    @kopf.on.cleanup(registry=registry)
+    async def _stop(**_: Any) -> None:
+        for task in _tasks:
+            task.cancel()
+        for task in _tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        _tasks.clear()
+        log.info(
+            "ModelDeployment reconciles: %d (%d wrote nothing); API requests: %s",
+            stats["reconciles"], stats["quiet"], json.dumps(dict(kube.requests), sort_keys=True),
+        )  # fmt: skip
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="modeldeployment-watch", registry=registry)
+    def _deployment_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+        key = (namespace or "", name)
+        if type == "DELETED":
+            gone = caches.deployments.pop(key, None)
+            if gone is not None:
+                caches.children.pop(gone["metadata"]["uid"], None)
+                caches.written.pop(gone["metadata"]["uid"], None)
+            return
+        plain = _plain(body)
+        if _newer(plain, caches.deployments.get(key)):
+            caches.deployments[key] = plain
+        enqueue(key)
+
+    @kopf.on.event(GROUP, VERSION, "modelversions", id="modeldeployment-versions", registry=registry)
+    def _version_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+        model = (body.get("spec") or {}).get("model")
+        if not model:
+            return
+        namespace = namespace or ""
+        versions = caches.versions.setdefault((namespace, model), {})
+        if type == "DELETED":
+            versions.pop(name, None)
+        else:
+            compact = _compact_version(body)
+            if _newer(compact, versions.get(name)):
+                versions[name] = compact
+        for (ns, md_name), md in list(caches.deployments.items()):
+            if ns == namespace and (md.get("spec") or {}).get("model") == model:
+                enqueue((ns, md_name))
+
+    def _child_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+        owner = _controller_of(body)
+        if owner is None:
+            return
+        child_key = (body["apiVersion"], body["kind"], name)
+        children = caches.children.setdefault(owner["uid"], {})
+        if type == "DELETED":
+            children.pop(child_key, None)
+        else:
+            plain = _plain(body)
+            if _newer(plain, children.get(child_key)):
+                children[child_key] = plain
+        enqueue((namespace or "", owner["name"]))
+
+    for group, version, plural, _kind in CHILD_KINDS:
+        kopf.on.event(
+            group, version, plural, id=f"modeldeployment-child-{plural}", registry=registry,
+            labels={"app.kubernetes.io/managed-by": build.MANAGED_BY},
+        )(_child_event)  # fmt: skip
+
+
+_tasks: list[asyncio.Task[None]] = []
+
+
+# --- resolution ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resolved:
+    name: str
+    """The ModelVersion object."""
+    version: str
+    spec: Body
+    status: Body
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    reason: str
+    message: str
+
+
+def _servable(mv: Body) -> tuple[bool, str]:
+    conditions = mv["status"].get("conditions") or []
+    ready = get_condition(conditions, "Ready") or {}
+    if ready.get("reason") == "DuplicateVersion":
+        return False, f"DuplicateVersion: {ready.get('message', '')}"
+    artifact = get_condition(conditions, "ArtifactVerified")
+    if artifact is None:
+        return False, "its artifact is not checked yet"
+    if artifact["status"] == "True" or (artifact["status"] == "Unknown" and artifact.get("reason") == "NotReadable"):
+        return True, ""
+    return False, f"{artifact.get('reason', 'ArtifactNotVerified')}: {artifact.get('message', '')}"
+
+
+def _holder(candidates: list[Body]) -> Body:
+    # Of duplicates, the identity holder (the one the registry did not mark as a duplicate).
+    def rank(mv: Body) -> tuple[int, str]:
+        ready = get_condition(mv["status"].get("conditions") or [], "Ready") or {}
+        return (1 if ready.get("reason") == "DuplicateVersion" else 0, mv["metadata"]["name"])
+
+    return min(candidates, key=rank)
+
+
+def resolve(namespace: str, model: str, version: str | None, follow: str | None) -> Resolved | Unresolved:
+    """The ModelVersion to serve, or why there is none."""
+    known = list(caches.versions.get((namespace, model), {}).values())
+    if follow is not None:
+        candidates = [mv for mv in known if mv["status"].get("stage") == follow]
+        if not candidates:
+            return Unresolved("VersionNotFound", f"no version of model {model} holds {follow} in {namespace}")
+    else:
+        candidates = [mv for mv in known if str(mv["spec"].get("version")) == version]
+        if not candidates:
+            return Unresolved(
+                "VersionNotFound", f"no ModelVersion of model {model} has version {version} in {namespace}"
+            )
+    mv = _holder(candidates)
+    ok, why = _servable(mv)
+    found = str(mv["spec"]["version"])
+    if not ok:
+        return Unresolved("VersionNotReady", f"ModelVersion {mv['metadata']['name']} ({model} {found}): {why}")
+    return Resolved(mv["metadata"]["name"], found, mv["spec"], mv["status"])
+
+
+def _workload(resolved: Resolved, role: str, replicas: int) -> Workload:
+    spec, status = resolved.spec, resolved.status
+    checksum = spec.get("checksum") or (status.get("artifact") or {}).get("sha256")
+    profile = status.get("profile") or {}
+    return Workload(
+        version=resolved.version,
+        role=role,
+        replicas=replicas,
+        source=spec["source"],
+        format=spec["format"],
+        checksum=checksum,
+        signature=spec.get("signature"),
+        profile_configmap=profile.get("configMap") if profile.get("rows") is not None else None,
+    )
+
+
+# --- comparing and applying ------------------------------------------------------------------------------------------
+
+
+def covers(live: Any, desired: Any) -> bool:
+    """Whether ``live`` holds every field ``desired`` sets, with the same value (fields the API server defaulted or
+    others added are ignored; lists must match item by item)."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(k in live and covers(live[k], v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(live) == len(desired) and all(map(covers, live, desired))
+    return bool(live == desired)
+
+
+class Conflict(Exception):
+    """An object of the name we need exists and is not ours."""
+
+
+async def _ensure(uid: str, desired: Body) -> Body:
+    """Make the child ``desired`` exist as built; writes only when the cached (or, when not cached, the read) object
+    differs. Refuses to take over an object that another owner, or nobody, controls."""
+    meta = desired["metadata"]
+    key = (desired["apiVersion"], desired["kind"], meta["name"])
+    children = caches.children.setdefault(uid, {})
+    live = children.get(key)
+    if live is None:
+        live = await kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+        if live is not None:
+            owner = _controller_of(live)
+            if owner is None or owner.get("uid") != uid:
+                raise Conflict(f"{desired['kind']} {meta['name']} exists and is not owned by this ModelDeployment")
+            children[key] = live
+    if live is not None and covers(live, desired):
+        return live
+    applied = await kube.apply(desired)
+    if _newer(applied, children.get(key)):
+        children[key] = applied
+    stats["writes"] += 1
+    return applied
+
+
+# --- the reconcile ---------------------------------------------------------------------------------------------------
+
+
+def _image() -> str:
+    return os.environ.get(SERVER_IMAGE_ENV) or DEFAULT_SERVER_IMAGE
+
+
+def _previous(status: Body) -> list[serving.Served]:
+    out = []
+    for entry in status.get("versions") or []:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            out.append(
+                serving.Served(
+                    str(entry["version"]), entry["role"], int(entry.get("weight", 0)),
+                    entry.get("since") or serving.stamp(datetime.now(UTC)),
+                )
+            )  # fmt: skip
+    return out
+
+
+def _strategy(spec: ModelDeploymentSpec) -> serving.Strategy:
+    rollout = spec.rollout
+    if rollout.strategy == "blueGreen":
+        settings = rollout.blue_green
+        auto = settings.auto_promote if settings else True
+        delay = _seconds(settings.scale_down_delay) if settings else 30.0
+        return serving.Strategy("blueGreen", auto_promote=auto, scale_down_delay=delay)
+    return serving.Strategy(rollout.strategy)
+
+
+def _seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    total, number = 0.0, ""
+    i = 0
+    while i < len(duration):
+        ch = duration[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = "ms" if duration.startswith("ms", i) else ch
+        total += float(number or 0) * units[unit]
+        number = ""
+        i += len(unit)
+    return total
+
+
+async def reconcile(key: Key) -> float | None:
+    """One pass over one ModelDeployment; returns seconds until it must be looked at again (None: on events)."""
+    body = caches.deployments.get(key)
+    if body is None:
+        return None
+    stats["reconciles"] += 1
+    writes_before = sum(kube.requests[v] for v in ("apply", "patch", "delete"))
+    started = time.monotonic()
+    try:
+        return await _reconcile(body)
+    finally:
+        if sum(kube.requests[v] for v in ("apply", "patch", "delete")) == writes_before:
+            stats["quiet"] += 1
+        log.debug("reconciled ModelDeployment %s/%s in %.1f ms", *key, (time.monotonic() - started) * 1000)
+
+
+async def _reconcile(body: Body) -> float | None:
+    meta = body["metadata"]
+    namespace, name, uid, generation = meta["namespace"], meta["name"], meta["uid"], meta.get("generation")
+    stored = caches.written.get(uid) or body.get("status") or {}
+    status = json.loads(json.dumps(stored))
+    status["observedGeneration"] = generation
+
+    problem = spec_problem(_KIND_INFO, body.get("spec") or {})
+    if problem is not None:
+        _conditions(status, generation, ready=("False", "InvalidSpec", problem), progressing=None, degraded=None)
+        await _write_status(body, stored, status)
+        return None
+    spec = ModelDeploymentSpec.model_validate(body["spec"])
+    router = routers.get(spec.router.type)
+    now = datetime.now(UTC)
+    children = caches.children.setdefault(uid, {})
+
+    def health_of(version: str) -> serving.Health | None:
+        child = children.get(("apps/v1", "Deployment", build.child_name(name, version)))
+        return serving.deployment_health(child) if child is not None else None
+
+    target = resolve(namespace, spec.model, spec.version, spec.follow)
+    previous = _previous(status)
+    known = {s.version for s in previous}
+    if spec.version:
+        known.add(spec.version)
+    if isinstance(target, Resolved):
+        known.add(target.version)
+    health = {v: h for v in known if (h := health_of(v)) is not None}
+    promote = (meta.get("annotations") or {}).get(PROMOTE_ANNOTATION)
+    decision = serving.plan(
+        target.version if isinstance(target, Resolved) else None, previous, health, _strategy(spec), now, promote
+    )
+    served = list(decision.served)
+
+    notes: list[str] = []
+    mirror: tuple[str, int] | None = None
+    if spec.shadow is not None:
+        shadow = resolve(namespace, spec.model, spec.shadow.version, None)
+        if isinstance(shadow, Unresolved):
+            notes.append(f"shadow not running: {shadow.message}")
+        elif shadow.version in {s.version for s in served}:
+            notes.append(f"shadow {shadow.version} is already served; nothing mirrored")
+        else:
+            since = next((s.since for s in previous if s.version == shadow.version and s.role == "shadow"), None)
+            served.append(serving.Served(shadow.version, "shadow", 0, since or serving.stamp(now)))
+            shadow_health = health_of(shadow.version)
+            if shadow_health is not None and shadow_health.ready > 0:
+                mirror = (shadow.version, spec.shadow.percent)
+            else:
+                notes.append(f"shadow {shadow.version} gets mirrored traffic once ready")
+
+    # The version objects each served version resolves to; a version whose ModelVersion is gone keeps its
+    # children as they are (they cannot be rebuilt, and removing them would cut its traffic).
+    resolved: dict[str, Resolved] = {}
+    for s in served:
+        r = (
+            target
+            if isinstance(target, Resolved) and target.version == s.version
+            else resolve(namespace, spec.model, s.version, None)
+        )
+        if isinstance(r, Resolved):
+            resolved[s.version] = r
+    served = [s for s in served if s.version in resolved or health_of(s.version) is not None]
+
+    traffic = routers.Traffic({s.version: s.weight for s in served if s.role in serving.TRAFFIC_ROLES}, mirror)
+    shadow_percent = spec.shadow.percent if spec.shadow else 100
+    replicas = serving.replicas(served, spec.replicas, split=router.name == "replicas", shadow_percent=shadow_percent)
+    image = _image()
+    desired: list[Body] = []
+    for s in served:
+        if s.version not in resolved:
+            continue
+        workload = _workload(resolved[s.version], s.role, replicas[s.version])
+        desired += [build.deployment(body, spec, workload, image), build.version_service(body, spec, workload)]
+        desired += [obj for obj in (build.hpa(body, spec, workload), build.pdb(body, spec, workload)) if obj]
+    desired_routes: list[Body] = []
+    front = [_selected(s) for s in served if s.version in router.front_versions(traffic)]
+    if front:
+        desired_routes.append(build.front_service(body, spec, front))
+    preview = next((s for s in served if s.role == "preview"), None)
+    if preview is not None:
+        desired_routes.append(build.preview_service(body, spec, _selected(preview)))
+    if traffic.weights:
+        desired_routes += [build.owned(body, obj) for obj in router.objects(body, spec, traffic)]
+
+    # Versions first, then traffic, then what is no longer served: a version takes traffic only once its
+    # objects exist, and loses its objects only after the traffic has left it.
+    errors: list[tuple[str, str]] = []
+    for obj in desired + desired_routes:
+        try:
+            await _ensure(uid, obj)
+        except Conflict as exc:
+            errors.append(("Conflict", str(exc)))
+        except kube.KindNotServed as exc:
+            errors.append(("RouterUnavailable", f"{exc}: install its CustomResourceDefinitions"))
+    wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in desired + desired_routes}
+    kept = {build.child_name(name, s.version) for s in served if s.version not in resolved}
+    routing_failed = any(reason == "RouterUnavailable" for reason, _ in errors)
+    for child_key in list(children):
+        api_version, kind, child = child_key
+        if child_key in wanted or child in kept:
+            continue
+        if routing_failed and kind == "Service":
+            continue  # without the router's objects, the Services still carry the traffic
+        await kube.delete(api_version, kind, namespace, child)
+        children.pop(child_key, None)
+
+    previous_stable = next((s.version for s in previous if s.role == "stable"), None)
+    _status(status, spec, body, served, replicas, health_of, decision, target, errors, notes, generation)
+    await _write_status(body, stored, status)
+    stable = status.get("version")
+    if stable and stable != previous_stable:
+        message = f"serving {stable}" + (f" (was {previous_stable})" if previous_stable else "")
+        await kube.post_event(body, "VersionServed", message)
+    return decision.requeue_after
+
+
+def _selected(s: serving.Served) -> Workload:
+    # Services select by version only: the rest of a workload does not matter to them.
+    return Workload(version=s.version, role=s.role, replicas=0, source="", format="")
+
+
+def _status(
+    status: Body,
+    spec: ModelDeploymentSpec,
+    body: Body,
+    served: list[serving.Served],
+    replicas: dict[str, int],
+    health_of: Any,
+    decision: serving.Decision,
+    target: Resolved | Unresolved,
+    errors: list[tuple[str, str]],
+    notes: list[str],
+    generation: int | None,
+) -> None:
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    versions: list[Body] = []
+    not_ready: list[str] = []
+    failed: list[str] = []
+    for s in served:
+        h = health_of(s.version)
+        desired = h.desired if h is not None else replicas.get(s.version, 0)
+        ready_count = h.ready if h is not None else 0
+        if spec.autoscaling is None:
+            desired = replicas.get(s.version, desired)
+        child = build.child_name(name, s.version)
+        versions.append(
+            {
+                "version": s.version, "role": s.role, "since": s.since, "deployment": child, "service": child,
+                "replicas": desired, "readyReplicas": ready_count, "weight": s.weight,
+            }
+        )  # fmt: skip
+        if h is not None and h.failed:
+            failed.append(f"{s.version}: {h.failed}")
+        elif s.role != "retiring" and (h is None or not h.available or ready_count < desired):
+            not_ready.append(f"{s.version} {ready_count}/{desired} ready")
+    stable = next((s.version for s in served if s.role == "stable"), None)
+    status["versions"] = versions
+    status["version"] = stable
+    status["replicas"] = sum(v["replicas"] for v in versions)
+    status["readyReplicas"] = sum(v["readyReplicas"] for v in versions)
+    status["traffic"] = serving.traffic_line(served) or None
+    status["url"] = f"http://{build.front_name(name)}.{namespace}.svc:{build.SERVICE_PORT}" if served else None
+    preview = any(s.role == "preview" for s in served)
+    status["previewUrl"] = (
+        f"http://{build.preview_name(name)}.{namespace}.svc:{build.SERVICE_PORT}" if preview else None
+    )
+    for k in [k for k, v in status.items() if v is None]:
+        del status[k]
+
+    extra = "; ".join(notes)
+
+    def said(message: str) -> str:
+        return f"{message}; {extra}" if extra else message
+
+    ready: tuple[ConditionStatus, str, str]
+    if isinstance(target, Unresolved):
+        serving_now = f"; still serving {stable}" if stable else ""
+        ready = ("False", target.reason, target.message + serving_now)
+    elif errors:
+        ready = ("False", errors[0][0], "; ".join(m for _, m in errors))
+    elif decision.phase != "Serving":
+        ready = ("False", decision.phase, decision.message)
+    elif failed or not_ready:
+        ready = ("False", "PodsNotReady", "; ".join(failed + not_ready))
+    else:
+        ready = ("True", "Serving", f"serving {stable} at {status['url']}")
+    progressing: tuple[ConditionStatus, str, str]
+    if failed:
+        progressing = ("False", "ProgressDeadlineExceeded", "; ".join(failed))
+    elif decision.phase in ("RollingOut", "Preview", "Canary"):
+        progressing = ("True", decision.phase, decision.message)
+    elif decision.phase == "WaitingForPromotion":
+        progressing = ("False", decision.phase, decision.message)
+    elif isinstance(target, Unresolved):
+        progressing = ("True", "WaitingForVersion", target.message)
+    elif not_ready:
+        progressing = ("True", "ScalingReplicas", "; ".join(not_ready))
+    else:
+        progressing = ("False", "Complete", decision.message)
+    degraded: tuple[ConditionStatus, str, str]
+    if failed:
+        degraded = ("True", "ProgressDeadlineExceeded", "; ".join(failed))
+    elif errors:
+        degraded = ("True", errors[0][0], "; ".join(m for _, m in errors))
+    elif not served and isinstance(target, Unresolved):
+        degraded = ("True", "NothingServed", target.message)
+    else:
+        degraded = ("False", "AsExpected", "no served version reports a failure")
+    _conditions(status, generation, (ready[0], ready[1], said(ready[2])), progressing, degraded)
+
+
+def _conditions(
+    status: Body,
+    generation: int | None,
+    ready: tuple[ConditionStatus, str, str],
+    progressing: tuple[ConditionStatus, str, str] | None,
+    degraded: tuple[ConditionStatus, str, str] | None,
+) -> None:
+    conditions = list(status.get("conditions") or [])
+    conditions = set_condition(conditions, "Ready", *ready, generation)
+    if progressing is not None:
+        conditions = set_condition(conditions, "Progressing", *progressing, generation)
+    if degraded is not None:
+        conditions = set_condition(conditions, "Degraded", *degraded, generation)
+    status["conditions"] = conditions
+
+
+async def _write_status(body: Body, stored: Body, status: Body) -> None:
+    patch = kube.merge_patch(stored, status)
+    if not patch:
+        return
+    meta = body["metadata"]
+    try:
+        await kube.patch_status(KIND, PLURAL, meta["namespace"], meta["name"], patch)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return  # deleted meanwhile
+        raise
+    caches.written[meta["uid"]] = status
+
+
+def _kind_info() -> Any:
+    from mlops_operator.api.crds import BY_KIND
+
+    return BY_KIND[KIND]
+
+
+_KIND_INFO = _kind_info()

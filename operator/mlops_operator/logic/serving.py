@@ -1,0 +1,214 @@
+"""The version plan of a ModelDeployment: which versions run, in which role, with what share of the traffic.
+
+Pure: the controller passes in what it observed (the version the spec resolves to, the versions served so far as
+recorded in status, each version's Deployment health, the time) and applies the plan it gets back. Status is the
+plan's memory, so a restarted operator continues a rollout where it was.
+
+Roles: ``stable`` takes the live traffic; ``incoming`` (rolling) and ``preview`` (blueGreen) start with no traffic
+and take it all once their Deployment is available; ``canary`` takes the share a CanaryRollout gives it;
+``retiring`` lost its traffic and is removed once the strategy's delay has passed; ``shadow`` gets mirrored requests.
+Traffic only ever moves to a version whose Pods are ready.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+TRAFFIC_ROLES = ("stable", "canary")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One served version in the plan (and in status.versions)."""
+
+    version: str
+    role: str
+    weight: int
+    since: str
+    """RFC 3339 time the version took this role."""
+
+
+@dataclass(frozen=True)
+class Health:
+    """What a version's Deployment reports."""
+
+    desired: int
+    ready: int
+    available: bool
+    """Rolled out: the Deployment saw its latest spec and every desired replica is updated and available."""
+    failed: str | None = None
+    """Why the Deployment stopped progressing (ProgressDeadlineExceeded), if it did."""
+
+
+@dataclass(frozen=True)
+class Strategy:
+    kind: str
+    """rolling, blueGreen or canary."""
+    auto_promote: bool = True
+    scale_down_delay: float = 0.0
+    """Seconds a retiring version is kept (blueGreen; rolling removes it at once)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    served: list[Served]
+    phase: str
+    """Serving, RollingOut, Preview, WaitingForPromotion, Canary, WaitingForVersion or NothingServed."""
+    message: str
+    requeue_after: float | None = None
+    """Seconds until the plan changes on its own (a retiring version's delay ends)."""
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def stamp(when: datetime) -> str:
+    return when.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def deployment_health(deployment: dict[str, Any]) -> Health:
+    """The health of an apps/v1 Deployment as its controller reports it."""
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    desired = int(spec.get("replicas", 1))
+    generation = (deployment.get("metadata") or {}).get("generation", 0)
+    observed = status.get("observedGeneration", -1) >= generation
+    updated = status.get("updatedReplicas", 0)
+    available = status.get("availableReplicas", 0)
+    total = status.get("replicas", 0)
+    failed = next(
+        (
+            c.get("message") or "progress deadline exceeded"
+            for c in status.get("conditions") or []
+            if c.get("type") == "Progressing" and c.get("status") == "False"
+            and c.get("reason") == "ProgressDeadlineExceeded"
+        ),
+        None,
+    )  # fmt: skip
+    rolled = observed and updated >= desired and available >= desired and total <= desired
+    return Health(desired, status.get("readyReplicas", 0), rolled, failed)
+
+
+def _ready(health: dict[str, Health], version: str) -> bool:
+    h = health.get(version)
+    return h is not None and h.available and (h.ready > 0 or h.desired == 0)
+
+
+def plan(
+    target: str | None,
+    previous: list[Served],
+    health: dict[str, Health],
+    strategy: Strategy,
+    now: datetime,
+    promote: str | None = None,
+    canary_weight: int | None = None,
+) -> Decision:
+    """The next plan.
+
+    ``target``: the version the spec resolves to, None while it does not resolve (then what runs keeps running).
+    ``previous``: status.versions (shadow entries are ignored: the caller adds the shadow). ``promote``: the version
+    named by the promote verb (blueGreen without autoPromote). ``canary_weight``: the canary's share set by a
+    CanaryRollout.
+    """
+    stamp_now = stamp(now)
+    previous = [s for s in previous if s.role != "shadow"]
+    stable = next((s for s in previous if s.role == "stable"), None)
+    requeue: list[float] = []
+
+    def retiring(exclude: set[str], extra: list[Served] = ()) -> list[Served]:  # type: ignore[assignment]
+        kept = []
+        delay = strategy.scale_down_delay if strategy.kind == "blueGreen" else 0.0
+        for s in [*previous, *extra]:
+            if s.role != "retiring" or s.version in exclude:
+                continue
+            left = (parse_time(s.since) + timedelta(seconds=delay) - now).total_seconds()
+            if left > 0:
+                kept.append(s)
+                requeue.append(left)
+        return kept
+
+    def decision(served: list[Served], phase: str, message: str) -> Decision:
+        return Decision(served, phase, message, min(requeue) if requeue else None)
+
+    if target is None:
+        keep = [s for s in previous if s.role != "retiring"]
+        keep += retiring({s.version for s in keep})
+        if not keep:
+            return decision([], "NothingServed", "no version to serve")
+        return decision(keep, "WaitingForVersion", "keeps serving what runs until the version resolves")
+
+    if stable is None:
+        served = [Served(target, "stable", 100, stamp_now)]
+        return decision(served + retiring({target}), "Serving", f"serving {target}")
+
+    if stable.version == target:
+        served = [replace(stable, weight=100)]
+        return decision(served + retiring({target}), "Serving", f"serving {target}")
+
+    old = stable.version
+    earlier = next((s for s in previous if s.version == target and s.role != "retiring"), None)
+    if strategy.kind == "canary":
+        since = earlier.since if earlier and earlier.role == "canary" else stamp_now
+        weight = max(0, min(100, canary_weight or 0)) if _ready(health, target) else 0
+        served = [replace(stable, weight=100 - weight), Served(target, "canary", weight, since)]
+        message = f"canary {target} takes {weight}% beside {old}; a CanaryRollout moves the weights"
+        return decision(served + retiring({old, target}), "Canary", message)
+
+    role = "preview" if strategy.kind == "blueGreen" else "incoming"
+    since = earlier.since if earlier and earlier.role == role else stamp_now
+    if _ready(health, target):
+        if strategy.kind == "blueGreen" and not strategy.auto_promote and promote != target:
+            served = [replace(stable, weight=100), Served(target, role, 0, since)]
+            message = (
+                f"{target} is ready in preview; promote it with "
+                f"kubectl annotate modeldeployment <name> mlops.io/promote={target}"
+            )
+            return decision(served + retiring({old, target}), "WaitingForPromotion", message)
+        switched = [Served(target, "stable", 100, stamp_now)]
+        old_retiring = Served(old, "retiring", 0, stamp_now)
+        return decision(
+            switched + retiring({target}, [old_retiring]), "Serving", f"switched traffic from {old} to {target}"
+        )
+    h = health.get(target)
+    state = f"{h.ready}/{h.desired} ready" if h else "starting"
+    phase = "Preview" if role == "preview" else "RollingOut"
+    served = [replace(stable, weight=100), Served(target, role, 0, since)]
+    return decision(served + retiring({old, target}), phase, f"{target} {state}; {old} takes the traffic")
+
+
+def replicas(served: list[Served], total: int, split: bool, shadow_percent: int = 100) -> dict[str, int]:
+    """Replicas per version when not autoscaled.
+
+    ``split`` (the replicas router): the versions taking traffic share ``total`` in proportion to their weights.
+    Otherwise the stable, incoming, preview and retiring versions run ``total`` each (a switch never lowers
+    capacity, and a retiring blue-green version can take the traffic back at once), a canary runs its share of
+    ``total`` (at least 1), a shadow its mirrored share.
+    """
+    from mlops_operator.builders.serving import replica_split
+
+    out: dict[str, int] = {}
+    if split:
+        live = {s.version: s.weight for s in served if s.role in TRAFFIC_ROLES}
+        if len(live) > 1:
+            out.update(replica_split(total, live))
+    for s in served:
+        if s.version in out:
+            continue
+        if total == 0:
+            out[s.version] = 0
+        elif s.role == "canary":
+            out[s.version] = max(1, math.ceil(total * s.weight / 100))
+        elif s.role == "shadow":
+            out[s.version] = max(1, math.ceil(total * shadow_percent / 100))
+        else:
+            out[s.version] = total
+    return out
+
+
+def traffic_line(served: list[Served]) -> str:
+    """The weights in one line: ``1.0.0=90 1.1.0=10``."""
+    return " ".join(f"{s.version}={s.weight}" for s in served if s.role in TRAFFIC_ROLES)

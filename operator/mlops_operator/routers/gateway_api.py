@@ -1,0 +1,64 @@
+"""The Gateway API router: one HTTPRoute (gateway.networking.k8s.io/v1) with a weighted backendRef per version's
+Service, attached to the Gateways of spec.router.parentRefs, and a RequestMirror filter for a shadow version."""
+
+from __future__ import annotations
+
+from mlops_operator.api.modeldeployment import ModelDeploymentSpec
+from mlops_operator.builders.serving import SERVICE_PORT, child_name, front_name, labels
+from mlops_operator.routers import Body, RoutedKind, Traffic, heaviest
+
+HTTPROUTE = RoutedKind("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+
+
+class GatewayApiRouter:
+    name = "gatewayAPI"
+    kinds: tuple[RoutedKind, ...] = (HTTPROUTE,)
+
+    def objects(self, owner: Body, spec: ModelDeploymentSpec, traffic: Traffic) -> list[Body]:
+        name = owner["metadata"]["name"]
+        router = spec.router
+        parents: list[Body] = []
+        for ref in router.parent_refs or []:
+            parent: Body = {"name": ref.name}
+            if ref.namespace:
+                parent["namespace"] = ref.namespace
+            if ref.section_name:
+                parent["sectionName"] = ref.section_name
+            parents.append(parent)
+        rule: Body = {
+            "backendRefs": [
+                {"name": child_name(name, version), "port": SERVICE_PORT, "weight": weight}
+                for version, weight in traffic.weights.items()
+            ]
+        }
+        if traffic.mirror is not None:
+            version, percent = traffic.mirror
+            rule["filters"] = [
+                {
+                    "type": "RequestMirror",
+                    "requestMirror": {
+                        "backendRef": {"name": child_name(name, version), "port": SERVICE_PORT},
+                        "percent": percent,
+                    },
+                }
+            ]
+        body: Body = {"parentRefs": parents, "rules": [rule]}
+        if router.hostnames:
+            body["hostnames"] = list(router.hostnames)
+        return [
+            {
+                "apiVersion": HTTPROUTE.api_version,
+                "kind": HTTPROUTE.kind,
+                "metadata": {
+                    "name": front_name(name),
+                    "namespace": owner["metadata"]["namespace"],
+                    "labels": labels(name, spec.model),
+                },
+                "spec": body,
+            }
+        ]
+
+    def front_versions(self, traffic: Traffic) -> list[str]:
+        # Traffic through the Gateway is weighted by the route; in-cluster callers of the front Service reach the
+        # stable version.
+        return heaviest(traffic)

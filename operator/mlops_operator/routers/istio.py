@@ -1,0 +1,53 @@
+"""The Istio router: one VirtualService (networking.istio.io/v1) whose single HTTP route weights a destination per
+version's Service, with a mirror for a shadow version. It binds the front Service's host (mesh traffic) unless
+spec.router.hostnames names others, and the Istio Gateways of spec.router.gateways when given."""
+
+from __future__ import annotations
+
+from mlops_operator.api.modeldeployment import ModelDeploymentSpec
+from mlops_operator.builders.serving import SERVICE_PORT, child_name, front_name, labels
+from mlops_operator.routers import Body, RoutedKind, Traffic, heaviest
+
+VIRTUALSERVICE = RoutedKind("networking.istio.io", "v1", "VirtualService", "virtualservices")
+ROUTE_NAME = "mlops-weights"
+
+
+def _host(service: str, namespace: str) -> str:
+    return f"{service}.{namespace}.svc.cluster.local"
+
+
+class IstioRouter:
+    name = "istio"
+    kinds: tuple[RoutedKind, ...] = (VIRTUALSERVICE,)
+
+    def objects(self, owner: Body, spec: ModelDeploymentSpec, traffic: Traffic) -> list[Body]:
+        name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
+
+        def destination(version: str) -> Body:
+            return {"host": _host(child_name(name, version), namespace), "port": {"number": SERVICE_PORT}}
+
+        route: Body = {
+            "name": ROUTE_NAME,
+            "route": [{"destination": destination(v), "weight": w} for v, w in traffic.weights.items()],
+        }
+        if traffic.mirror is not None:
+            version, percent = traffic.mirror
+            route["mirror"] = destination(version)
+            route["mirrorPercentage"] = {"value": float(percent)}
+        body: Body = {
+            "hosts": list(spec.router.hostnames or [_host(front_name(name), namespace)]),
+            "http": [route],
+        }
+        if spec.router.gateways:
+            body["gateways"] = list(spec.router.gateways)
+        return [
+            {
+                "apiVersion": VIRTUALSERVICE.api_version,
+                "kind": VIRTUALSERVICE.kind,
+                "metadata": {"name": front_name(name), "namespace": namespace, "labels": labels(name, spec.model)},
+                "spec": body,
+            }
+        ]
+
+    def front_versions(self, traffic: Traffic) -> list[str]:
+        return heaviest(traffic)
