@@ -179,7 +179,7 @@ async def post_event(owner: dict[str, Any], reason: str, message: str, type_: st
     }  # fmt: skip
     requests["create"] += 1
     try:
-        await client().create(Event.from_dict(event))
+        await client().create(Event.from_dict(event))  # type: ignore[call-overload]
     except ApiError as exc:
         log.warning("could not record event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
 
