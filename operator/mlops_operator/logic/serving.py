@@ -192,7 +192,9 @@ def replicas(served: list[Served], total: int, split: bool, shadow_percent: int 
 
     out: dict[str, int] = {}
     if split:
-        live = {s.version: s.weight for s in served if s.role in TRAFFIC_ROLES}
+        # A version at weight 0 takes no traffic: it keeps the rules below, so that a canary runs a Pod (and can
+        # get ready) before it takes any weight.
+        live = {s.version: s.weight for s in served if s.role in TRAFFIC_ROLES and s.weight > 0}
         if len(live) > 1:
             out.update(replica_split(total, live))
     for s in served:

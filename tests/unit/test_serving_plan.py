@@ -1,0 +1,418 @@
+"""The version plan of a ModelDeployment: roles, weights, strategies, replicas, Deployment health, traffic line."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from mlops_operator.logic.serving import (
+    Health,
+    Served,
+    Strategy,
+    deployment_health,
+    plan,
+    replicas,
+    stamp,
+    traffic_line,
+)
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+EARLIER = stamp(T0 - timedelta(hours=1))
+ROLLING = Strategy("rolling")
+BLUE_GREEN = Strategy("blueGreen", auto_promote=True, scale_down_delay=30)
+CANARY = Strategy("canary")
+READY = Health(desired=2, ready=2, available=True)
+STARTING = Health(desired=2, ready=0, available=False)
+# Rolled out but no Pod ready (a readiness probe started failing): traffic must not move either.
+AVAILABLE_NOT_READY = Health(desired=2, ready=0, available=True)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def stable(version: str = "1.0.0", weight: int = 100, since: str = EARLIER) -> Served:
+    return Served(version, "stable", weight, since)
+
+
+def roles(served: list[Served]) -> list[tuple[str, str, int]]:
+    return [(s.version, s.role, s.weight) for s in served]
+
+
+# --- plan: first deploy and steady state -----------------------------------------------------------------------------
+
+
+def test_first_deploy_makes_the_target_stable_with_all_traffic() -> None:
+    decision = plan("1.0.0", [], {}, ROLLING, T0)
+
+    assert decision.served == [Served("1.0.0", "stable", 100, stamp(T0))]
+    assert decision.phase == "Serving"
+    assert decision.requeue_after is None
+
+
+def test_same_target_keeps_the_stable_version_and_its_since() -> None:
+    decision = plan("1.0.0", [stable(weight=100)], {"1.0.0": READY}, ROLLING, T0)
+
+    assert decision.served == [stable()]
+    assert decision.phase == "Serving"
+
+
+def test_same_target_restores_full_weight_to_stable() -> None:
+    previous = [stable(weight=90), Served("1.1.0", "canary", 10, EARLIER)]
+
+    decision = plan("1.0.0", previous, {"1.0.0": READY, "1.1.0": READY}, CANARY, T0)
+
+    assert roles(decision.served) == [("1.0.0", "stable", 100)]
+
+
+# --- plan: rolling ---------------------------------------------------------------------------------------------------
+
+
+def test_rolling_new_version_is_incoming_without_traffic_until_available() -> None:
+    decision = plan("1.1.0", [stable()], {"1.0.0": READY, "1.1.0": STARTING}, ROLLING, T0)
+
+    assert roles(decision.served) == [("1.0.0", "stable", 100), ("1.1.0", "incoming", 0)]
+    assert decision.phase == "RollingOut"
+    assert "0/2 ready" in decision.message
+
+
+def test_rolling_incoming_without_a_deployment_yet_is_starting() -> None:
+    decision = plan("1.1.0", [stable()], {"1.0.0": READY}, ROLLING, T0)
+
+    assert roles(decision.served) == [("1.0.0", "stable", 100), ("1.1.0", "incoming", 0)]
+    assert "starting" in decision.message
+
+
+def test_rolling_incoming_keeps_its_since_across_calls() -> None:
+    first = plan("1.1.0", [stable()], {"1.1.0": STARTING}, ROLLING, T0)
+
+    second = plan("1.1.0", first.served, {"1.1.0": STARTING}, ROLLING, at(60))
+
+    assert second.served[1] == Served("1.1.0", "incoming", 0, stamp(T0))
+
+
+def test_rolling_switches_once_available_and_drops_the_old_version_at_once() -> None:
+    previous = [stable(), Served("1.1.0", "incoming", 0, EARLIER)]
+
+    decision = plan("1.1.0", previous, {"1.0.0": READY, "1.1.0": READY}, ROLLING, T0)
+
+    assert decision.served == [Served("1.1.0", "stable", 100, stamp(T0))]
+    assert decision.phase == "Serving"
+    assert decision.requeue_after is None
+
+
+def test_rolling_does_not_switch_to_an_available_version_without_ready_pods() -> None:
+    decision = plan("1.1.0", [stable()], {"1.1.0": AVAILABLE_NOT_READY}, ROLLING, T0)
+
+    assert roles(decision.served) == [("1.0.0", "stable", 100), ("1.1.0", "incoming", 0)]
+
+
+def test_a_version_scaled_to_zero_is_ready_once_rolled_out() -> None:
+    decision = plan("1.1.0", [stable()], {"1.1.0": Health(desired=0, ready=0, available=True)}, ROLLING, T0)
+
+    assert roles(decision.served) == [("1.1.0", "stable", 100)]
+
+
+def test_target_change_mid_rollout_drops_the_earlier_incoming_version() -> None:
+    previous = [stable(), Served("1.1.0", "incoming", 0, EARLIER)]
+
+    decision = plan("1.2.0", previous, {"1.1.0": STARTING, "1.2.0": STARTING}, ROLLING, T0)
+
+    assert decision.served == [stable(), Served("1.2.0", "incoming", 0, stamp(T0))]
+
+
+# --- plan: blueGreen -------------------------------------------------------------------------------------------------
+
+
+def test_blue_green_previews_the_new_version_until_ready() -> None:
+    decision = plan("1.1.0", [stable()], {"1.1.0": STARTING}, BLUE_GREEN, T0)
+
+    assert roles(decision.served) == [("1.0.0", "stable", 100), ("1.1.0", "preview", 0)]
+    assert decision.phase == "Preview"
+
+
+def test_blue_green_switches_and_keeps_the_old_version_retiring_for_the_delay() -> None:
+    previous = [stable(), Served("1.1.0", "preview", 0, EARLIER)]
+
+    decision = plan("1.1.0", previous, {"1.0.0": READY, "1.1.0": READY}, BLUE_GREEN, T0)
+
+    assert decision.served == [Served("1.1.0", "stable", 100, stamp(T0)), Served("1.0.0", "retiring", 0, stamp(T0))]
+    assert decision.phase == "Serving"
+    assert decision.requeue_after == pytest.approx(30)
+
+
+def test_blue_green_retiring_version_requeues_for_the_remaining_delay() -> None:
+    previous = [Served("1.1.0", "stable", 100, stamp(T0)), Served("1.0.0", "retiring", 0, stamp(T0))]
+
+    decision = plan("1.1.0", previous, {"1.1.0": READY}, BLUE_GREEN, at(10))
+
+    assert roles(decision.served) == [("1.1.0", "stable", 100), ("1.0.0", "retiring", 0)]
+    assert decision.requeue_after == pytest.approx(20)
+
+
+def test_blue_green_retiring_version_is_dropped_after_the_delay() -> None:
+    previous = [Served("1.1.0", "stable", 100, stamp(T0)), Served("1.0.0", "retiring", 0, stamp(T0))]
+
+    decision = plan("1.1.0", previous, {"1.1.0": READY}, BLUE_GREEN, at(30))
+
+    assert roles(decision.served) == [("1.1.0", "stable", 100)]
+    assert decision.requeue_after is None
+
+
+def test_blue_green_without_auto_promote_waits_for_promotion() -> None:
+    manual = Strategy("blueGreen", auto_promote=False, scale_down_delay=30)
+    previous = [stable(), Served("1.1.0", "preview", 0, EARLIER)]
+
+    decision = plan("1.1.0", previous, {"1.1.0": READY}, manual, T0, promote="0.9.0")
+
+    assert decision.served == previous
+    assert decision.phase == "WaitingForPromotion"
+    assert "mlops.io/promote=1.1.0" in decision.message
+
+
+def test_blue_green_without_auto_promote_switches_when_promoted() -> None:
+    manual = Strategy("blueGreen", auto_promote=False, scale_down_delay=30)
+    previous = [stable(), Served("1.1.0", "preview", 0, EARLIER)]
+
+    decision = plan("1.1.0", previous, {"1.1.0": READY}, manual, T0, promote="1.1.0")
+
+    assert roles(decision.served) == [("1.1.0", "stable", 100), ("1.0.0", "retiring", 0)]
+    assert decision.phase == "Serving"
+
+
+def test_blue_green_rollback_to_an_available_retiring_version_switches_at_once() -> None:
+    previous = [Served("1.1.0", "stable", 100, stamp(T0)), Served("1.0.0", "retiring", 0, stamp(T0))]
+
+    decision = plan("1.0.0", previous, {"1.0.0": READY, "1.1.0": READY}, BLUE_GREEN, at(5))
+
+    switched = stamp(at(5))
+    assert decision.served == [Served("1.0.0", "stable", 100, switched), Served("1.1.0", "retiring", 0, switched)]
+    assert decision.requeue_after == pytest.approx(30)
+
+
+# --- plan: canary ----------------------------------------------------------------------------------------------------
+
+
+def test_canary_takes_its_weight_when_ready_and_stable_the_rest() -> None:
+    decision = plan("1.1.0", [stable()], {"1.1.0": READY}, CANARY, T0, canary_weight=10)
+
+    assert roles(decision.served) == [("1.0.0", "stable", 90), ("1.1.0", "canary", 10)]
+    assert decision.phase == "Canary"
+
+
+def test_canary_gets_no_weight_while_its_pods_are_not_ready() -> None:
+    decision = plan("1.1.0", [stable()], {"1.1.0": STARTING}, CANARY, T0, canary_weight=10)
+
+    assert roles(decision.served) == [("1.0.0", "stable", 100), ("1.1.0", "canary", 0)]
+
+
+def test_canary_weight_is_clamped_to_100() -> None:
+    decision = plan("1.1.0", [stable()], {"1.1.0": READY}, CANARY, T0, canary_weight=150)
+
+    assert roles(decision.served) == [("1.0.0", "stable", 0), ("1.1.0", "canary", 100)]
+
+
+def test_canary_keeps_its_since_across_weight_changes() -> None:
+    previous = [stable(weight=90), Served("1.1.0", "canary", 10, EARLIER)]
+
+    decision = plan("1.1.0", previous, {"1.1.0": READY}, CANARY, T0, canary_weight=50)
+
+    assert decision.served == [stable(weight=50), Served("1.1.0", "canary", 50, EARLIER)]
+
+
+# --- plan: no target, shadows ----------------------------------------------------------------------------------------
+
+
+def test_unresolved_target_keeps_what_runs() -> None:
+    previous = [stable(weight=90), Served("1.1.0", "canary", 10, EARLIER)]
+
+    decision = plan(None, previous, {}, CANARY, T0)
+
+    assert decision.served == previous
+    assert decision.phase == "WaitingForVersion"
+
+
+def test_unresolved_target_with_nothing_running_serves_nothing() -> None:
+    decision = plan(None, [], {}, ROLLING, T0)
+
+    assert decision.served == []
+    assert decision.phase == "NothingServed"
+
+
+def test_shadow_entries_in_previous_are_ignored() -> None:
+    previous = [stable(), Served("2.0.0", "shadow", 0, EARLIER)]
+
+    decision = plan("1.0.0", previous, {"1.0.0": READY, "2.0.0": READY}, ROLLING, T0)
+
+    assert decision.served == [stable()]
+
+
+def test_a_shadow_alone_does_not_count_as_stable() -> None:
+    decision = plan("1.0.0", [Served("2.0.0", "shadow", 0, EARLIER)], {}, ROLLING, T0)
+
+    assert decision.served == [Served("1.0.0", "stable", 100, stamp(T0))]
+
+
+# --- replicas --------------------------------------------------------------------------------------------------------
+
+
+def test_replicas_router_splits_replicas_by_weight() -> None:
+    served = [stable(weight=90), Served("1.1.0", "canary", 10, EARLIER)]
+
+    assert replicas(served, 10, split=True) == {"1.0.0": 9, "1.1.0": 1}
+
+
+def test_split_leaves_a_stable_without_weight_its_full_capacity() -> None:
+    served = [stable(weight=0), Served("1.1.0", "canary", 100, EARLIER)]
+
+    assert replicas(served, 10, split=True) == {"1.0.0": 10, "1.1.0": 10}
+
+
+def test_split_with_a_single_live_version_runs_the_total_everywhere() -> None:
+    served = [stable(), Served("1.1.0", "incoming", 0, EARLIER)]
+
+    assert replicas(served, 4, split=True) == {"1.0.0": 4, "1.1.0": 4}
+
+
+def test_without_split_stable_incoming_preview_and_retiring_run_the_total() -> None:
+    served = [
+        stable(),
+        Served("1.1.0", "incoming", 0, EARLIER),
+        Served("1.2.0", "preview", 0, EARLIER),
+        Served("0.9.0", "retiring", 0, EARLIER),
+    ]
+
+    assert replicas(served, 3, split=False) == {"1.0.0": 3, "1.1.0": 3, "1.2.0": 3, "0.9.0": 3}
+
+
+@pytest.mark.parametrize(("weight", "expected"), [(0, 1), (10, 1), (25, 3), (50, 5), (100, 10)])
+def test_without_split_a_canary_runs_its_share_rounded_up_and_at_least_one(weight: int, expected: int) -> None:
+    served = [stable(weight=100 - weight), Served("1.1.0", "canary", weight, EARLIER)]
+
+    assert replicas(served, 10, split=False) == {"1.0.0": 10, "1.1.0": expected}
+
+
+@pytest.mark.parametrize(("percent", "expected"), [(100, 4), (50, 2), (10, 1), (0, 1)])
+def test_a_shadow_runs_its_mirrored_share(percent: int, expected: int) -> None:
+    served = [stable(), Served("2.0.0", "shadow", 0, EARLIER)]
+
+    assert replicas(served, 4, split=False, shadow_percent=percent) == {"1.0.0": 4, "2.0.0": expected}
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_zero_total_gives_zero_replicas_to_every_version(split: bool) -> None:
+    served = [stable(weight=90), Served("1.1.0", "canary", 10, EARLIER), Served("2.0.0", "shadow", 0, EARLIER)]
+
+    assert replicas(served, 0, split=split) == {"1.0.0": 0, "1.1.0": 0, "2.0.0": 0}
+
+
+# --- deployment_health -----------------------------------------------------------------------------------------------
+
+
+def deployment(desired: int, status: dict[str, Any], generation: int = 3) -> dict[str, Any]:
+    return {"metadata": {"generation": generation}, "spec": {"replicas": desired}, "status": status}
+
+
+ROLLED: dict[str, Any] = {
+    "observedGeneration": 3,
+    "replicas": 2,
+    "updatedReplicas": 2,
+    "availableReplicas": 2,
+    "readyReplicas": 2,
+}
+
+
+def test_a_rolled_out_deployment_is_available() -> None:
+    assert deployment_health(deployment(2, ROLLED)) == Health(desired=2, ready=2, available=True)
+
+
+def test_a_deployment_without_status_is_not_available() -> None:
+    health = deployment_health({"metadata": {"generation": 1}, "spec": {"replicas": 2}})
+
+    assert health == Health(desired=2, ready=0, available=False)
+
+
+def test_a_generation_not_yet_observed_is_not_available() -> None:
+    assert not deployment_health(deployment(2, {**ROLLED, "observedGeneration": 2})).available
+
+
+@pytest.mark.parametrize("field", ["updatedReplicas", "availableReplicas"])
+def test_too_few_updated_or_available_replicas_is_not_available(field: str) -> None:
+    assert not deployment_health(deployment(2, {**ROLLED, field: 1})).available
+
+
+def test_old_replicas_still_present_is_not_available() -> None:
+    health = deployment_health(deployment(2, {**ROLLED, "replicas": 3}))
+
+    assert not health.available
+    assert health.ready == 2
+
+
+def test_progress_deadline_exceeded_is_reported_as_failed() -> None:
+    condition = {
+        "type": "Progressing",
+        "status": "False",
+        "reason": "ProgressDeadlineExceeded",
+        "message": 'ReplicaSet "fraud-abc" has timed out progressing.',
+    }
+
+    health = deployment_health(deployment(2, {"observedGeneration": 3, "replicas": 2, "conditions": [condition]}))
+
+    assert health.failed == 'ReplicaSet "fraud-abc" has timed out progressing.'
+    assert not health.available
+
+
+def test_a_progressing_deployment_has_not_failed() -> None:
+    condition = {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}
+
+    assert deployment_health(deployment(2, {**ROLLED, "conditions": [condition]})).failed is None
+
+
+def test_a_deployment_scaled_to_zero_is_available() -> None:
+    health = deployment_health(deployment(0, {"observedGeneration": 3}))
+
+    assert health == Health(desired=0, ready=0, available=True)
+
+
+# --- traffic_line ----------------------------------------------------------------------------------------------------
+
+
+def test_traffic_line_lists_the_versions_taking_live_traffic() -> None:
+    served = [
+        stable(weight=90),
+        Served("1.1.0", "canary", 10, EARLIER),
+        Served("2.0.0", "shadow", 0, EARLIER),
+        Served("0.9.0", "retiring", 0, EARLIER),
+        Served("1.2.0", "incoming", 0, EARLIER),
+    ]
+
+    assert traffic_line(served) == "1.0.0=90 1.1.0=10"
+
+
+def test_traffic_line_of_nothing_is_empty() -> None:
+    assert traffic_line([]) == ""
+
+
+# --- plan and replicas together --------------------------------------------------------------------------------------
+
+
+def test_replicas_router_runs_a_pod_for_a_canary_without_weight() -> None:
+    served = [stable(), Served("1.1.0", "canary", 0, EARLIER)]
+
+    assert replicas(served, 10, split=True) == {"1.0.0": 10, "1.1.0": 1}
+
+
+def test_replicas_router_never_weights_a_canary_without_ready_pods() -> None:
+    # Given the replicas router, a CanaryRollout asking 10%, and a canary whose Pods never get ready
+    served, health = [stable()], dict[str, Health]()
+    for tick in range(3):
+        # When the controller plans, then scales the canary's Deployment as planned
+        served = plan("1.1.0", served, health, CANARY, at(tick), canary_weight=10).served
+        count = replicas(served, 10, split=True)["1.1.0"]
+        status = {"observedGeneration": 3, "replicas": count, "updatedReplicas": count, "availableReplicas": 0}
+        health = {"1.1.0": deployment_health(deployment(count, status))}
+        # Then the canary runs a Pod and takes no traffic
+        assert count == 1
+        assert traffic_line(served) == "1.0.0=100 1.1.0=0"
