@@ -73,6 +73,8 @@ CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...], tuple[str, ...]]] =
      ("spec.router.parentRefs", "router.parentRefs is required when router.type is gatewayAPI")),
     ("mdep-shadow-self", "ModelDeployment", {"version": "1.0.0", "shadow": {"version": "1.0.0"}}, ("follow",),
      ("spec.shadow.version", "shadow.version must differ from version")),
+    ("mdep-shadow-no-mesh", "ModelDeployment", {"version": "1.0.0", "shadow": {"version": "2.0.0"}}, ("follow",),
+     ("spec.shadow", "shadow needs router.type gatewayAPI or istio")),
     ("mdep-bad-quantity", "ModelDeployment", {"resources": {"requests": {"cpu": "lots"}}}, (),
      ("spec.resources.requests.cpu", "should match")),
     ("mdep-bad-router", "ModelDeployment", {"router": {"type": "nginx"}}, (),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -42,6 +43,8 @@ DEFAULT_SERVER_IMAGE = f"mlops-operator:{__version__}"
 WORKERS = 8
 RESYNC_SECONDS = 300
 MAX_BACKOFF_SECONDS = 60
+# A name taken by an object that is not ours, a router kind not installed: checked again this often.
+ERROR_RETRY_SECONDS = 10
 
 Key = tuple[str, str]
 ChildKey = tuple[str, str, str]  # apiVersion, kind, name
@@ -366,6 +369,18 @@ def covers(live: Any, desired: Any) -> bool:
     return bool(live == desired)
 
 
+APPLIED_ANNOTATION = f"{GROUP}/applied"
+
+
+def _stamped(desired: Body) -> Body:
+    """``desired`` with a digest of itself in an annotation. ``covers`` sees edits to fields we set, but not a field
+    we stopped setting (replicas once an HPA takes over): the digest changes then, so the object is applied again
+    and the API server drops our claim on the field."""
+    digest = hashlib.sha256(json.dumps(desired, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    meta = desired["metadata"]
+    return {**desired, "metadata": {**meta, "annotations": {**meta.get("annotations", {}), APPLIED_ANNOTATION: digest}}}
+
+
 class Conflict(Exception):
     """An object of the name we need exists and is not ours."""
 
@@ -373,6 +388,7 @@ class Conflict(Exception):
 async def _ensure(uid: str, desired: Body) -> Body:
     """Make the child ``desired`` exist as built; writes only when the cached (or, when not cached, the read) object
     differs. Refuses to take over an object that another owner, or nobody, controls."""
+    desired = _stamped(desired)
     meta = desired["metadata"]
     key = (desired["apiVersion"], desired["kind"], meta["name"])
     children = caches.children.setdefault(uid, {})
@@ -571,6 +587,9 @@ async def _reconcile(body: Body) -> float | None:
     if stable and stable != previous_stable:
         message = f"serving {stable}" + (f" (was {previous_stable})" if previous_stable else "")
         await kube.post_event(body, "VersionServed", message)
+    if errors:
+        # Nothing is watched that would say when the name is free or the kind installed: look again later.
+        return min(d for d in (decision.requeue_after, ERROR_RETRY_SECONDS) if d is not None)
     return decision.requeue_after
 
 

@@ -1,0 +1,359 @@
+"""ModelDeployments on a real API server, the operator as a real process, Pods Running on simulated nodes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from conftest import Kubectl, OperatorProcess, start_operator
+
+from mlops_operator.builders.serving import child_name
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def register(kubectl: Kubectl, tmp_path: Path, model: str, version: str, stage: str = "development") -> str:
+    """A ModelVersion with a real artifact; returns its object name once the registry made it Ready."""
+    path = tmp_path / f"{model}-{version}.bin"
+    path.write_bytes(random.Random(version).randbytes(20_000))
+    name = f"{model}-{version.replace('.', '-')}"
+    kubectl.apply({
+        "apiVersion": "mlops.io/v1alpha1", "kind": "ModelVersion", "metadata": {"name": name},
+        "spec": {"model": model, "version": version, "source": f"file://{path}", "format": "sklearn",
+                 "stage": stage, "checksum": "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(),
+                 "signature": {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]}},
+    })  # fmt: skip
+    kubectl.run("wait", "--for=condition=Ready", "--timeout=30s", f"modelversion/{name}")
+    return name
+
+
+def deploy(kubectl: Kubectl, name: str, **spec: Any) -> None:
+    kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
+                   "spec": {"model": "fraud", **spec}})  # fmt: skip
+
+
+def patch(kubectl: Kubectl, name: str, spec: dict[str, Any]) -> None:
+    kubectl.run("patch", "modeldeployment", name, "--type=merge", "-p", json.dumps({"spec": spec}))
+
+
+def wait_md(kubectl: Kubectl, name: str, what: str, check: Any, timeout: float = 40) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        obj = kubectl.get("modeldeployment", name)
+        return obj if check(obj) else None
+
+    return kubectl.wait_for(probe, timeout=timeout, what=f"{name}: {what}")  # type: ignore[no-any-return]
+
+
+def serving(version: str) -> Any:
+    """The check: Ready, for the current generation, with ``version`` stable and taking all traffic."""
+
+    def check(obj: dict[str, Any]) -> bool:
+        ready = condition(obj, "Ready")
+        status = obj.get("status", {})
+        return (
+            ready.get("status") == "True"
+            and ready.get("observedGeneration") == obj["metadata"]["generation"]
+            and status.get("version") == version
+            and status.get("traffic") == f"{version}=100"
+            and len(status.get("versions", [])) == 1
+        )
+
+    return check
+
+
+def names(kubectl: Kubectl, kind: str) -> set[str]:
+    out = kubectl.run("get", kind, "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+    return set(out)
+
+
+def running_pods(kubectl: Kubectl, version: str) -> int:
+    out = kubectl.run("get", "pods", "-l", f"mlops.io/version={version}", "-o",
+                      "jsonpath={range .items[*]}{.status.phase}{' '}{end}").stdout.split()  # fmt: skip
+    return sum(1 for phase in out if phase == "Running")
+
+
+def test_pinned_version_scale_autoscale_change_and_delete(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    register(kubectl, tmp_path, "fraud", "1.1.0")
+    deploy(kubectl, "fraud", version="1.0.0", replicas=2, resources={"requests": {"cpu": "100m", "memory": "128Mi"}})
+    obj = wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    v1 = child_name("fraud", "1.0.0")
+    assert names(kubectl, "deployments") == {v1}
+    assert names(kubectl, "services") == {"fraud", v1}
+    assert names(kubectl, "poddisruptionbudgets") == {v1}
+    kubectl.wait_for(lambda: running_pods(kubectl, "1.0.0") == 2, what="two Pods Running")
+    status = obj["status"]
+    assert status["url"] == f"http://fraud.{kubectl.namespace}.svc:8080"
+    assert status["versions"][0] | {"since": None} == {
+        "version": "1.0.0", "role": "stable", "deployment": v1, "service": v1, "replicas": 2, "readyReplicas": 2,
+        "weight": 100, "since": None,
+    }  # fmt: skip
+    assert condition(obj, "Progressing")["status"] == "False" and condition(obj, "Degraded")["status"] == "False"
+    kubectl.run("wait", "--for=condition=Ready", "--timeout=10s", "modeldeployment/fraud")
+    row = kubectl.run("get", "mdep", "fraud", "--no-headers").stdout.split()
+    assert row[:5] == ["fraud", "fraud", "1.0.0", "True", "2"] and row[5] == "1.0.0=100"
+
+    # The Deployment runs the model server with the version's source, checksum and signature.
+    dep = kubectl.get("deployment", v1)
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MLOPS_MODEL_VERSION"] == "1.0.0" and env["MLOPS_MODEL_SOURCE"].endswith("fraud-1.0.0.bin")
+    assert env["MLOPS_MODEL_CHECKSUM"].startswith("sha256:") and json.loads(env["MLOPS_MODEL_SIGNATURE"])
+    assert container["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
+    assert dep["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+    front = kubectl.get("service", "fraud")
+    assert front["spec"]["selector"]["mlops.io/version"] == "1.0.0"
+
+    # Scale.
+    patch(kubectl, "fraud", {"replicas": 3})
+    wait_md(kubectl, "fraud", "3 ready", lambda o: o["status"].get("readyReplicas") == 3 and serving("1.0.0")(o))
+    assert kubectl.get("deployment", v1)["spec"]["replicas"] == 3
+
+    # Autoscale: one HPA per served version, and the operator stops setting replicas.
+    patch(kubectl, "fraud", {"autoscaling": {"minReplicas": 2, "maxReplicas": 5}})
+    hpa = kubectl.wait_for(lambda: v1 in names(kubectl, "hpa") and kubectl.get("hpa", v1), what="the HPA")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": v1}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+    managed = kubectl.run("get", "deployment", v1, "--show-managed-fields", "-o", "json").stdout
+    ours = next(m for m in json.loads(managed)["metadata"]["managedFields"] if m["manager"] == "mlops-operator")
+    assert "f:replicas" not in ours["fieldsV1"]["f:spec"]
+
+    # A version change rolls: the new Deployment first, then the traffic, then the old one goes.
+    patch(kubectl, "fraud", {"version": "1.1.0", "autoscaling": None, "replicas": 1})
+    obj = wait_md(kubectl, "fraud", "serving 1.1.0", serving("1.1.0"))
+    v2 = child_name("fraud", "1.1.0")
+    kubectl.wait_for(lambda: names(kubectl, "deployments") == {v2}, what="only the new Deployment")
+    assert names(kubectl, "services") == {"fraud", v2}
+    assert names(kubectl, "hpa") == set() and names(kubectl, "pdb") == set()
+    assert kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.1.0"
+    reasons = kubectl.run("get", "events", "--field-selector", "involvedObject.name=fraud,reason=VersionServed",
+                          "-o", "jsonpath={.items[*].message}").stdout  # fmt: skip
+    assert "serving 1.1.0 (was 1.0.0)" in reasons
+
+    # Deleting cascades to every child.
+    kubectl.run("delete", "modeldeployment", "fraud", "--wait=true")
+    kubectl.wait_for(lambda: not names(kubectl, "deployments") and names(kubectl, "services") == set(),
+                     timeout=60, what="children garbage-collected")  # fmt: skip
+
+
+def test_rolling_moves_traffic_only_to_ready_pods(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    register(kubectl, tmp_path, "fraud", "1.1.0")
+    deploy(kubectl, "fraud", version="1.0.0", replicas=1)
+    wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    # The new version asks for more CPU than any node has: its Pods stay Pending and never become ready (the old
+    # version's own rollout keeps its ready Pod, since a Deployment never goes below its desired capacity).
+    patch(kubectl, "fraud", {"version": "1.1.0", "resources": {"requests": {"cpu": "500"}}})
+
+    def incoming(obj: dict[str, Any]) -> bool:
+        versions = {v["version"]: v for v in obj.get("status", {}).get("versions", [])}
+        return versions.get("1.1.0", {}).get("role") == "incoming"
+
+    obj = wait_md(kubectl, "fraud", "1.1.0 incoming", incoming)
+    time.sleep(3)
+    obj = kubectl.get("modeldeployment", "fraud")
+    versions = {v["version"]: v for v in obj["status"]["versions"]}
+    assert versions["1.0.0"]["role"] == "stable" and versions["1.0.0"]["weight"] == 100
+    assert versions["1.1.0"]["weight"] == 0 and versions["1.1.0"]["readyReplicas"] == 0
+    assert obj["status"]["traffic"] == "1.0.0=100"
+    assert kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.0.0"
+    assert (condition(obj, "Ready")["status"], condition(obj, "Ready")["reason"]) == ("False", "RollingOut")
+    assert (condition(obj, "Progressing")["status"], condition(obj, "Progressing")["reason"]) == ("True", "RollingOut")
+    assert "1.1.0 0/1 ready" in condition(obj, "Ready")["message"]
+
+    patch(kubectl, "fraud", {"resources": None})
+    wait_md(kubectl, "fraud", "serving 1.1.0", serving("1.1.0"))
+    assert kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.1.0"
+
+
+def test_missing_version_is_reported_then_served(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
+    deploy(kubectl, "fraud", version="2.0.0")
+    obj = wait_md(
+        kubectl, "fraud", "VersionNotFound", lambda o: condition(o, "Ready").get("reason") == "VersionNotFound"
+    )
+    assert condition(obj, "Ready")["status"] == "False"
+    assert "no ModelVersion of model fraud has version 2.0.0" in condition(obj, "Ready")["message"]
+    assert names(kubectl, "deployments") == set()
+    # A version whose artifact does not verify is not served, and its own message is repeated.
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"x")
+    kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "ModelVersion", "metadata": {"name": "fraud-2-0-0"},
+                   "spec": {"model": "fraud", "version": "2.0.0", "source": f"file://{bad}", "format": "sklearn",
+                            "checksum": "sha256:" + "0" * 64}})  # fmt: skip
+    obj = wait_md(kubectl, "fraud", "VersionNotReady with the version's reason",
+                  lambda o: "ChecksumMismatch" in condition(o, "Ready").get("message", ""))  # fmt: skip
+    assert condition(obj, "Ready")["reason"] == "VersionNotReady"
+    assert names(kubectl, "deployments") == set()
+    kubectl.run("delete", "modelversion", "fraud-2-0-0")
+    register(kubectl, tmp_path, "fraud", "2.0.0")
+    wait_md(kubectl, "fraud", "serving 2.0.0", serving("2.0.0"))
+
+
+def test_follow_production(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
+    register(kubectl, tmp_path, "fraud", "1.0.0", stage="production")
+    second = register(kubectl, tmp_path, "fraud", "1.1.0", stage="staging")
+    deploy(kubectl, "fraud", follow="production", replicas=2)
+    wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    # The registry grants production to another version: the deployment rolls to it on its own.
+    kubectl.run("patch", "modelversion", second, "--type=merge", "-p", '{"spec": {"stage": "production"}}')
+    wait_md(kubectl, "fraud", "serving 1.1.0", serving("1.1.0"))
+    kubectl.wait_for(lambda: names(kubectl, "deployments") == {child_name("fraud", "1.1.0")}, what="old removed")
+    kubectl.wait_for(lambda: running_pods(kubectl, "1.1.0") == 2, what="two Pods of 1.1.0")
+
+
+def test_blue_green_preview_promote_and_delay(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    register(kubectl, tmp_path, "fraud", "1.1.0")
+    rollout = {"strategy": "blueGreen", "blueGreen": {"autoPromote": False, "scaleDownDelay": "4s"}}
+    deploy(kubectl, "fraud", version="1.0.0", rollout=rollout)
+    wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    obj = wait_md(kubectl, "fraud", "waiting for promotion",
+                  lambda o: condition(o, "Ready").get("reason") == "WaitingForPromotion")  # fmt: skip
+    preview = kubectl.get("service", "fraud-preview")
+    assert preview["spec"]["selector"]["mlops.io/version"] == "1.1.0"
+    assert obj["status"]["previewUrl"] == f"http://fraud-preview.{kubectl.namespace}.svc:8080"
+    assert kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.0.0"
+    assert obj["status"]["traffic"] == "1.0.0=100"
+    assert "mlops.io/promote=1.1.0" in condition(obj, "Ready")["message"]
+    assert condition(obj, "Progressing")["status"] == "False"
+
+    kubectl.run("annotate", "modeldeployment", "fraud", "mlops.io/promote=1.1.0")
+    obj = wait_md(kubectl, "fraud", "switched", lambda o: o["status"].get("version") == "1.1.0")
+    switched = time.monotonic()
+    roles = {v["version"]: v["role"] for v in obj["status"]["versions"]}
+    assert roles == {"1.1.0": "stable", "1.0.0": "retiring"}
+    assert kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.1.0"
+    assert child_name("fraud", "1.0.0") in names(kubectl, "deployments")
+    assert "fraud-preview" not in names(kubectl, "services")
+    wait_md(kubectl, "fraud", "old removed after the delay", serving("1.1.0"), timeout=20)
+    assert time.monotonic() - switched > 2
+    kubectl.wait_for(lambda: names(kubectl, "deployments") == {child_name("fraud", "1.1.0")}, what="old removed")
+
+
+def test_gateway_api_and_istio_routers(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str]
+) -> None:
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    register(kubectl, tmp_path, "fraud", "1.1.0")
+    # A route of the user's own in the same namespace: never touched.
+    kubectl.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "other"},
+                   "spec": {"parentRefs": [{"name": "gw"}],
+                            "rules": [{"backendRefs": [{"name": "elsewhere", "port": 80}]}]}})  # fmt: skip
+    other = kubectl.get("httproute", "other")["metadata"]["resourceVersion"]
+    router = {"type": "gatewayAPI", "parentRefs": [{"name": "gw", "sectionName": "http"}], "hostnames": ["fraud.ml"]}
+    deploy(kubectl, "fraud", version="1.0.0", router=router, shadow={"version": "1.1.0", "percent": 25})
+
+    def mirrored(obj: dict[str, Any]) -> bool:
+        return bool(
+            serving_with_shadow(obj) and "fraud" in names(kubectl, "httproutes")
+            and kubectl.get("httproute", "fraud")["spec"]["rules"][0].get("filters")
+        )  # fmt: skip
+
+    wait_md(kubectl, "fraud", "serving with a shadow", mirrored)
+    route = kubectl.get("httproute", "fraud")
+    rule = route["spec"]["rules"][0]
+    v1, v2 = child_name("fraud", "1.0.0"), child_name("fraud", "1.1.0")
+    assert [(b["name"], b["port"], b["weight"]) for b in rule["backendRefs"]] == [(v1, 8080, 100)]
+    assert rule["filters"] == [{"type": "RequestMirror",
+                                "requestMirror": {"backendRef": {"group": "", "kind": "Service", "name": v2,
+                                                                 "port": 8080}, "percent": 25}}]  # fmt: skip
+    assert route["spec"]["parentRefs"][0]["name"] == "gw" and route["spec"]["hostnames"] == ["fraud.ml"]
+    assert route["metadata"]["ownerReferences"][0]["name"] == "fraud"
+    assert names(kubectl, "deployments") == {v1, v2}
+
+    # Switch to Istio: the HTTPRoute goes, a VirtualService comes; the user's route is untouched.
+    patch(kubectl, "fraud", {"router": {"type": "istio", "parentRefs": None, "hostnames": None}})
+    kubectl.wait_for(
+        lambda: names(kubectl, "virtualservices") == {"fraud"} and names(kubectl, "httproutes") == {"other"},
+        what="VirtualService instead of HTTPRoute",
+    )
+    vs = kubectl.get("virtualservice", "fraud")["spec"]
+    ns = kubectl.namespace
+    assert vs["hosts"] == [f"fraud.{ns}.svc.cluster.local"]
+    http = vs["http"][0]
+    assert http["route"] == [{"destination": {"host": f"{v1}.{ns}.svc.cluster.local", "port": {"number": 8080}},
+                              "weight": 100}]  # fmt: skip
+    assert http["mirror"] == {"host": f"{v2}.{ns}.svc.cluster.local", "port": {"number": 8080}}
+    assert http["mirrorPercentage"] == {"value": 25}
+    assert kubectl.get("httproute", "other")["metadata"]["resourceVersion"] == other
+
+    # Without the shadow, the mirror and the shadow's children go.
+    patch(kubectl, "fraud", {"shadow": None})
+    kubectl.wait_for(lambda: "mirror" not in kubectl.get("virtualservice", "fraud")["spec"]["http"][0],
+                     what="mirror removed")  # fmt: skip
+    kubectl.wait_for(lambda: names(kubectl, "deployments") == {v1}, what="shadow removed")
+
+
+def serving_with_shadow(obj: dict[str, Any]) -> bool:
+    roles = {v["version"]: v["role"] for v in obj.get("status", {}).get("versions", [])}
+    ready = condition(obj, "Ready")
+    return roles == {"1.0.0": "stable", "1.1.0": "shadow"} and ready.get("status") == "True"
+
+
+def test_name_taken_by_someone_else_is_not_taken_over(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    kubectl.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "fraud"},
+                   "spec": {"selector": {"app": "mine"}, "ports": [{"port": 80}]}})  # fmt: skip
+    deploy(kubectl, "fraud", version="1.0.0")
+    obj = wait_md(kubectl, "fraud", "Conflict", lambda o: condition(o, "Ready").get("reason") == "Conflict")
+    assert "Service fraud exists and is not owned by this ModelDeployment" in condition(obj, "Ready")["message"]
+    assert condition(obj, "Degraded")["status"] == "True"
+    assert kubectl.get("service", "fraud")["spec"]["selector"] == {"app": "mine"}
+    kubectl.run("delete", "service", "fraud")
+    wait_md(kubectl, "fraud", "serving once the name is free", serving("1.0.0"))
+
+
+def test_tampered_children_are_restored_and_a_restart_writes_nothing(kubectl: Kubectl, tmp_path: Path) -> None:
+    namespace = kubectl.namespace or "default"
+    op = start_operator(tmp_path, "--namespace", namespace)
+    try:
+        register(kubectl, tmp_path, "fraud", "1.0.0")
+        deploy(kubectl, "fraud", version="1.0.0", replicas=2)
+        wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+        v1 = child_name("fraud", "1.0.0")
+        kubectl.run("scale", "deployment", v1, "--replicas=5")
+        kubectl.run(
+            "patch", "service", "fraud", "--type=merge", "-p", '{"spec": {"selector": {"mlops.io/version": "x"}}}'
+        )
+        kubectl.wait_for(lambda: kubectl.get("deployment", v1)["spec"]["replicas"] == 2, what="replicas restored")
+        kubectl.wait_for(lambda: kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.0.0",
+                         what="selector restored")  # fmt: skip
+        kubectl.run("delete", "service", v1)
+        kubectl.wait_for(lambda: v1 in names(kubectl, "services"), what="Service recreated")
+        wait_md(kubectl, "fraud", "serving 1.0.0", lambda o: serving("1.0.0")(o) and o["status"]["readyReplicas"] == 2)
+        time.sleep(2)
+    finally:
+        assert op.stop() == 0
+
+    def versions() -> dict[str, str]:
+        out = {}
+        for kind in ("modeldeployment", "deployment", "service", "pdb"):
+            items = json.loads(kubectl.run("get", kind, "-o", "json").stdout)["items"]
+            out.update({f"{kind}/{i['metadata']['name']}": i["metadata"]["resourceVersion"] for i in items})
+        return out
+
+    before = versions()
+    op = start_operator(tmp_path, "--namespace", namespace)
+    try:
+        # Long enough for the initial listings and a reconcile of everything they delivered.
+        time.sleep(6)
+    finally:
+        assert op.stop(signal.SIGTERM) == 0
+    assert versions() == before
+    line = next(line for line in op.log().splitlines() if "ModelDeployment reconciles:" in line)
+    requests = json.loads(line.split("API requests: ", 1)[1])
+    assert not {"apply", "patch", "delete", "create"} & set(requests), line
+    assert int(re.search(r"reconciles: (\d+)", line).group(1)) >= 1  # type: ignore[union-attr]
