@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import Kubectl, OperatorProcess, start_operator
 
 from mlops_operator.builders.serving import child_name
@@ -357,3 +358,55 @@ def test_tampered_children_are_restored_and_a_restart_writes_nothing(kubectl: Ku
     requests = json.loads(line.split("API requests: ", 1)[1])
     assert not {"apply", "patch", "delete", "create"} & set(requests), line
     assert int(re.search(r"reconciles: (\d+)", line).group(1)) >= 1  # type: ignore[union-attr]
+
+
+def routed(kubectl: Kubectl, router: str) -> dict[str, int]:
+    """The weights the routing objects hold, by child Service name (the replicas router: the front Service's pick)."""
+    if router == "gatewayAPI":
+        rules = kubectl.get("httproute", "fraud")["spec"]["rules"]
+        return {b["name"]: b["weight"] for b in rules[0]["backendRefs"]}
+    if router == "istio":
+        routes = kubectl.get("virtualservice", "fraud")["spec"]["http"][0]["route"]
+        return {r["destination"]["host"].split(".")[0]: r["weight"] for r in routes}
+    selector = kubectl.get("service", "fraud")["spec"]["selector"]
+    return {child_name("fraud", selector["mlops.io/version"]): 100}
+
+
+@pytest.mark.parametrize("router", ["replicas", "gatewayAPI", "istio"])
+def test_lifecycle_per_router(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str], router: str
+) -> None:
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    register(kubectl, tmp_path, "fraud", "1.1.0")
+    spec: dict[str, Any] = {"type": router}
+    if router == "gatewayAPI":
+        spec["parentRefs"] = [{"name": "gw"}]
+    v1, v2 = child_name("fraud", "1.0.0"), child_name("fraud", "1.1.0")
+    routing = {"gatewayAPI": "httproutes", "istio": "virtualservices"}.get(router)
+
+    deploy(kubectl, "fraud", version="1.0.0", replicas=1, router=spec)
+    wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    assert routed(kubectl, router) == {v1: 100}
+    assert routing is None or names(kubectl, routing) == {"fraud"}
+    kubectl.wait_for(lambda: running_pods(kubectl, "1.0.0") == 1, what="a Pod of 1.0.0 Running")
+
+    patch(kubectl, "fraud", {"replicas": 2})
+    wait_md(kubectl, "fraud", "2 ready", lambda o: serving("1.0.0")(o) and o["status"]["readyReplicas"] == 2)
+    assert names(kubectl, "pdb") == {v1}
+
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    wait_md(kubectl, "fraud", "serving 1.1.0", serving("1.1.0"))
+    kubectl.wait_for(lambda: routed(kubectl, router) == {v2: 100}, what="weights on 1.1.0")
+    kubectl.wait_for(lambda: names(kubectl, "deployments") == {v2}, what="1.0.0 removed")
+    kubectl.wait_for(lambda: running_pods(kubectl, "1.1.0") == 2, what="two Pods of 1.1.0 Running")
+
+    patch(kubectl, "fraud", {"autoscaling": {"minReplicas": 1, "maxReplicas": 3}})
+    kubectl.wait_for(lambda: names(kubectl, "hpa") == {v2}, what="an HPA for 1.1.0")
+    kubectl.wait_for(lambda: names(kubectl, "pdb") == set(), what="no PDB at minReplicas 1")
+
+    kubectl.run("delete", "modeldeployment", "fraud", "--wait=true")
+    kubectl.wait_for(
+        lambda: not names(kubectl, "deployments") and not names(kubectl, "services") and not names(kubectl, "hpa")
+        and (routing is None or not names(kubectl, routing)),
+        timeout=60, what="every child garbage-collected",
+    )  # fmt: skip
