@@ -410,3 +410,38 @@ def test_lifecycle_per_router(
         and (routing is None or not names(kubectl, routing)),
         timeout=60, what="every child garbage-collected",
     )  # fmt: skip
+
+
+def test_canary_weights_come_from_the_canary_rollout(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    register(kubectl, tmp_path, "fraud", "1.1.0")
+    deploy(kubectl, "fraud", version="1.0.0", replicas=10, rollout={"strategy": "canary"})
+    wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    obj = wait_md(kubectl, "fraud", "canary at 0", lambda o: condition(o, "Ready").get("reason") == "Canary")
+    assert obj["status"]["traffic"] == "1.0.0=100 1.1.0=0"
+    assert kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.0.0"
+
+    # A CanaryRollout drives the weight through its status (written by hand here: the rollout controller is
+    # not part of this test); the replicas router approximates 30% with 7 and 3 Pods behind the front Service.
+    kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "CanaryRollout", "metadata": {"name": "fraud-1-1-0"},
+                   "spec": {"deploymentRef": "fraud", "candidate": "1.1.0", "steps": [{"setWeight": 30}]}})  # fmt: skip
+
+    def set_weight(canary: int) -> None:
+        body = json.dumps({"status": {"weights": {"stable": 100 - canary, "canary": canary}}})
+        kubectl.run("patch", "canaryrollout", "fraud-1-1-0", "--subresource=status", "--type=merge", "-p", body)
+
+    set_weight(30)
+    obj = wait_md(kubectl, "fraud", "70/30", lambda o: o["status"].get("traffic") == "1.0.0=70 1.1.0=30")
+    replicas = {d["metadata"]["labels"]["mlops.io/version"]: d["spec"]["replicas"]
+                for d in json.loads(kubectl.run("get", "deployments", "-o", "json").stdout)["items"]}  # fmt: skip
+    assert replicas == {"1.0.0": 7, "1.1.0": 3}
+    assert "mlops.io/version" not in kubectl.get("service", "fraud")["spec"]["selector"]
+
+    set_weight(100)
+    wait_md(kubectl, "fraud", "promoted", serving("1.1.0"))
+    kubectl.wait_for(lambda: names(kubectl, "deployments") == {child_name("fraud", "1.1.0")}, what="old removed")
+    kubectl.wait_for(lambda: kubectl.get("deployment", child_name("fraud", "1.1.0"))["spec"]["replicas"] == 10,
+                     what="full size")  # fmt: skip

@@ -33,8 +33,8 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def stable(version: str = "1.0.0", weight: int = 100, since: str = EARLIER) -> Served:
-    return Served(version, "stable", weight, since)
+def stable(version: str = "1.0.0", weight: int = 100, since: str = EARLIER, wanted: int | None = None) -> Served:
+    return Served(version, "stable", weight, since, wanted)
 
 
 def roles(served: list[Served]) -> list[tuple[str, str, int]]:
@@ -208,10 +208,24 @@ def test_canary_gets_no_weight_while_its_pods_are_not_ready() -> None:
     assert roles(decision.served) == [("1.0.0", "stable", 100), ("1.1.0", "canary", 0)]
 
 
-def test_canary_weight_is_clamped_to_100() -> None:
+def test_canary_weight_is_clamped_to_100_and_100_promotes() -> None:
     decision = plan("1.1.0", [stable()], {"1.1.0": READY}, CANARY, T0, canary_weight=150)
 
-    assert roles(decision.served) == [("1.0.0", "stable", 0), ("1.1.0", "canary", 100)]
+    assert roles(decision.served) == [("1.1.0", "stable", 100)]
+    assert decision.phase == "Serving" and "promoted canary 1.1.0 over 1.0.0" in decision.message
+
+
+def test_canary_scaling_for_more_weight_keeps_its_weight_until_ready() -> None:
+    previous = [stable(weight=90), Served("1.1.0", "canary", 10, EARLIER)]
+    scaling = {"1.1.0": Health(desired=3, ready=1, available=False)}
+
+    decision = plan("1.1.0", previous, scaling, CANARY, T0, canary_weight=30)
+
+    assert decision.served == [stable(weight=90, wanted=70), Served("1.1.0", "canary", 10, EARLIER, wanted=30)]
+    assert "scaling to take 30% (1/3 ready)" in decision.message
+    # Replicas follow the weight asked for, so the Pods come before the traffic.
+    assert replicas(decision.served, 10, split=True) == {"1.0.0": 7, "1.1.0": 3}
+    assert replicas(decision.served, 10, split=False) == {"1.0.0": 10, "1.1.0": 3}
 
 
 def test_canary_keeps_its_since_across_weight_changes() -> None:
@@ -219,7 +233,7 @@ def test_canary_keeps_its_since_across_weight_changes() -> None:
 
     decision = plan("1.1.0", previous, {"1.1.0": READY}, CANARY, T0, canary_weight=50)
 
-    assert decision.served == [stable(weight=50), Served("1.1.0", "canary", 50, EARLIER)]
+    assert decision.served == [stable(weight=50, wanted=50), Served("1.1.0", "canary", 50, EARLIER, wanted=50)]
 
 
 # --- plan: no target, shadows ----------------------------------------------------------------------------------------

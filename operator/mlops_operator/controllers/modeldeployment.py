@@ -71,6 +71,8 @@ class Caches:
     """ModelDeployments by (namespace, name)."""
     versions: dict[Key, dict[str, Body]] = field(default_factory=dict)
     """ModelVersions (compact) by (namespace, model), then by object name."""
+    canaries: dict[Key, dict[str, Body]] = field(default_factory=dict)
+    """CanaryRollouts (candidate, phase, weights) by (namespace, deploymentRef), then by object name."""
     children: dict[str, dict[ChildKey, Body]] = field(default_factory=dict)
     """Children by the owner's uid."""
     written: dict[str, Body] = field(default_factory=dict)
@@ -255,6 +257,28 @@ def register(registry: kopf.OperatorRegistry) -> None:
             if ns == namespace and (md.get("spec") or {}).get("model") == model:
                 enqueue((ns, md_name))
 
+    @kopf.on.event(GROUP, VERSION, "canaryrollouts", id="modeldeployment-canaries", registry=registry)
+    def _canary_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+        namespace = namespace or ""
+        target = (body.get("spec") or {}).get("deploymentRef")
+        if not target:
+            return
+        # Forget it wherever it was (its deploymentRef may have changed), then file it under its deployment.
+        for (ns, other), rollouts in caches.canaries.items():
+            if ns == namespace and name in rollouts:
+                rollouts.pop(name)
+                if other != target:
+                    enqueue((ns, other))
+        if type != "DELETED":
+            status = body.get("status") or {}
+            caches.canaries.setdefault((namespace, target), {})[name] = {
+                "namespace": namespace,
+                "candidate": str((body.get("spec") or {}).get("candidate")),
+                "phase": status.get("phase"),
+                "weights": _plain(status.get("weights") or {}),
+            }
+        enqueue((namespace, target))
+
     def _child_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
         owner = _controller_of(body)
         if owner is None:
@@ -338,6 +362,20 @@ def resolve(namespace: str, model: str, version: str | None, follow: str | None)
     if not ok:
         return Unresolved("VersionNotReady", f"ModelVersion {mv['metadata']['name']} ({model} {found}): {why}")
     return Resolved(mv["metadata"]["name"], found, mv["spec"], mv["status"])
+
+
+def canary_weight_of(namespace: str, deployment: str, candidate: str) -> int | None:
+    """The share a CanaryRollout of ``deployment`` gives ``candidate`` (its status.weights.canary), if any.
+
+    This is how the canary rollouts drive the weights: they write their own status, the deployment routes by it
+    through its router. Of several rollouts for the same candidate, the one furthest along wins.
+    """
+    weights = [
+        int(r["weights"].get("canary", 0))
+        for r in caches.canaries.get((namespace, deployment), {}).values()
+        if r["candidate"] == candidate and r["weights"]
+    ]
+    return max(weights) if weights else None
 
 
 def _workload(resolved: Resolved, role: str, replicas: int) -> Workload:
@@ -502,9 +540,13 @@ async def _reconcile(body: Body) -> float | None:
         known.add(target.version)
     health = {v: h for v in known if (h := health_of(v)) is not None}
     promote = (meta.get("annotations") or {}).get(PROMOTE_ANNOTATION)
+    canary_weight = None
+    if isinstance(target, Resolved) and spec.rollout.strategy == "canary":
+        canary_weight = canary_weight_of(namespace, name, target.version)
     decision = serving.plan(
-        target.version if isinstance(target, Resolved) else None, previous, health, _strategy(spec), now, promote
-    )
+        target.version if isinstance(target, Resolved) else None, previous, health, _strategy(spec), now, promote,
+        canary_weight,
+    )  # fmt: skip
     served = list(decision.served)
 
     notes: list[str] = []

@@ -29,6 +29,8 @@ class Served:
     weight: int
     since: str
     """RFC 3339 time the version took this role."""
+    wanted: int | None = None
+    """The weight asked for, when the version is still scaling to take it (replicas are sized for it)."""
 
 
 @dataclass(frozen=True)
@@ -153,9 +155,30 @@ def plan(
     earlier = next((s for s in previous if s.version == target and s.role != "retiring"), None)
     if strategy.kind == "canary":
         since = earlier.since if earlier and earlier.role == "canary" else stamp_now
-        weight = max(0, min(100, canary_weight or 0)) if _ready(health, target) else 0
-        served = [replace(stable, weight=100 - weight), Served(target, "canary", weight, since)]
-        message = f"canary {target} takes {weight}% beside {old}; a CanaryRollout moves the weights"
+        requested = max(0, min(100, canary_weight or 0))
+        had = earlier.weight if earlier and earlier.role == "canary" else 0
+        h = health.get(target)
+        if _ready(health, target):
+            weight = requested
+        elif h is not None and h.ready > 0:
+            # Scaling to the size the new weight needs: the weight it had until the new Pods are ready.
+            weight = min(had, requested)
+        else:
+            weight = 0
+        if weight == 100:
+            # Promoted: the canary becomes the stable version and the old one goes, as in a rolling switch.
+            switched = [Served(target, "stable", 100, stamp_now)]
+            return decision(switched + retiring({target}), "Serving", f"promoted canary {target} over {old}")
+        served = [
+            replace(stable, weight=100 - weight, wanted=100 - requested),
+            Served(target, "canary", weight, since, wanted=requested),
+        ]
+        message = f"canary {target} takes {weight}% beside {old}"
+        if weight != requested:
+            state = f"{h.ready}/{h.desired} ready" if h else "starting"
+            message += f"; scaling to take {requested}% ({state})"
+        elif canary_weight is None:
+            message += "; a CanaryRollout moves the weights"
         return decision(served + retiring({old, target}), "Canary", message)
 
     role = "preview" if strategy.kind == "blueGreen" else "incoming"
@@ -194,7 +217,7 @@ def replicas(served: list[Served], total: int, split: bool, shadow_percent: int 
     if split:
         # A version at weight 0 takes no traffic: it keeps the rules below, so that a canary runs a Pod (and can
         # get ready) before it takes any weight.
-        live = {s.version: s.weight for s in served if s.role in TRAFFIC_ROLES and s.weight > 0}
+        live = {s.version: _sized(s) for s in served if s.role in TRAFFIC_ROLES and _sized(s) > 0}
         if len(live) > 1:
             out.update(replica_split(total, live))
     for s in served:
@@ -203,12 +226,17 @@ def replicas(served: list[Served], total: int, split: bool, shadow_percent: int 
         if total == 0:
             out[s.version] = 0
         elif s.role == "canary":
-            out[s.version] = max(1, math.ceil(total * s.weight / 100))
+            out[s.version] = max(1, math.ceil(total * _sized(s) / 100))
         elif s.role == "shadow":
             out[s.version] = max(1, math.ceil(total * shadow_percent / 100))
         else:
             out[s.version] = total
     return out
+
+
+def _sized(s: Served) -> int:
+    # Replicas follow the weight asked for, so that a canary scales before its weight moves.
+    return s.wanted if s.wanted is not None else s.weight
 
 
 def traffic_line(served: list[Served]) -> str:
