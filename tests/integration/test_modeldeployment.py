@@ -154,7 +154,8 @@ def test_rolling_moves_traffic_only_to_ready_pods(kubectl: Kubectl, operator: Op
     wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
     # The new version asks for more CPU than any node has: its Pods stay Pending and never become ready (the old
     # version's own rollout keeps its ready Pod, since a Deployment never goes below its desired capacity).
-    patch(kubectl, "fraud", {"version": "1.1.0", "resources": {"requests": {"cpu": "500"}}})
+    patch(kubectl, "fraud", {"version": "1.1.0", "resources": {"requests": {"cpu": "500"}},
+                             "rollout": {"progressDeadline": "8s"}})  # fmt: skip
 
     def incoming(obj: dict[str, Any]) -> bool:
         versions = {v["version"]: v for v in obj.get("status", {}).get("versions", [])}
@@ -171,6 +172,14 @@ def test_rolling_moves_traffic_only_to_ready_pods(kubectl: Kubectl, operator: Op
     assert (condition(obj, "Ready")["status"], condition(obj, "Ready")["reason"]) == ("False", "RollingOut")
     assert (condition(obj, "Progressing")["status"], condition(obj, "Progressing")["reason"]) == ("True", "RollingOut")
     assert "1.1.0 0/1 ready" in condition(obj, "Ready")["message"]
+
+    # Past the progress deadline the version counts as failed: Degraded says why, the old version keeps serving.
+    obj = wait_md(kubectl, "fraud", "Degraded", lambda o: condition(o, "Degraded").get("status") == "True")
+    assert condition(obj, "Degraded")["reason"] == "ProgressDeadlineExceeded"
+    assert "1.1.0: " in condition(obj, "Degraded")["message"]
+    assert (condition(obj, "Progressing")["status"], condition(obj, "Progressing")["reason"]) == (
+        "False", "ProgressDeadlineExceeded")  # fmt: skip
+    assert obj["status"]["traffic"] == "1.0.0=100"
 
     patch(kubectl, "fraud", {"resources": None})
     wait_md(kubectl, "fraud", "serving 1.1.0", serving("1.1.0"))

@@ -247,6 +247,7 @@ def test_deployment_of_a_plain_version() -> None:
             "replicas": 2,
             "selector": {"matchLabels": SELECTOR},
             "revisionHistoryLimit": 2,
+            "progressDeadlineSeconds": 600,
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
             "template": {
                 "metadata": {
@@ -536,3 +537,8 @@ def test_replica_split_is_monotonic_and_order_free(case: tuple[int, dict[str, in
         for b, wb in weights.items():
             if wa > wb:
                 assert out[a] >= out[b]
+
+
+def test_progress_deadline_comes_from_the_rollout() -> None:
+    body = deployment(OWNER, spec(rollout={"progressDeadline": "1m30s"}), served(), "img")
+    assert body["spec"]["progressDeadlineSeconds"] == 90

@@ -6,6 +6,8 @@ descriptions, ``Field`` constraints its patterns and bounds, and ``cel`` rules i
 
 from __future__ import annotations
 
+import re
+
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -22,6 +24,17 @@ DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 # An artifact or dataset location.
 URI_PATTERN = r"^(file|https?|s3|gs|pvc)://.+$"
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_seconds(text: str) -> float:
+    """The seconds a Duration (``30s``, ``1h30m``, ``250ms``) stands for; ValueError when it is not one."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"not a duration: {text!r} (examples: 30s, 5m, 1h30m)")
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
+
 
 Duration = Annotated[
     str,

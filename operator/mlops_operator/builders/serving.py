@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mlops_operator import GROUP
-from mlops_operator.api.common import LABEL_VALUE_PATTERN
+from mlops_operator.api.common import LABEL_VALUE_PATTERN, duration_seconds
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec, Resources
 from mlops_operator.builders.ownership import owner_reference
 
@@ -248,6 +248,7 @@ def deployment(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion, im
     body: Body = {
         "selector": {"matchLabels": pod_selector},
         "revisionHistoryLimit": 2,
+        "progressDeadlineSeconds": max(1, round(duration_seconds(spec.rollout.progress_deadline))),
         # Never below the desired capacity while a version's own template changes.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
         "template": {

@@ -26,6 +26,7 @@ import kopf
 from lightkube import ApiError
 
 from mlops_operator import GROUP, VERSION, __version__, kube, routers
+from mlops_operator.api.common import duration_seconds
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
 from mlops_operator.builders import serving as build
 from mlops_operator.builders.serving import ServedVersion as Workload
@@ -472,26 +473,9 @@ def _strategy(spec: ModelDeploymentSpec) -> serving.Strategy:
     if rollout.strategy == "blueGreen":
         settings = rollout.blue_green
         auto = settings.auto_promote if settings else True
-        delay = _seconds(settings.scale_down_delay) if settings else 30.0
+        delay = duration_seconds(settings.scale_down_delay) if settings else 30.0
         return serving.Strategy("blueGreen", auto_promote=auto, scale_down_delay=delay)
     return serving.Strategy(rollout.strategy)
-
-
-def _seconds(duration: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-    total, number = 0.0, ""
-    i = 0
-    while i < len(duration):
-        ch = duration[i]
-        if ch.isdigit() or ch == ".":
-            number += ch
-            i += 1
-            continue
-        unit = "ms" if duration.startswith("ms", i) else ch
-        total += float(number or 0) * units[unit]
-        number = ""
-        i += len(unit)
-    return total
 
 
 async def reconcile(key: Key) -> float | None:
