@@ -1,0 +1,184 @@
+"""The Python half of tests/demo.sh: trains the demo's fraud models, turns a generated Deployment into the model
+server's environment, and checks the served predictions against the model's own.
+
+    python tests/demo_model.py train DIR VERSION          model.joblib and reference.parquet in DIR; prints
+                                                          "checksum auc logloss" (a summary goes to stderr)
+    python tests/demo_model.py free-port                  a free local TCP port
+    python tests/demo_model.py server-env PORT PROFILE    a Deployment's JSON (stdin) as KEY=VALUE lines
+    python tests/demo_model.py check URL MODEL DIR        inference requests; exits 1 when a prediction differs
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import socket
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FEATURES = ["amount", "age_days", "merchant_risk", "hour"]
+PREDICTION = "is_fraud"
+TRAIN_ROWS = 4000
+HOLDOUT_ROWS = 2000
+REQUEST_ROWS = 8
+
+
+def transactions(n: int, seed: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Synthetic card transactions: fraud is likelier for large amounts, young accounts, risky merchants and at
+    night (hour < 6), a step that a linear model only approximates."""
+    rng = np.random.default_rng(seed)
+    amount = rng.lognormal(4.0, 1.0, n).round(2)
+    age_days = rng.uniform(0, 3000, n).round()
+    merchant_risk = rng.beta(2, 5, n).round(3)
+    hour = rng.integers(0, 24, n).astype(np.float64)
+    logit = -13.0 + 2.2 * np.log(amount) - 0.0018 * age_days + 11 * merchant_risk + 5.0 * (hour < 6)
+    fraud = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    return np.column_stack([amount, age_days, merchant_risk, hour]), fraud
+
+
+def train(directory: Path, version: str) -> dict[str, Any]:
+    """1.0.0 is a logistic regression, later versions gradient-boosted trees; both on the same data."""
+    import joblib
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    x, y = transactions(TRAIN_ROWS + HOLDOUT_ROWS, seed=7)
+    x_train, y_train, x_test, y_test = x[:TRAIN_ROWS], y[:TRAIN_ROWS], x[TRAIN_ROWS:], y[TRAIN_ROWS:]
+    if version == "1.0.0":
+        model: Any = LogisticRegression(max_iter=1000)
+    else:
+        model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=0)
+    model.fit(x_train, y_train)
+    probability = model.predict_proba(x_test)[:, 1]
+    directory.mkdir(parents=True, exist_ok=True)
+    artifact = directory / "model.joblib"
+    joblib.dump(model, artifact)
+    # The reference dataset: the holdout's features and the model's predictions on them, profiled by the operator.
+    columns = {name: x_test[:, i] for i, name in enumerate(FEATURES)}
+    columns[PREDICTION] = model.predict(x_test)
+    pq.write_table(pa.table(columns), directory / "reference.parquet")
+    return {
+        "model": type(model).__name__,
+        "checksum": "sha256:" + hashlib.sha256(artifact.read_bytes()).hexdigest(),
+        "auc": round(float(roc_auc_score(y_test, probability)), 4),
+        "logloss": round(float(log_loss(y_test, probability)), 4),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env(deployment: dict[str, Any], port: int, profile: str) -> list[str]:
+    """The env of the ``server`` container of an apps/v1 Deployment, for a local process: the port replaced, and the
+    reference profile read from ``profile`` instead of the mounted ConfigMap."""
+    (container,) = (c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "server")
+    env = {e["name"]: e["value"] for e in container["env"]}
+    env["MLOPS_SERVER_PORT"] = str(port)
+    if "MLOPS_REFERENCE_PROFILE" in env:
+        env["MLOPS_REFERENCE_PROFILE"] = f"@{profile}"
+    return [f"{key}={value}" for key, value in env.items()]
+
+
+def call(url: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read().decode()
+    except urllib.error.HTTPError as err:
+        sys.exit(f"{url}: {err.code} {err.read().decode()}")
+    return json.loads(text) if text.startswith(("{", "[")) else text
+
+
+def check(url: str, model: str, directory: Path) -> int:
+    """Sends a batch and single rows; prints served and local predictions side by side. 1 when any differs."""
+    import joblib
+
+    local = joblib.load(directory / "model.joblib")
+    rows, _ = transactions(REQUEST_ROWS, seed=2022)
+    meta = call(f"{url}/v2/models/{model}")
+    print(f"GET /v2/models/{model}\n  {json.dumps(meta)}")
+    version = meta["versions"][0]
+    infer = f"{url}/v2/models/{model}/versions/{version}/infer"
+
+    def body(batch: npt.NDArray[np.float64], request_id: str) -> dict[str, Any]:
+        return {
+            "id": request_id,
+            "inputs": [{"name": "features", "datatype": "FP64", "shape": list(batch.shape), "data": batch.tolist()}],
+            "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+        }
+
+    answer = call(infer, body(rows, "demo-batch"))
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    served = outputs["predict"]["data"]
+    served_p = np.array(outputs["predict_proba"]["data"]).reshape(len(rows), -1)[:, 1]
+    # The same rows one request each, as single transactions would come.
+    singles = [call(infer, body(row[None, :], f"demo-{i}"))["outputs"][0]["data"][0] for i, row in enumerate(rows)]
+    expected = local.predict(rows).tolist()
+    expected_p = local.predict_proba(rows)[:, 1]
+    print(f"POST .../versions/{version}/infer: {len(rows)} rows in one request, then one request per row")
+    print(f"  {'amount':>8} {'age_days':>8} {'merchant_risk':>13} {'hour':>4} | {'served':>6} {'P(fraud)':>9}"
+          f" {'single':>6} | {'local':>5} {'P(fraud)':>9}")  # fmt: skip
+    mismatches = 0
+    for i, row in enumerate(rows):
+        same = served[i] == singles[i] == expected[i] and abs(served_p[i] - expected_p[i]) < 1e-9
+        mismatches += not same
+        print(f"  {row[0]:8.2f} {row[1]:8.0f} {row[2]:13.3f} {row[3]:4.0f} | {served[i]:6d} {served_p[i]:9.4f}"
+              f" {singles[i]:6d} | {expected[i]:5d} {expected_p[i]:9.4f}  {'ok' if same else 'DIFFERENT'}")  # fmt: skip
+    metrics = call(f"{url}/metrics")
+    print("GET /metrics (mlops_server_*):")
+    for line in metrics.splitlines():
+        if line.startswith(("mlops_server_requests_total", "mlops_server_model_load_seconds",
+                            "mlops_server_sketch_samples_total")):  # fmt: skip
+            print(f"  {line}")
+    if mismatches:
+        print(f"{mismatches} of {len(rows)} rows differ from the model's own predictions", file=sys.stderr)
+        return 1
+    print(f"all {len(rows)} served predictions equal model {version}'s own")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("train")
+    p.add_argument("directory", type=Path)
+    p.add_argument("version")
+    commands.add_parser("free-port")
+    p = commands.add_parser("server-env")
+    p.add_argument("port", type=int)
+    p.add_argument("profile")
+    p = commands.add_parser("check")
+    p.add_argument("url")
+    p.add_argument("model")
+    p.add_argument("directory", type=Path)
+    args = parser.parse_args()
+    if args.command == "train":
+        result = train(args.directory, args.version)
+        print(f"trained {args.version}: {result['model']}, auc {result['auc']}, logloss {result['logloss']} on"
+              f" {HOLDOUT_ROWS} held-out rows, {result['checksum'][:19]}...", file=sys.stderr)  # fmt: skip
+        print(result["checksum"], result["auc"], result["logloss"])
+    elif args.command == "free-port":
+        print(free_port())
+    elif args.command == "server-env":
+        print("\n".join(server_env(json.load(sys.stdin), args.port, args.profile)))
+    else:
+        return check(args.url, args.model, args.directory)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
