@@ -121,9 +121,11 @@ up_kwok() {
   export KWOK_ETCD_BINARY="$bin/etcd"
   export KWOK_CONTROLLER_BINARY="$bin/kwok"
 
-  # A cluster made from other binaries (a version bump) is made anew: its components run the old ones.
-  if [ -d "$kwok_workdir" ] && [ "$(cat "$mlops_state/binaries" 2>/dev/null || true)" != "$bin" ]; then
-    log "cluster $name was made from other binaries: making it anew"
+  # A cluster made from other binaries (a version bump) or another kwokctl.yaml is made anew: its components run
+  # the old ones, with the old flags.
+  made_from="$bin $(sha256sum "$cluster_dir/kwokctl.yaml" | cut -c1-16)"
+  if [ -d "$kwok_workdir" ] && [ "$(cat "$mlops_state/binaries" 2>/dev/null || true)" != "$made_from" ]; then
+    log "cluster $name was made from other binaries or options: making it anew"
     kwok_delete_cluster
   fi
 
@@ -146,7 +148,7 @@ up_kwok() {
     create
     kwok_serves
   fi
-  echo "$bin" >"$mlops_state/binaries"
+  echo "$made_from" >"$mlops_state/binaries"
 
   local i existing all=()
   existing=$("$kubectl" --kubeconfig "$mlops_kubeconfig" get nodes -o name)

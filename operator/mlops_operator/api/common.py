@@ -7,7 +7,6 @@ descriptions, ``Field`` constraints its patterns and bounds, and ``cel`` rules i
 from __future__ import annotations
 
 import re
-
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
