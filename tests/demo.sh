@@ -15,6 +15,8 @@ model=fraud-detector
 md=fraud # the ModelDeployment of manifests/examples/modeldeployment.yaml
 py=${PYTHON:-python}
 helper=tests/demo_model.py
+# Pods start in a second on an idle local cluster; a busy control plane can take tens of seconds per step.
+timeout=${MLOPS_DEMO_TIMEOUT:-120s}
 started=$SECONDS
 operator='' server=''
 
@@ -51,7 +53,7 @@ kubectl delete namespace "$ns" --ignore-not-found --wait=true --timeout=120s >/d
 rm -rf "$work"
 mkdir -p "$work"
 kubectl apply --server-side --force-conflicts --field-manager=mlops-demo -f crds/ >/dev/null
-kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
+kubectl wait --for=condition=Established --timeout="$timeout" -f crds/ >/dev/null
 kubectl create namespace "$ns" >/dev/null
 port=$("$py" "$helper" free-port)
 mlops-operator run --namespace "$ns" --liveness "http://127.0.0.1:$port/healthz" >"$work/operator.log" 2>&1 &
@@ -90,7 +92,7 @@ spec:
     - {metric: auc, notWorseThan: production, tolerance: 0.005}
   stage: production
 EOF
-  kubectl wait --for=condition=Ready -n "$ns" --timeout=60s "modelversion/$model-${version//./-}" >/dev/null
+  kubectl wait --for=condition=Ready -n "$ns" --timeout="$timeout" "modelversion/$model-${version//./-}" >/dev/null
 }
 
 serve() { # version: the model server as a local process, configured from the Deployment that serves the version
@@ -120,7 +122,7 @@ kubectl get modelversions -n "$ns" -o wide
 
 step "deploy it: manifests/examples/modeldeployment.yaml (follow production, 2 replicas)"
 kubectl apply --server-side --field-manager=mlops-demo -n "$ns" -f manifests/examples/modeldeployment.yaml
-kubectl wait --for=condition=Ready -n "$ns" --timeout=60s "modeldeployment/$md" >/dev/null
+kubectl wait --for=condition=Ready -n "$ns" --timeout="$timeout" "modeldeployment/$md" >/dev/null
 kubectl get modeldeployment -n "$ns" "$md"
 
 step "serve 1.0.0 locally and ask it"
@@ -132,16 +134,17 @@ server=''
 old=$(kubectl get deployment -n "$ns" -l "mlops.io/deployment=$md,mlops.io/version=1.0.0" -o name)
 step "train 1.1.0 (gradient-boosted trees), register it, ask for production: it takes over from 1.0.0"
 register 1.1.0 "Gradient-boosted trees: learns the night-time step."
-kubectl wait --for=jsonpath='{.status.stage}'=archived -n "$ns" --timeout=60s "modelversion/$model-1-0-0" >/dev/null
+kubectl wait --for=jsonpath='{.status.stage}'=archived -n "$ns" --timeout="$timeout" "modelversion/$model-1-0-0" >/dev/null
 kubectl get modelversions -n "$ns" -o wide
 echo
 kubectl get events -n "$ns" --field-selector involvedObject.kind=ModelVersion --sort-by=.metadata.creationTimestamp \
   -o custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message
 
 step "the deployment rolls to 1.1.0"
-kubectl wait --for=jsonpath='{.status.version}'=1.1.0 -n "$ns" --timeout=60s "modeldeployment/$md" >/dev/null
-kubectl wait --for=condition=Ready -n "$ns" --timeout=60s "modeldeployment/$md" >/dev/null
-kubectl wait --for=delete -n "$ns" --timeout=60s "$old" >/dev/null
+kubectl wait --for=jsonpath='{.status.version}'=1.1.0 -n "$ns" --timeout="$timeout" "modeldeployment/$md" >/dev/null
+kubectl wait --for=condition=Ready -n "$ns" --timeout="$timeout" "modeldeployment/$md" >/dev/null
+kubectl wait --for=delete -n "$ns" --timeout="$timeout" "$old" >/dev/null
+kubectl wait --for=delete -n "$ns" --timeout="$timeout" pods -l "mlops.io/deployment=$md,mlops.io/version=1.0.0" >/dev/null
 kubectl get modeldeployment -n "$ns" "$md"
 echo
 kubectl get events -n "$ns" --field-selector involvedObject.kind=ModelDeployment --sort-by=.metadata.creationTimestamp \
@@ -156,7 +159,7 @@ server=''
 step "drift monitoring and alerting on the deployment (accepted; their controllers come later)"
 kubectl apply --server-side --field-manager=mlops-demo -n "$ns" \
   -f manifests/examples/driftmonitor.yaml -f manifests/examples/alertrule.yaml
-kubectl wait --for=jsonpath='{.status.observedGeneration}' -n "$ns" --timeout=60s driftmonitor,alertrule --all >/dev/null
+kubectl wait --for=jsonpath='{.status.observedGeneration}' -n "$ns" --timeout="$timeout" driftmonitor,alertrule --all >/dev/null
 
 step "what is there"
 kubectl get mlops -n "$ns"
