@@ -67,7 +67,7 @@ CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...], tuple[str, ...]]] =
     ("mdep-neither", "ModelDeployment", {}, ("follow",), ("spec", "exactly one of version, follow must be set")),
     ("mdep-autoscaling", "ModelDeployment", {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, (),
      ("spec.autoscaling.minReplicas", "minReplicas must not exceed maxReplicas")),
-    ("mdep-no-max-replicas", "ModelDeployment", {}, ("autoscaling.maxReplicas",),
+    ("mdep-no-max-replicas", "ModelDeployment", {"autoscaling": {"minReplicas": 2}}, (),
      ("spec.autoscaling.maxReplicas", "Required value")),
     ("mdep-gateway-no-parents", "ModelDeployment", {"router": {"type": "gatewayAPI"}}, (),
      ("spec.router.parentRefs", "router.parentRefs is required when router.type is gatewayAPI")),
