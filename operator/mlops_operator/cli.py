@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     # finish and return from run(), so the process exits with 0.
     kopf.run(
         loop=asyncio.new_event_loop(),
-        registry=build_registry(),
+        registry=build_registry(tuple(args.namespace or ())),
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=args.liveness or None,

@@ -144,6 +144,22 @@ async def get(api_version: str, kind: str, namespace: str, name: str) -> dict[st
         raise
 
 
+async def list_objects(api_version: str, kind: str, plural: str, namespace: str = "*") -> list[dict[str, Any]]:
+    """Every object of a kind in ``namespace`` (``*``: all namespaces), as plain bodies."""
+    if (api_version, kind) in _BUILTIN or (api_version, kind) in _generic:
+        res = _resource_of(api_version, kind)
+    else:
+        register_kind(api_version, kind, plural)
+        res = _generic[(api_version, kind)]
+    requests["list"] += 1
+    try:
+        return [_to_dict(obj) async for obj in client().list(res, namespace=namespace)]
+    except ApiError as exc:
+        if _missing_kind(exc):
+            raise KindNotServed(f"{kind} ({api_version}) is not served by this cluster") from exc
+        raise
+
+
 async def delete(api_version: str, kind: str, namespace: str, name: str) -> None:
     """Delete the object (the garbage collector removes what it owns, such as Pods); absent is fine."""
     res = _resource_of(api_version, kind)

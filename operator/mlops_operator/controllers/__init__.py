@@ -12,8 +12,8 @@ from mlops_operator.controllers import intake, modeldeployment, modelversion
 from mlops_operator.controllers.settings import configure
 
 
-def build_registry() -> kopf.OperatorRegistry:
-    """A registry holding every handler of the operator."""
+def build_registry(namespaces: tuple[str, ...] = ()) -> kopf.OperatorRegistry:
+    """A registry holding every handler of the operator; ``namespaces`` are the watched ones (empty: all)."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -32,7 +32,7 @@ def build_registry() -> kopf.OperatorRegistry:
         return __version__
 
     modelversion.register(registry)
-    modeldeployment.register(registry)
+    modeldeployment.register(registry, namespaces)
     own_controllers = {"ModelVersion", "ModelDeployment"}
     intake.register(registry, tuple(k for k in KINDS if k.kind not in own_controllers))
     return registry

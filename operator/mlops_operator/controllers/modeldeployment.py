@@ -41,7 +41,8 @@ PROMOTE_ANNOTATION = f"{GROUP}/promote"
 # The model server image when spec.server.image is not set: the operator's own (the chart sets it).
 SERVER_IMAGE_ENV = "MLOPS_SERVER_IMAGE"
 DEFAULT_SERVER_IMAGE = f"mlops-operator:{__version__}"
-WORKERS = 8
+# Reconciles at the same time: each mostly waits on the API server.
+WORKERS = 32
 RESYNC_SECONDS = 300
 MAX_BACKOFF_SECONDS = 60
 # A name taken by an object that is not ours, a router kind not installed: checked again this often.
@@ -78,6 +79,11 @@ class Caches:
     """Children by the owner's uid."""
     written: dict[str, Body] = field(default_factory=dict)
     """The status this operator last wrote, by uid (fresher than the watch)."""
+    owners: dict[tuple[str, str, str, str], str | None] = field(default_factory=dict)
+    """Every object of a child kind, ours or not: (apiVersion, kind, namespace, name) -> the uid of the
+    ModelDeployment controlling it, or None. Tells a free name from a taken one without a read."""
+    synced: set[tuple[str, str]] = field(default_factory=set)
+    """The child kinds (apiVersion, kind) listed at startup: for them, ``owners`` is complete."""
 
 
 caches = Caches()
@@ -195,6 +201,21 @@ def _compact_version(body: Any) -> Body:
     )
 
 
+def _file_canary(namespace: str, name: str, body: Any) -> str | None:
+    """Caches what the deployment needs of a CanaryRollout; returns the deployment it refers to."""
+    spec = body.get("spec") or {}
+    target = spec.get("deploymentRef")
+    if not target:
+        return None
+    status = body.get("status") or {}
+    caches.canaries.setdefault((namespace, target), {})[name] = {
+        "candidate": str(spec.get("candidate")),
+        "phase": status.get("phase"),
+        "weights": _plain(status.get("weights") or {}),
+    }
+    return str(target)
+
+
 def _controller_of(body: Any) -> dict[str, Any] | None:
     for ref in body["metadata"].get("ownerReferences") or []:
         if ref.get("kind") == KIND and ref.get("apiVersion") == f"{GROUP}/{VERSION}" and ref.get("controller"):
@@ -202,7 +223,44 @@ def _controller_of(body: Any) -> dict[str, Any] | None:
     return None
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
+async def prefill(namespaces: tuple[str, ...]) -> None:
+    """Fill the caches with one list per kind (in each watched namespace, or cluster-wide), as the watches will
+    keep them. A kind the cluster does not serve is left unsynced: its children are then read before written."""
+    scopes: tuple[str, ...] = namespaces or ("*",)
+
+    async def listed(api_version: str, kind: str, plural: str) -> list[Body] | None:
+        out: list[Body] = []
+        try:
+            for scope in scopes:
+                out += await kube.list_objects(api_version, kind, plural, scope)
+        except kube.KindNotServed:
+            return None
+        return out
+
+    for body in await listed(f"{GROUP}/{VERSION}", "ModelVersion", "modelversions") or []:
+        model = (body.get("spec") or {}).get("model")
+        if model:
+            key = (body["metadata"]["namespace"], model)
+            caches.versions.setdefault(key, {})[body["metadata"]["name"]] = _compact_version(body)
+    for body in await listed(f"{GROUP}/{VERSION}", "CanaryRollout", "canaryrollouts") or []:
+        _file_canary(body["metadata"]["namespace"], body["metadata"]["name"], body)
+    for group, version, plural, kind in CHILD_KINDS:
+        api_version = f"{group}/{version}" if group else version
+        items = await listed(api_version, kind, plural)
+        if items is None:
+            continue
+        for body in items:
+            meta = body["metadata"]
+            owner = _controller_of(body)
+            caches.owners[(api_version, kind, meta["namespace"], meta["name"])] = owner["uid"] if owner else None
+            if owner is not None:
+                body = {**body, "apiVersion": api_version, "kind": kind}
+                caches.children.setdefault(owner["uid"], {})[(api_version, kind, meta["name"])] = body
+        caches.synced.add((api_version, kind))
+
+
+def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) -> None:
+    """Register the controller; ``namespaces`` are the watched ones (empty: all)."""
     for group, version, plural, kind in _ROUTER_KINDS:
         kube.register_kind(f"{group}/{version}", kind, plural)
 
@@ -210,6 +268,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
     async def _start(**_: Any) -> None:
         global queue
         queue = WorkQueue()
+        # The workers start once what exists is known: a reconcile against half-filled caches would take a
+        # version for unresolved, or a child for missing, and write (or delete) what it should not.
+        await prefill(namespaces)
         loop = asyncio.get_running_loop()
         _tasks.extend(loop.create_task(_worker()) for _ in range(WORKERS))
         _tasks.append(loop.create_task(_resync()))
@@ -261,30 +322,27 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.event(GROUP, VERSION, "canaryrollouts", id="modeldeployment-canaries", registry=registry)
     def _canary_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
         namespace = namespace or ""
-        target = (body.get("spec") or {}).get("deploymentRef")
-        if not target:
-            return
         # Forget it wherever it was (its deploymentRef may have changed), then file it under its deployment.
         for (ns, other), rollouts in caches.canaries.items():
             if ns == namespace and name in rollouts:
                 rollouts.pop(name)
-                if other != target:
-                    enqueue((ns, other))
+                enqueue((ns, other))
         if type != "DELETED":
-            status = body.get("status") or {}
-            caches.canaries.setdefault((namespace, target), {})[name] = {
-                "namespace": namespace,
-                "candidate": str((body.get("spec") or {}).get("candidate")),
-                "phase": status.get("phase"),
-                "weights": _plain(status.get("weights") or {}),
-            }
-        enqueue((namespace, target))
+            target = _file_canary(namespace, name, body)
+            if target:
+                enqueue((namespace, target))
 
     def _child_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
         owner = _controller_of(body)
+        api_version, kind = body["apiVersion"], body["kind"]
+        named = (api_version, kind, namespace or "", name)
+        if type == "DELETED":
+            caches.owners.pop(named, None)
+        else:
+            caches.owners[named] = owner["uid"] if owner else None
         if owner is None:
             return
-        child_key = (body["apiVersion"], body["kind"], name)
+        child_key = (api_version, kind, name)
         children = caches.children.setdefault(owner["uid"], {})
         if type == "DELETED":
             children.pop(child_key, None)
@@ -294,14 +352,20 @@ def register(registry: kopf.OperatorRegistry) -> None:
                 children[child_key] = plain
         enqueue((namespace or "", owner["name"]))
 
+    # Every object of these kinds, not only ours: a name another object holds must not be taken over.
     for group, version, plural, _kind in CHILD_KINDS:
-        kopf.on.event(
-            group, version, plural, id=f"modeldeployment-child-{plural}", registry=registry,
-            labels={"app.kubernetes.io/managed-by": build.MANAGED_BY},
-        )(_child_event)  # fmt: skip
+        kopf.on.event(group, version, plural, id=f"modeldeployment-child-{plural}", registry=registry)(_child_event)
 
 
 _tasks: list[asyncio.Task[None]] = []
+_background: set[asyncio.Task[None]] = set()
+
+
+def _in_background(work: Any) -> None:
+    """Runs ``work`` (a coroutine that handles its own errors) without making the reconcile wait for it."""
+    task = asyncio.get_running_loop().create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 # --- resolution ------------------------------------------------------------------------------------------------------
@@ -425,27 +489,48 @@ class Conflict(Exception):
 
 
 async def _ensure(uid: str, desired: Body) -> Body:
-    """Make the child ``desired`` exist as built; writes only when the cached (or, when not cached, the read) object
-    differs. Refuses to take over an object that another owner, or nobody, controls."""
+    """Make the child ``desired`` exist as built; writes only when the cached object differs. Refuses to take over
+    an object that another owner, or nobody, controls."""
     desired = _stamped(desired)
     meta = desired["metadata"]
-    key = (desired["apiVersion"], desired["kind"], meta["name"])
+    api_version, kind, name, namespace = desired["apiVersion"], desired["kind"], meta["name"], meta["namespace"]
+    key = (api_version, kind, name)
     children = caches.children.setdefault(uid, {})
     live = children.get(key)
     if live is None:
-        live = await kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
-        if live is not None:
-            owner = _controller_of(live)
-            if owner is None or owner.get("uid") != uid:
-                raise Conflict(f"{desired['kind']} {meta['name']} exists and is not owned by this ModelDeployment")
-            children[key] = live
+        named = (api_version, kind, namespace, name)
+        if (api_version, kind) in caches.synced and named not in caches.owners:
+            pass  # free: the caches are complete for this kind
+        elif named in caches.owners and caches.owners[named] != uid:
+            raise Conflict(f"{kind} {name} exists and is not owned by this ModelDeployment")
+        else:
+            live = await kube.get(api_version, kind, namespace, name)
+            if live is not None:
+                owner = _controller_of(live)
+                if owner is None or owner.get("uid") != uid:
+                    raise Conflict(f"{kind} {name} exists and is not owned by this ModelDeployment")
+                children[key] = live
     if live is not None and covers(live, desired):
         return live
     applied = await kube.apply(desired)
+    caches.owners[(api_version, kind, namespace, name)] = uid
     if _newer(applied, children.get(key)):
         children[key] = applied
     stats["writes"] += 1
     return applied
+
+
+async def _ensure_all(uid: str, objects: list[Body], errors: list[tuple[str, str]]) -> None:
+    """``_ensure`` every object at the same time (they do not depend on each other); failures of ownership and of
+    a missing kind are collected in ``errors``, others raised."""
+    results = await asyncio.gather(*(_ensure(uid, obj) for obj in objects), return_exceptions=True)
+    for result in results:
+        if isinstance(result, Conflict):
+            errors.append(("Conflict", str(result)))
+        elif isinstance(result, kube.KindNotServed):
+            errors.append(("RouterUnavailable", f"{result}: install its CustomResourceDefinitions"))
+        elif isinstance(result, BaseException):
+            raise result
 
 
 # --- the reconcile ---------------------------------------------------------------------------------------------------
@@ -587,23 +672,18 @@ async def _reconcile(body: Body) -> float | None:
     # Versions first, then traffic, then what is no longer served: a version takes traffic only once its
     # objects exist, and loses its objects only after the traffic has left it.
     errors: list[tuple[str, str]] = []
-    for obj in desired + desired_routes:
-        try:
-            await _ensure(uid, obj)
-        except Conflict as exc:
-            errors.append(("Conflict", str(exc)))
-        except kube.KindNotServed as exc:
-            errors.append(("RouterUnavailable", f"{exc}: install its CustomResourceDefinitions"))
+    await _ensure_all(uid, desired, errors)
+    await _ensure_all(uid, desired_routes, errors)
     wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in desired + desired_routes}
     kept = {build.child_name(name, s.version) for s in served if s.version not in resolved}
     routing_failed = any(reason == "RouterUnavailable" for reason, _ in errors)
-    for child_key in list(children):
-        api_version, kind, child = child_key
-        if child_key in wanted or child in kept:
-            continue
-        if routing_failed and kind == "Service":
-            continue  # without the router's objects, the Services still carry the traffic
-        await kube.delete(api_version, kind, namespace, child)
+    stale = [
+        k for k in children
+        if k not in wanted and k[2] not in kept and not (routing_failed and k[1] == "Service")
+    ]  # fmt: skip
+    # (Without the router's objects, the Services still carry the traffic: they stay.)
+    await asyncio.gather(*(kube.delete(api_version, kind, namespace, child) for api_version, kind, child in stale))
+    for child_key in stale:
         children.pop(child_key, None)
 
     previous_stable = next((s.version for s in previous if s.role == "stable"), None)
@@ -612,7 +692,7 @@ async def _reconcile(body: Body) -> float | None:
     stable = status.get("version")
     if stable and stable != previous_stable:
         message = f"serving {stable}" + (f" (was {previous_stable})" if previous_stable else "")
-        await kube.post_event(body, "VersionServed", message)
+        _in_background(kube.post_event(body, "VersionServed", message))
     if errors:
         # Nothing is watched that would say when the name is free or the kind installed: look again later.
         return min(d for d in (decision.requeue_after, ERROR_RETRY_SECONDS) if d is not None)
