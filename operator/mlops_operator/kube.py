@@ -6,9 +6,12 @@ All writes use one field manager, so ``kubectl get --show-managed-fields`` tells
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-from collections import Counter
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,8 +29,21 @@ from mlops_operator.builders.ownership import owner_reference
 FIELD_MANAGER = "mlops-operator"
 log = logging.getLogger(__name__)
 
-# API requests this process made, by verb (for the operator's metrics and the benchmarks).
+# API requests this process made, by verb, and how long the latest ones took (for the closing log line and the
+# benchmarks).
 requests: Counter[str] = Counter()
+latencies: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=10_000))
+
+
+@contextlib.asynccontextmanager
+async def _timed(verb: str) -> AsyncIterator[None]:
+    requests[verb] += 1
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        latencies[verb].append(time.monotonic() - started)
+
 
 _clients: dict[int, AsyncClient] = {}
 
@@ -50,11 +66,13 @@ def resource(kind: str, plural: str) -> Any:
     return _resources[kind]
 
 
-async def patch_status(kind: str, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-    """Merge-patch the status subresource of one of our objects (None values remove keys, lists are replaced)."""
+async def patch_status(kind: str, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    """Merge-patch the status subresource of one of our objects (None values remove keys, lists are replaced);
+    returns the object as stored."""
     res = resource(kind, plural)
-    requests["patch"] += 1
-    await client().patch(res.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE)
+    async with _timed("patch"):
+        out = await client().patch(res.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE)
+    return _to_dict(out)
 
 
 async def apply_configmap(namespace: str, name: str, data: dict[str, str], owner: dict[str, Any],
@@ -71,8 +89,8 @@ async def apply_configmap(namespace: str, name: str, data: dict[str, str], owner
         },
         "data": data,
     }
-    requests["apply"] += 1
-    await client().apply(ConfigMap.from_dict(body), field_manager=FIELD_MANAGER, force=True)  # type: ignore[call-overload]
+    async with _timed("apply"):
+        await client().apply(ConfigMap.from_dict(body), field_manager=FIELD_MANAGER, force=True)  # type: ignore[call-overload]
 
 
 _BUILTIN: dict[tuple[str, str], Any] = {
@@ -103,10 +121,14 @@ def _resource_of(api_version: str, kind: str) -> Any:
     return res
 
 
-def _missing_kind(exc: ApiError) -> bool:
-    # A 404 for an absent object names it in details; a 404 for an absent kind does not.
-    details = exc.status.details
-    return exc.status.code == 404 and not (details and details.name)
+def _missing_kind(exc: Exception) -> bool:
+    # A 404 for an absent object names it in details; a 404 for an absent kind does not (and for a path the API
+    # server does not serve at all, the body is plain text, which the client raises as a bare HTTP error).
+    if isinstance(exc, ApiError):
+        details = exc.status.details
+        return exc.status.code == 404 and not (details and details.name)
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None) == 404
 
 
 def _to_dict(obj: Any) -> dict[str, Any]:
@@ -117,13 +139,13 @@ async def apply(body: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply ``body`` under the operator's field manager, taking over conflicting fields."""
     res = _resource_of(body["apiVersion"], body["kind"])
     meta = body["metadata"]
-    requests["apply"] += 1
     try:
-        out = await client().patch(
-            res, meta["name"], body, namespace=meta["namespace"], patch_type=PatchType.APPLY,
-            field_manager=FIELD_MANAGER, force=True,
-        )  # fmt: skip
-    except ApiError as exc:
+        async with _timed("apply"):
+            out = await client().patch(
+                res, meta["name"], body, namespace=meta["namespace"], patch_type=PatchType.APPLY,
+                field_manager=FIELD_MANAGER, force=True,
+            )  # fmt: skip
+    except Exception as exc:
         if _missing_kind(exc):
             raise KindNotServed(f"{body['kind']} ({body['apiVersion']}) is not served by this cluster") from exc
         raise
@@ -133,13 +155,13 @@ async def apply(body: dict[str, Any]) -> dict[str, Any]:
 async def get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     """The object, or None when it does not exist."""
     res = _resource_of(api_version, kind)
-    requests["get"] += 1
     try:
-        return _to_dict(await client().get(res, name, namespace=namespace))
-    except ApiError as exc:
+        async with _timed("get"):
+            return _to_dict(await client().get(res, name, namespace=namespace))
+    except Exception as exc:
         if _missing_kind(exc):
             raise KindNotServed(f"{kind} ({api_version}) is not served by this cluster") from exc
-        if exc.status.code == 404:
+        if isinstance(exc, ApiError) and exc.status.code == 404:
             return None
         raise
 
@@ -151,10 +173,10 @@ async def list_objects(api_version: str, kind: str, plural: str, namespace: str 
     else:
         register_kind(api_version, kind, plural)
         res = _generic[(api_version, kind)]
-    requests["list"] += 1
     try:
-        return [_to_dict(obj) async for obj in client().list(res, namespace=namespace)]
-    except ApiError as exc:
+        async with _timed("list"):
+            return [_to_dict(obj) async for obj in client().list(res, namespace=namespace)]
+    except Exception as exc:
         if _missing_kind(exc):
             raise KindNotServed(f"{kind} ({api_version}) is not served by this cluster") from exc
         raise
@@ -163,9 +185,9 @@ async def list_objects(api_version: str, kind: str, plural: str, namespace: str 
 async def delete(api_version: str, kind: str, namespace: str, name: str) -> None:
     """Delete the object (the garbage collector removes what it owns, such as Pods); absent is fine."""
     res = _resource_of(api_version, kind)
-    requests["delete"] += 1
     try:
-        await client().delete(res, name, namespace=namespace)
+        async with _timed("delete"):
+            await client().delete(res, name, namespace=namespace)
     except ApiError as exc:
         if exc.status.code != 404:
             raise
@@ -193,11 +215,22 @@ async def post_event(owner: dict[str, Any], reason: str, message: str, type_: st
         "lastTimestamp": stamp,
         "count": 1,
     }  # fmt: skip
-    requests["create"] += 1
     try:
-        await client().create(Event.from_dict(event))  # type: ignore[call-overload]
+        async with _timed("create"):
+            await client().create(Event.from_dict(event))  # type: ignore[call-overload]
     except ApiError as exc:
         log.warning("could not record event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
+
+
+def latency_summary() -> str:
+    """p50/p99 of the latest requests by verb, in milliseconds, for a log line."""
+    parts = []
+    for verb, values in sorted(latencies.items()):
+        ordered = sorted(values)
+        if ordered:
+            p50, p99 = (ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 for q in (0.5, 0.99))
+            parts.append(f"{verb} p50 {p50:.0f} ms p99 {p99:.0f} ms")
+    return ", ".join(parts) or "none"
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

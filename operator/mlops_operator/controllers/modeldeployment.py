@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +87,8 @@ class Caches:
 
 
 caches = Caches()
+# The resourceVersion of each ModelDeployment after our last status write: its watch echo needs no reconcile.
+_own_versions: dict[str, str | None] = {}
 stats: Counter[str] = Counter()
 
 
@@ -95,29 +97,37 @@ stats: Counter[str] = Counter()
 
 class WorkQueue:
     """Keys to reconcile: each key at most once in the queue, never reconciled twice at the same time; a key queued
-    while it is being reconciled is reconciled again afterwards."""
+    while it is being reconciled is reconciled again afterwards. Urgent keys (a spec not acted on yet) go before
+    the others, so that a burst of status changes does not delay a new or changed deployment."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._pending: set[Key] = set()
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Key]] = asyncio.PriorityQueue()
+        self._pending: dict[Key, int] = {}
         self._running: set[Key] = set()
-        self._again: set[Key] = set()
+        self._again: dict[Key, int] = {}
+        self._seq = 0
         self.queued_at: dict[Key, float] = {}
 
-    def add(self, key: Key) -> None:
+    def add(self, key: Key, urgent: bool = False) -> None:
+        priority = 0 if urgent else 1
         if key in self._running:
-            self._again.add(key)
-        elif key not in self._pending:
-            self._pending.add(key)
+            self._again[key] = min(priority, self._again.get(key, priority))
+        elif self._pending.get(key, 2) > priority:
+            # New, or now more urgent: an entry of its own (the older one is skipped when it comes up).
+            self._pending[key] = priority
             self.queued_at.setdefault(key, time.monotonic())
-            self._queue.put_nowait(key)
+            self._seq += 1
+            self._queue.put_nowait((priority, self._seq, key))
 
     def add_after(self, key: Key, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.add, key)
 
     async def get(self) -> Key:
-        key = await self._queue.get()
-        self._pending.discard(key)
+        while True:
+            priority, _, key = await self._queue.get()
+            if self._pending.get(key) == priority:
+                break
+        del self._pending[key]
         self._running.add(key)
         return key
 
@@ -125,23 +135,37 @@ class WorkQueue:
         self._running.discard(key)
         self.queued_at.pop(key, None)
         if key in self._again:
-            self._again.discard(key)
-            self.add(key)
+            self.add(key, urgent=self._again.pop(key) == 0)
 
 
 queue: WorkQueue | None = None
 _failures: Counter[Key] = Counter()
 
 
-def enqueue(key: Key) -> None:
+def enqueue(key: Key, urgent: bool = False) -> None:
     if queue is not None:
-        queue.add(key)
+        queue.add(key, urgent)
+
+
+# Seconds each reconcile waited in the queue and took, the latest ones (for the closing log line and benchmarks).
+waits: deque[float] = deque(maxlen=20_000)
+durations: deque[float] = deque(maxlen=20_000)
+
+
+def _percentiles(values: deque[float]) -> str:
+    if not values:
+        return "none"
+    ordered = sorted(values)
+    pick = [ordered[min(len(ordered) - 1, int(q * len(ordered)))] for q in (0.5, 0.99)]
+    return f"p50 {pick[0] * 1000:.0f} ms, p99 {pick[1] * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms"
 
 
 async def _worker() -> None:
     assert queue is not None
     while True:
         key = await queue.get()
+        started = time.monotonic()
+        waits.append(started - queue.queued_at.get(key, started))
         try:
             delay = await reconcile(key)
             _failures.pop(key, None)
@@ -152,6 +176,7 @@ async def _worker() -> None:
             delay = min(MAX_BACKOFF_SECONDS, 2 ** (_failures[key] - 1))
             log.warning("reconciling ModelDeployment %s/%s failed (%s); retrying in %ss", *key, _error(exc), delay)
         finally:
+            durations.append(time.monotonic() - started)
             queue.done(key)
         if delay is not None:
             queue.add_after(key, delay)
@@ -287,6 +312,8 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
             "ModelDeployment reconciles: %d (%d wrote nothing); API requests: %s",
             stats["reconciles"], stats["quiet"], json.dumps(dict(kube.requests), sort_keys=True),
         )  # fmt: skip
+        log.info("ModelDeployment queue wait: %s; reconcile: %s", _percentiles(waits), _percentiles(durations))
+        log.info("API request latency: %s", kube.latency_summary())
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="modeldeployment-watch", registry=registry)
     def _deployment_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
@@ -296,11 +323,16 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
             if gone is not None:
                 caches.children.pop(gone["metadata"]["uid"], None)
                 caches.written.pop(gone["metadata"]["uid"], None)
+                _own_versions.pop(gone["metadata"]["uid"], None)
             return
         plain = _plain(body)
         if _newer(plain, caches.deployments.get(key)):
             caches.deployments[key] = plain
-        enqueue(key)
+        meta = plain["metadata"]
+        if meta.get("resourceVersion") == _own_versions.get(meta["uid"]):
+            return  # the echo of our own status write: nothing new to act on
+        observed = (plain.get("status") or {}).get("observedGeneration")
+        enqueue(key, urgent=observed != meta.get("generation"))
 
     @kopf.on.event(GROUP, VERSION, "modelversions", id="modeldeployment-versions", registry=registry)
     def _version_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
@@ -348,7 +380,12 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
             children.pop(child_key, None)
         else:
             plain = _plain(body)
-            if _newer(plain, children.get(child_key)):
+            cached = children.get(child_key)
+            if cached is not None and cached["metadata"].get("resourceVersion") == body["metadata"].get(
+                "resourceVersion"
+            ):
+                return  # the echo of our own apply: the cache holds it already
+            if _newer(plain, cached):
                 children[child_key] = plain
         enqueue((namespace or "", owner["name"]))
 
@@ -669,11 +706,10 @@ async def _reconcile(body: Body) -> float | None:
     if traffic.weights:
         desired_routes += [build.owned(body, obj) for obj in router.objects(body, spec, traffic)]
 
-    # Versions first, then traffic, then what is no longer served: a version takes traffic only once its
-    # objects exist, and loses its objects only after the traffic has left it.
+    # What is no longer served goes last: a version loses its objects only after the traffic has left it.
     errors: list[tuple[str, str]] = []
-    await _ensure_all(uid, desired, errors)
-    await _ensure_all(uid, desired_routes, errors)
+    # At once: traffic cannot reach a version before its objects exist, since it only ever moves to ready Pods.
+    await _ensure_all(uid, desired + desired_routes, errors)
     wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in desired + desired_routes}
     kept = {build.child_name(name, s.version) for s in served if s.version not in resolved}
     routing_failed = any(reason == "RouterUnavailable" for reason, _ in errors)
@@ -816,12 +852,13 @@ async def _write_status(body: Body, stored: Body, status: Body) -> None:
         return
     meta = body["metadata"]
     try:
-        await kube.patch_status(KIND, PLURAL, meta["namespace"], meta["name"], patch)
+        written = await kube.patch_status(KIND, PLURAL, meta["namespace"], meta["name"], patch)
     except ApiError as exc:
         if exc.status.code == 404:
             return  # deleted meanwhile
         raise
     caches.written[meta["uid"]] = status
+    _own_versions[meta["uid"]] = written.get("metadata", {}).get("resourceVersion")
 
 
 def _kind_info() -> Any:
