@@ -3,8 +3,9 @@ a burst (all at once), once as a steady stream (20 per second).
 
 Twenty models, one ModelVersion each (a real artifact on local disk, sha256 verified), are registered first. Then
 200 ModelDeployments (router ``replicas``, 1 or 2 replicas, spread over the models) are created, as fast as 16
-concurrent requests allow or at a steady rate. Watches (started before the first create) give, per object: apply to all children
-(the version's apps/v1 Deployment and Service, the front Service, the PodDisruptionBudget when replicas > 1),
+concurrent requests allow or at a steady rate. Watches (started before the first create) give, per object: apply
+to all children (the version's apps/v1 Deployment and Service, the front Service, the PodDisruptionBudget when
+replicas > 1),
 and apply to Ready (the Pods run on kwok's simulated nodes, which make them Running and ready by themselves).
 The apply time is when the create call returned, on this process's clock.
 
