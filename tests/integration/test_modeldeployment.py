@@ -454,3 +454,31 @@ def test_canary_weights_come_from_the_canary_rollout(
     kubectl.wait_for(lambda: names(kubectl, "deployments") == {child_name("fraud", "1.1.0")}, what="old removed")
     kubectl.wait_for(lambda: kubectl.get("deployment", child_name("fraud", "1.1.0"))["spec"]["replicas"] == 10,
                      what="full size")  # fmt: skip
+
+
+def test_a_restart_continues_a_rollout_where_it_was(kubectl: Kubectl, tmp_path: Path) -> None:
+    namespace = kubectl.namespace or "default"
+    op = start_operator(tmp_path, "--namespace", namespace)
+    try:
+        register(kubectl, tmp_path, "fraud", "1.0.0")
+        register(kubectl, tmp_path, "fraud", "1.1.0")
+        rollout = {"strategy": "blueGreen", "blueGreen": {"scaleDownDelay": "8s"}}
+        deploy(kubectl, "fraud", version="1.0.0", rollout=rollout)
+        wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+        patch(kubectl, "fraud", {"version": "1.1.0"})
+        obj = wait_md(kubectl, "fraud", "switched", lambda o: o["status"].get("version") == "1.1.0")
+    finally:
+        assert op.stop() == 0
+    retiring = {v["version"]: v for v in obj["status"]["versions"]}["1.0.0"]
+    assert retiring["role"] == "retiring"
+    # The operator is down while the delay runs out; the one started afterwards reads the switch time from status:
+    # it removes the old version at once and does not roll again.
+    time.sleep(8)
+    op = start_operator(tmp_path, "--namespace", namespace)
+    try:
+        obj = wait_md(kubectl, "fraud", "old version removed", serving("1.1.0"), timeout=15)
+        kubectl.wait_for(lambda: names(kubectl, "deployments") == {child_name("fraud", "1.1.0")}, what="old removed")
+        stable = obj["status"]["versions"][0]
+        assert stable["version"] == "1.1.0" and stable["since"] == retiring["since"]
+    finally:
+        assert op.stop() == 0
