@@ -66,12 +66,18 @@ def resource(kind: str, plural: str) -> Any:
     return _resources[kind]
 
 
-async def patch_status(kind: str, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+async def patch_status(
+    kind: str, plural: str, namespace: str, name: str, patch: dict[str, Any], uid: str | None = None
+) -> dict[str, Any]:
     """Merge-patch the status subresource of one of our objects (None values remove keys, lists are replaced);
-    returns the object as stored."""
+    returns the object as stored. With ``uid``, the API server refuses the patch if the object of that name is
+    another one (deleted and created anew meanwhile)."""
     res = resource(kind, plural)
+    body: dict[str, Any] = {"status": patch}
+    if uid is not None:
+        body["metadata"] = {"uid": uid}
     async with _timed("patch"):
-        out = await client().patch(res.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE)
+        out = await client().patch(res.Status, name, body, namespace=namespace, patch_type=PatchType.MERGE)
     return _to_dict(out)
 
 

@@ -54,7 +54,7 @@ def test_defaults_are_applied(kubectl: Kubectl) -> None:
     spec = kubectl.get("modeldeployment", "d")["spec"]
     assert spec["replicas"] == 1
     assert spec["router"] == {"type": "replicas"}
-    assert spec["rollout"] == {"strategy": "rolling", "progressDeadline": "10m"}
+    assert spec["rollout"] == {"strategy": "rolling", "drainDelay": "10s", "progressDeadline": "10m"}
     assert spec["server"]["port"] == 8080
 
 

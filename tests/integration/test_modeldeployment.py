@@ -155,7 +155,7 @@ def test_rolling_moves_traffic_only_to_ready_pods(kubectl: Kubectl, operator: Op
     # The new version asks for more CPU than any node has: its Pods stay Pending and never become ready (the old
     # version's own rollout keeps its ready Pod, since a Deployment never goes below its desired capacity).
     patch(kubectl, "fraud", {"version": "1.1.0", "resources": {"requests": {"cpu": "500"}},
-                             "rollout": {"progressDeadline": "8s"}})  # fmt: skip
+                             "rollout": {"progressDeadline": "15s"}})  # fmt: skip
 
     def incoming(obj: dict[str, Any]) -> bool:
         versions = {v["version"]: v for v in obj.get("status", {}).get("versions", [])}

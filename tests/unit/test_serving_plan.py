@@ -223,8 +223,8 @@ def test_canary_scaling_for_more_weight_keeps_its_weight_until_ready() -> None:
 
     assert decision.served == [stable(weight=90, wanted=70), Served("1.1.0", "canary", 10, EARLIER, wanted=30)]
     assert "scaling to take 30% (1/3 ready)" in decision.message
-    # Replicas follow the weight asked for, so the Pods come before the traffic.
-    assert replicas(decision.served, 10, split=True) == {"1.0.0": 7, "1.1.0": 3}
+    # The canary scales to the weight asked for before the traffic moves; the stable keeps its share until then.
+    assert replicas(decision.served, 10, split=True) == {"1.0.0": 9, "1.1.0": 3}
     assert replicas(decision.served, 10, split=False) == {"1.0.0": 10, "1.1.0": 3}
 
 
@@ -430,3 +430,44 @@ def test_replicas_router_never_weights_a_canary_without_ready_pods() -> None:
         # Then the canary runs a Pod and takes no traffic
         assert count == 1
         assert traffic_line(served) == "1.0.0=100 1.1.0=0"
+
+
+def test_canary_weight_waits_for_the_capacity_it_needs() -> None:
+    # 10% on one ready Pod, 30% asked: the Deployment still runs 1 of the 3 Pods 30% needs.
+    previous = [stable(weight=90), Served("1.1.0", "canary", 10, EARLIER)]
+    one_pod = {"1.1.0": Health(desired=1, ready=1, available=True)}
+    sized = Strategy("canary", total=10, split=True)
+
+    decision = plan("1.1.0", previous, one_pod, sized, T0, canary_weight=30)
+    assert roles(decision.served) == [("1.0.0", "stable", 90), ("1.1.0", "canary", 10)]
+
+    three = {"1.1.0": Health(desired=3, ready=3, available=True)}
+    decision = plan("1.1.0", previous, three, sized, T0, canary_weight=30)
+    assert roles(decision.served) == [("1.0.0", "stable", 70), ("1.1.0", "canary", 30)]
+    assert replicas(decision.served, 10, split=True) == {"1.0.0": 7, "1.1.0": 3}
+
+
+def test_promotion_waits_for_full_capacity_and_the_old_version_drains() -> None:
+    previous = [stable(weight=70), Served("1.1.0", "canary", 30, EARLIER)]
+    sized = Strategy("canary", total=10, split=False, drain=10)
+
+    decision = plan(
+        "1.1.0", previous, {"1.1.0": Health(desired=3, ready=3, available=True)}, sized, T0, canary_weight=100
+    )
+    assert roles(decision.served) == [("1.0.0", "stable", 70), ("1.1.0", "canary", 30)]
+    assert replicas(decision.served, 10, split=False)["1.1.0"] == 10
+
+    full = {"1.1.0": Health(desired=10, ready=10, available=True)}
+    decision = plan("1.1.0", previous, full, sized, T0, canary_weight=100)
+    assert roles(decision.served) == [("1.1.0", "stable", 100), ("1.0.0", "retiring", 0)]
+    assert decision.requeue_after == 10
+
+
+def test_rolling_switch_waits_for_the_full_size() -> None:
+    # A version that ran as a shadow on 2 Pods becomes the target of a deployment of 10.
+    small = {"1.1.0": Health(desired=2, ready=2, available=True)}
+    decision = plan("1.1.0", [stable()], small, Strategy("rolling", total=10, drain=10), T0)
+    assert roles(decision.served) == [("1.0.0", "stable", 100), ("1.1.0", "incoming", 0)]
+    full = {"1.1.0": Health(desired=10, ready=10, available=True)}
+    decision = plan("1.1.0", [stable()], full, Strategy("rolling", total=10, drain=10), T0)
+    assert roles(decision.served) == [("1.1.0", "stable", 100), ("1.0.0", "retiring", 0)]

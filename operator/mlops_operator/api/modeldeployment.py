@@ -99,6 +99,9 @@ class Rollout(ApiModel):
     switch; canary: a CanaryRollout drives the weights."""
     blue_green: BlueGreen | None = None
     """Settings of the blueGreen strategy."""
+    drain_delay: Duration = "10s"
+    """rolling and canary: how long a version that lost its traffic keeps running before it is removed, so that
+    proxies and clients still sending to it are answered (blueGreen keeps it for blueGreen.scaleDownDelay)."""
     progress_deadline: Duration = "10m"
     """How long a version's Deployment may take to make progress (new Pods ready) before it counts as failed: the
     deployment is then Degraded with reason ProgressDeadlineExceeded, and the old version keeps the traffic."""

@@ -63,6 +63,7 @@ _ROUTER_KINDS = tuple(
     (k.group, k.version, k.plural, k.kind) for name in ("gatewayAPI", "istio") for k in routers.get(name).kinds
 )
 CHILD_KINDS = _WORKLOAD_KINDS + _ROUTER_KINDS
+_ROUTING_KINDS = {kind for _, _, _, kind in _ROUTER_KINDS}
 
 
 @dataclass
@@ -106,6 +107,7 @@ class WorkQueue:
         self._running: set[Key] = set()
         self._again: dict[Key, int] = {}
         self._seq = 0
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
         self.queued_at: dict[Key, float] = {}
 
     def add(self, key: Key, urgent: bool = False) -> None:
@@ -120,7 +122,19 @@ class WorkQueue:
             self._queue.put_nowait((priority, self._seq, key))
 
     def add_after(self, key: Key, delay: float) -> None:
-        asyncio.get_running_loop().call_later(delay, self.add, key)
+        """Queue ``key`` in ``delay`` seconds; of several such requests for one key only the earliest stands."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        timer = self._timers.get(key)
+        if timer is not None and not timer.cancelled() and timer.when() <= when:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timers[key] = loop.call_at(when, self._fire, key)
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
 
     async def get(self) -> Key:
         while True:
@@ -226,6 +240,16 @@ def _compact_version(body: Any) -> Body:
     )
 
 
+def _forget(namespace: str, name: str, uid: str) -> None:
+    """Drops a ModelDeployment that is gone from the caches; a newer object of the same name stays."""
+    current = caches.deployments.get((namespace, name))
+    if current is not None and current["metadata"]["uid"] == uid:
+        del caches.deployments[(namespace, name)]
+    caches.children.pop(uid, None)
+    caches.written.pop(uid, None)
+    _own_versions.pop(uid, None)
+
+
 def _file_canary(namespace: str, name: str, body: Any) -> str | None:
     """Caches what the deployment needs of a CanaryRollout; returns the deployment it refers to."""
     spec = body.get("spec") or {}
@@ -316,14 +340,10 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
         log.info("API request latency: %s", kube.latency_summary())
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="modeldeployment-watch", registry=registry)
-    def _deployment_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+    async def _deployment_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
         key = (namespace or "", name)
         if type == "DELETED":
-            gone = caches.deployments.pop(key, None)
-            if gone is not None:
-                caches.children.pop(gone["metadata"]["uid"], None)
-                caches.written.pop(gone["metadata"]["uid"], None)
-                _own_versions.pop(gone["metadata"]["uid"], None)
+            _forget(key[0], key[1], body["metadata"]["uid"])
             return
         plain = _plain(body)
         if _newer(plain, caches.deployments.get(key)):
@@ -335,7 +355,7 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
         enqueue(key, urgent=observed != meta.get("generation"))
 
     @kopf.on.event(GROUP, VERSION, "modelversions", id="modeldeployment-versions", registry=registry)
-    def _version_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+    async def _version_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
         model = (body.get("spec") or {}).get("model")
         if not model:
             return
@@ -352,7 +372,7 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
                 enqueue((ns, md_name))
 
     @kopf.on.event(GROUP, VERSION, "canaryrollouts", id="modeldeployment-canaries", registry=registry)
-    def _canary_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+    async def _canary_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
         namespace = namespace or ""
         # Forget it wherever it was (its deploymentRef may have changed), then file it under its deployment.
         for (ns, other), rollouts in caches.canaries.items():
@@ -364,14 +384,18 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
             if target:
                 enqueue((namespace, target))
 
-    def _child_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+    async def _child_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
         owner = _controller_of(body)
         api_version, kind = body["apiVersion"], body["kind"]
         named = (api_version, kind, namespace or "", name)
+        before = caches.owners.get(named)
         if type == "DELETED":
             caches.owners.pop(named, None)
         else:
             caches.owners[named] = owner["uid"] if owner else None
+        if before is not None and before != (owner or {}).get("uid"):
+            # Orphaned or handed over: no longer the former owner's child.
+            caches.children.get(before, {}).pop((api_version, kind, name), None)
         if owner is None:
             return
         child_key = (api_version, kind, name)
@@ -466,16 +490,20 @@ def resolve(namespace: str, model: str, version: str | None, follow: str | None)
     return Resolved(mv["metadata"]["name"], found, mv["spec"], mv["status"])
 
 
+ENDED_WITHOUT_PROMOTION = ("RolledBack", "Failed", "Aborted")
+
+
 def canary_weight_of(namespace: str, deployment: str, candidate: str) -> int | None:
     """The share a CanaryRollout of ``deployment`` gives ``candidate`` (its status.weights.canary), if any.
 
     This is how the canary rollouts drive the weights: they write their own status, the deployment routes by it
-    through its router. Of several rollouts for the same candidate, the one furthest along wins.
+    through its router. Of several rollouts for the same candidate, the one furthest along wins; one that was
+    rolled back, failed or aborted gives none.
     """
     weights = [
         int(r["weights"].get("canary", 0))
         for r in caches.canaries.get((namespace, deployment), {}).values()
-        if r["candidate"] == candidate and r["weights"]
+        if r["candidate"] == candidate and r["weights"] and r["phase"] not in ENDED_WITHOUT_PROMOTION
     ]
     return max(weights) if weights else None
 
@@ -538,9 +566,8 @@ async def _ensure(uid: str, desired: Body) -> Body:
         named = (api_version, kind, namespace, name)
         if (api_version, kind) in caches.synced and named not in caches.owners:
             pass  # free: the caches are complete for this kind
-        elif named in caches.owners and caches.owners[named] != uid:
-            raise Conflict(f"{kind} {name} exists and is not owned by this ModelDeployment")
         else:
+            # Taken (or unknown): read it, so that a deletion the watch has not reported yet is not a conflict.
             live = await kube.get(api_version, kind, namespace, name)
             if live is not None:
                 owner = _controller_of(live)
@@ -592,12 +619,17 @@ def _previous(status: Body) -> list[serving.Served]:
 
 def _strategy(spec: ModelDeploymentSpec) -> serving.Strategy:
     rollout = spec.rollout
+    sizing = {
+        "drain": duration_seconds(rollout.drain_delay),
+        "total": None if spec.autoscaling else spec.replicas,
+        "split": spec.router.type == "replicas",
+    }
     if rollout.strategy == "blueGreen":
         settings = rollout.blue_green
         auto = settings.auto_promote if settings else True
         delay = duration_seconds(settings.scale_down_delay) if settings else 30.0
-        return serving.Strategy("blueGreen", auto_promote=auto, scale_down_delay=delay)
-    return serving.Strategy(rollout.strategy)
+        return serving.Strategy("blueGreen", auto_promote=auto, scale_down_delay=delay, **sizing)  # type: ignore[arg-type]
+    return serving.Strategy(rollout.strategy, **sizing)  # type: ignore[arg-type]
 
 
 async def reconcile(key: Key) -> float | None:
@@ -627,6 +659,9 @@ async def _reconcile(body: Body) -> float | None:
     if problem is not None:
         _conditions(status, generation, ready=("False", "InvalidSpec", problem), progressing=None, degraded=None)
         await _write_status(body, stored, status)
+        return None
+    if meta.get("deletionTimestamp"):
+        # Being deleted (the garbage collector may be removing the children first): put nothing back.
         return None
     spec = ModelDeploymentSpec.model_validate(body["spec"])
     router = routers.get(spec.router.type)
@@ -713,11 +748,14 @@ async def _reconcile(body: Body) -> float | None:
     wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in desired + desired_routes}
     kept = {build.child_name(name, s.version) for s in served if s.version not in resolved}
     routing_failed = any(reason == "RouterUnavailable" for reason, _ in errors)
+    # Without the new router's objects, the Services and the previous router's objects still carry the traffic:
+    # they stay. Only objects that carry our label are removed (not a user's object given our owner reference).
     stale = [
-        k for k in children
-        if k not in wanted and k[2] not in kept and not (routing_failed and k[1] == "Service")
+        k for k, child in children.items()
+        if k not in wanted and k[2] not in kept
+        and not (routing_failed and (k[1] == "Service" or k[1] in _ROUTING_KINDS))
+        and (child["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == build.MANAGED_BY
     ]  # fmt: skip
-    # (Without the router's objects, the Services still carry the traffic: they stay.)
     await asyncio.gather(*(kube.delete(api_version, kind, namespace, child) for api_version, kind, child in stale))
     for child_key in stale:
         children.pop(child_key, None)
@@ -852,10 +890,13 @@ async def _write_status(body: Body, stored: Body, status: Body) -> None:
         return
     meta = body["metadata"]
     try:
-        written = await kube.patch_status(KIND, PLURAL, meta["namespace"], meta["name"], patch)
+        written = await kube.patch_status(KIND, PLURAL, meta["namespace"], meta["name"], patch, uid=meta["uid"])
     except ApiError as exc:
-        if exc.status.code == 404:
-            return  # deleted meanwhile
+        if exc.status.code in (404, 409, 422):
+            # Deleted meanwhile (or replaced by a new object of the same name): forget it; a new one has its own
+            # events.
+            _forget(meta["namespace"], meta["name"], meta["uid"])
+            return
         raise
     caches.written[meta["uid"]] = status
     _own_versions[meta["uid"]] = written.get("metadata", {}).get("resourceVersion")

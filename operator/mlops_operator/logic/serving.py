@@ -51,7 +51,13 @@ class Strategy:
     """rolling, blueGreen or canary."""
     auto_promote: bool = True
     scale_down_delay: float = 0.0
-    """Seconds a retiring version is kept (blueGreen; rolling removes it at once)."""
+    """Seconds a retiring version is kept by blueGreen."""
+    drain: float = 0.0
+    """Seconds a retiring version is kept by rolling and canary (proxies stop sending to it meanwhile)."""
+    total: int | None = None
+    """Replicas a version needs at full weight; None when autoscaled (capacity is then the autoscaler's)."""
+    split: bool = False
+    """The replicas router: weights are replica counts (see ``replicas``)."""
 
 
 @dataclass(frozen=True)
@@ -95,9 +101,28 @@ def deployment_health(deployment: dict[str, Any]) -> Health:
     return Health(desired, status.get("readyReplicas", 0), rolled, failed)
 
 
-def _ready(health: dict[str, Health], version: str) -> bool:
+def _ready(health: dict[str, Health], version: str, need: int | None = None) -> bool:
+    """Whether ``version`` can take traffic: its Deployment rolled out with ready Pods, at least ``need`` of them
+    (the size the new weight needs: traffic never moves before the capacity for it is there)."""
     h = health.get(version)
-    return h is not None and h.available and (h.ready > 0 or h.desired == 0)
+    if h is None or not h.available or (h.ready == 0 and h.desired > 0):
+        return False
+    return need is None or (h.desired >= need and h.ready >= need)
+
+
+def canary_replicas(total: int | None, weight: int, split: bool) -> int | None:
+    """The replicas a canary needs to take ``weight`` percent (None when autoscaled): with the replicas router its
+    share of ``total`` by ``replica_split``, otherwise ``ceil(total * weight / 100)``, at least 1."""
+    from mlops_operator.builders.serving import replica_split
+
+    if total is None:
+        return None
+    if total == 0:
+        return 0
+    if split:
+        shares = {"stable": 100 - weight, "canary": weight}
+        return replica_split(total, {k: v for k, v in shares.items() if v > 0}).get("canary", 1) or 1
+    return max(1, math.ceil(total * weight / 100))
 
 
 def plan(
@@ -123,7 +148,7 @@ def plan(
 
     def retiring(exclude: set[str], extra: list[Served] = ()) -> list[Served]:  # type: ignore[assignment]
         kept = []
-        delay = strategy.scale_down_delay if strategy.kind == "blueGreen" else 0.0
+        delay = strategy.scale_down_delay if strategy.kind == "blueGreen" else strategy.drain
         for s in [*previous, *extra]:
             if s.role != "retiring" or s.version in exclude:
                 continue
@@ -158,7 +183,8 @@ def plan(
         requested = max(0, min(100, canary_weight or 0))
         had = earlier.weight if earlier and earlier.role == "canary" else 0
         h = health.get(target)
-        if _ready(health, target):
+        need = canary_replicas(strategy.total, requested, strategy.split)
+        if _ready(health, target, need):
             weight = requested
         elif h is not None and h.ready > 0:
             # Scaling to the size the new weight needs: the weight it had until the new Pods are ready.
@@ -166,9 +192,11 @@ def plan(
         else:
             weight = 0
         if weight == 100:
-            # Promoted: the canary becomes the stable version and the old one goes, as in a rolling switch.
+            # Promoted: the canary becomes the stable version and the old one retires, as in a rolling switch.
             switched = [Served(target, "stable", 100, stamp_now)]
-            return decision(switched + retiring({target}), "Serving", f"promoted canary {target} over {old}")
+            old_retiring = Served(old, "retiring", 0, stamp_now)
+            message = f"promoted canary {target} over {old}"
+            return decision(switched + retiring({target}, [old_retiring]), "Serving", message)
         served = [
             replace(stable, weight=100 - weight, wanted=100 - requested),
             Served(target, "canary", weight, since, wanted=requested),
@@ -183,7 +211,7 @@ def plan(
 
     role = "preview" if strategy.kind == "blueGreen" else "incoming"
     since = earlier.since if earlier and earlier.role == role else stamp_now
-    if _ready(health, target):
+    if _ready(health, target, strategy.total):
         if strategy.kind == "blueGreen" and not strategy.auto_promote and promote != target:
             served = [replace(stable, weight=100), Served(target, role, 0, since)]
             message = (
@@ -211,27 +239,35 @@ def replicas(served: list[Served], total: int, split: bool, shadow_percent: int 
     capacity, and a retiring blue-green version can take the traffic back at once), a canary runs its share of
     ``total`` (at least 1), a shadow its mirrored share.
     """
-    from mlops_operator.builders.serving import replica_split
 
     out: dict[str, int] = {}
     if split:
-        # A version at weight 0 takes no traffic: it keeps the rules below, so that a canary runs a Pod (and can
-        # get ready) before it takes any weight.
-        live = {s.version: _sized(s) for s in served if s.role in TRAFFIC_ROLES and _sized(s) > 0}
-        if len(live) > 1:
-            out.update(replica_split(total, live))
+        # While the weights move, each version runs the larger of its share now and its share asked for: the
+        # one gaining weight scales up first, the one losing it scales down once the weight has moved.
+        now = _shares(total, {s.version: s.weight for s in served if s.role in TRAFFIC_ROLES and s.weight > 0})
+        wanted = _shares(total, {s.version: _sized(s) for s in served if s.role in TRAFFIC_ROLES and _sized(s) > 0})
+        for version in now.keys() | wanted.keys():
+            out[version] = max(now.get(version, 0), wanted.get(version, 0))
     for s in served:
         if s.version in out:
             continue
         if total == 0:
             out[s.version] = 0
         elif s.role == "canary":
-            out[s.version] = max(1, math.ceil(total * _sized(s) / 100))
+            out[s.version] = max(1, math.ceil(total * max(s.weight, _sized(s)) / 100))
         elif s.role == "shadow":
             out[s.version] = max(1, math.ceil(total * shadow_percent / 100))
         else:
             out[s.version] = total
     return out
+
+
+def _shares(total: int, weights: dict[str, int]) -> dict[str, int]:
+    from mlops_operator.builders.serving import replica_split
+
+    if len(weights) == 1:
+        return dict.fromkeys(weights, total)
+    return replica_split(total, weights) if weights else {}
 
 
 def _sized(s: Served) -> int:
