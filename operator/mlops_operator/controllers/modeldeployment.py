@@ -1,8 +1,9 @@
 """The ModelDeployment controller: resolves the version to serve, runs its children, routes the traffic.
 
-Level-triggered, like the controllers of Kubernetes itself: watch events of ModelDeployments, ModelVersions and the
-children (Deployments, Services, HPAs, PDBs, HTTPRoutes, VirtualServices carrying our managed-by label) only update
-in-memory caches and queue the owning ModelDeployment; workers then compare what should exist with what the caches
+Level-triggered, like the controllers of Kubernetes itself: watch events of ModelDeployments, ModelVersions,
+CanaryRollouts and every object of the child kinds (Deployments, Services, HPAs, PDBs, HTTPRoutes, VirtualServices:
+ours are cached whole, the others by name and owner, so that a taken name is known) only update in-memory caches
+and queue the owning ModelDeployment; workers then compare what should exist with what the caches
 hold and write only the differences. So a child edited or deleted by hand is put back by the next event, and a
 restarted operator that finds everything as it should be writes nothing. The version plan (roles, weights) lives
 in ``logic.serving``; objects come from ``builders.serving`` and ``routers``; this module applies them.
@@ -657,7 +658,8 @@ async def _reconcile(body: Body) -> float | None:
 
     problem = spec_problem(_KIND_INFO, body.get("spec") or {})
     if problem is not None:
-        _conditions(status, generation, ready=("False", "InvalidSpec", problem), progressing=None, degraded=None)
+        invalid: tuple[ConditionStatus, str, str] = ("False", "InvalidSpec", problem)
+        _conditions(status, generation, ready=invalid, progressing=invalid, degraded=("True", "InvalidSpec", problem))
         await _write_status(body, stored, status)
         return None
     if meta.get("deletionTimestamp"):
