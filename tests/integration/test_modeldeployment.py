@@ -482,3 +482,20 @@ def test_a_restart_continues_a_rollout_where_it_was(kubectl: Kubectl, tmp_path: 
         assert stable["version"] == "1.1.0" and stable["since"] == retiring["since"]
     finally:
         assert op.stop() == 0
+
+
+QUANTITIES = ["0.5", "1024Mi", "1.5Gi", "1000", "2000m", "0.1", "512Mi", "250m", "1.5", "100M", "0.5Ki", "1536", "3"]
+
+
+def test_quantities_are_applied_as_the_api_server_stores_them(kubectl: Kubectl) -> None:
+    # What the builders write must read back unchanged, or every comparison would see a difference.
+    from mlops_operator.builders.serving import canonical_quantity
+
+    containers = [{"name": f"c{i}", "image": "x", "resources": {"requests": {"cpu": q, "memory": q}}}
+                  for i, q in enumerate(QUANTITIES)]  # fmt: skip
+    template = {"metadata": {"labels": {"app": "q"}}, "spec": {"containers": containers}}
+    spec = {"replicas": 0, "selector": {"matchLabels": {"app": "q"}}, "template": template}
+    kubectl.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "quantities"}, "spec": spec})
+    stored = kubectl.get("deployment", "quantities")["spec"]["template"]["spec"]["containers"]
+    assert [c["resources"]["requests"]["cpu"] for c in stored] == [canonical_quantity(q) for q in QUANTITIES]
+    assert [c["resources"]["requests"]["memory"] for c in stored] == [canonical_quantity(q) for q in QUANTITIES]

@@ -542,3 +542,16 @@ def test_replica_split_is_monotonic_and_order_free(case: tuple[int, dict[str, in
 def test_progress_deadline_comes_from_the_rollout() -> None:
     body = deployment(OWNER, spec(rollout={"progressDeadline": "1m30s"}), served(), "img")
     assert body["spec"]["progressDeadlineSeconds"] == 90
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("0.5", "500m"), ("1024Mi", "1Gi"), ("1.5Gi", "1536Mi"), ("1000", "1k"), ("2000m", "2"), ("512Mi", "512Mi"),
+     ("0.5Ki", "512"), ("1536", "1536"), (4, "4"), ("1e3", "1e3")],
+)  # fmt: skip
+def test_quantities_take_the_api_servers_canonical_form(given: str | int, stored: str) -> None:
+    from mlops_operator.builders.serving import canonical_quantity
+
+    assert canonical_quantity(given) == stored
+    body = deployment(OWNER, spec(resources={"requests": {"cpu": given}}), served(), "img")
+    assert body["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == stored

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
 from fractions import Fraction
 from typing import Any
 from urllib.parse import urlsplit
@@ -172,13 +173,47 @@ def _probe(path: str, period: int, timeout: int, failures: int) -> Body:
     }
 
 
+_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_QUANTITY = re.compile(r"^([+-]?[0-9]*\.?[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+
+
+def canonical_quantity(value: int | str) -> str:
+    """A quantity as the API server stores it (``0.5`` -> ``500m``, ``1024Mi`` -> ``1Gi``, ``1000`` -> ``1k``), so
+    that what we apply compares equal to what we read back. Forms this does not know (exponents) pass unchanged."""
+    match = _QUANTITY.match(str(value))
+    if not match:
+        return str(value)
+    number, suffix = Decimal(match.group(1)), match.group(2) or ""
+    if suffix in _BINARY:
+        amount = number * 1024 ** _BINARY[suffix]
+        if amount == amount.to_integral_value() and abs(amount) >= 1024:
+            exponent = 6
+            while amount % 1024**exponent:
+                exponent -= 1
+            unit = {v: k for k, v in _BINARY.items()}.get(exponent, "")
+            return f"{int(amount / 1024**exponent)}{unit}"
+    else:
+        amount = number * Decimal(10) ** _DECIMAL[suffix]
+    # Decimal SI: the largest suffix that leaves a whole number (values finer than nano round up, as the server's).
+    nanos = (amount * Decimal(10) ** 9).to_integral_value(rounding=ROUND_CEILING)
+    if nanos == 0:
+        return "0"
+    for exp in (18, 15, 12, 9, 6, 3, 0, -3, -6, -9):
+        scaled = Decimal(nanos) / Decimal(10) ** (exp + 9)
+        if scaled == scaled.to_integral_value():
+            unit = {v: k for k, v in _DECIMAL.items()}[exp]
+            return f"{int(scaled)}{unit}"
+    return str(value)
+
+
 def _resources(resources: Resources) -> Body:
-    # Quantities as strings: the API server stores them so, and an int here would read back as a change.
+    # Quantities in the API server's canonical form: anything else reads back as a change on every comparison.
     out: Body = {}
     if resources.requests:
-        out["requests"] = {k: str(v) for k, v in resources.requests.items()}
+        out["requests"] = {k: canonical_quantity(v) for k, v in resources.requests.items()}
     if resources.limits:
-        out["limits"] = {k: str(v) for k, v in resources.limits.items()}
+        out["limits"] = {k: canonical_quantity(v) for k, v in resources.limits.items()}
     return out
 
 
