@@ -499,3 +499,25 @@ def test_quantities_are_applied_as_the_api_server_stores_them(kubectl: Kubectl) 
     stored = kubectl.get("deployment", "quantities")["spec"]["template"]["spec"]["containers"]
     assert [c["resources"]["requests"]["cpu"] for c in stored] == [canonical_quantity(q) for q in QUANTITIES]
     assert [c["resources"]["requests"]["memory"] for c in stored] == [canonical_quantity(q) for q in QUANTITIES]
+
+
+def test_pods_lost_after_the_rollout_make_it_degraded(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    deploy(kubectl, "fraud", version="1.0.0", replicas=2)
+    wait_md(kubectl, "fraud", "serving 1.0.0", lambda o: serving("1.0.0")(o) and o["status"]["readyReplicas"] == 2)
+    # A Pod stops being ready (as a crashing or failing container would), long after the rollout completed.
+    pod = kubectl.run("get", "pods", "-l", "mlops.io/version=1.0.0", "-o", "name").stdout.split()[0]
+    unready = {"status": {"conditions": [{"type": "Ready", "status": "False"},
+                                         {"type": "ContainersReady", "status": "False"}]}}  # fmt: skip
+    kubectl.run("patch", pod, "--subresource=status", "--type=strategic", "-p", json.dumps(unready))
+    obj = wait_md(kubectl, "fraud", "Degraded", lambda o: condition(o, "Degraded").get("status") == "True")
+    assert condition(obj, "Degraded")["reason"] == "ReplicasUnavailable"
+    assert "1.0.0 1/2 ready after the rollout completed" in condition(obj, "Degraded")["message"]
+    assert (condition(obj, "Ready")["status"], condition(obj, "Ready")["reason"]) == ("False", "PodsNotReady")
+    assert condition(obj, "Progressing")["status"] == "False"
+    # The Pod is replaced: healthy again.
+    kubectl.run("delete", pod, "--wait=false")
+    obj = wait_md(kubectl, "fraud", "healthy", lambda o: condition(o, "Degraded").get("status") == "False")
+    kubectl.run("wait", "--for=condition=Ready", "--timeout=30s", "modeldeployment/fraud")

@@ -471,3 +471,18 @@ def test_rolling_switch_waits_for_the_full_size() -> None:
     full = {"1.1.0": Health(desired=10, ready=10, available=True)}
     decision = plan("1.1.0", [stable()], full, Strategy("rolling", total=10, drain=10), T0)
     assert roles(decision.served) == [("1.1.0", "stable", 100), ("1.0.0", "retiring", 0)]
+
+
+def test_pods_lost_after_a_completed_rollout() -> None:
+    conditions = [
+        {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+        {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+    ]
+    status = {**ROLLED, "availableReplicas": 1, "readyReplicas": 1, "conditions": conditions}
+
+    health = deployment_health(deployment(2, status))
+
+    assert health.lost and not health.available and health.ready == 1
+    # Scaling up is progress, not a loss: the controller then reports ReplicaSetUpdated.
+    scaling = [{**conditions[0], "reason": "ReplicaSetUpdated"}, conditions[1]]
+    assert not deployment_health(deployment(2, {**status, "conditions": scaling})).lost

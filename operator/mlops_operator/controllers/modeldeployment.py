@@ -795,6 +795,7 @@ def _status(
 ) -> None:
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     versions: list[Body] = []
+    lost: list[str] = []
     not_ready: list[str] = []
     failed: list[str] = []
     for s in served:
@@ -812,6 +813,8 @@ def _status(
         )  # fmt: skip
         if h is not None and h.failed:
             failed.append(f"{s.version}: {h.failed}")
+        elif s.role != "retiring" and h is not None and h.lost:
+            lost.append(f"{s.version} {ready_count}/{desired} ready")
         elif s.role != "retiring" and (h is None or not h.available or ready_count < desired):
             not_ready.append(f"{s.version} {ready_count}/{desired} ready")
     stable = next((s.version for s in served if s.role == "stable"), None)
@@ -841,8 +844,8 @@ def _status(
         ready = ("False", errors[0][0], "; ".join(m for _, m in errors))
     elif decision.phase != "Serving":
         ready = ("False", decision.phase, decision.message)
-    elif failed or not_ready:
-        ready = ("False", "PodsNotReady", "; ".join(failed + not_ready))
+    elif failed or not_ready or lost:
+        ready = ("False", "PodsNotReady", "; ".join(failed + not_ready + lost))
     else:
         ready = ("True", "Serving", f"serving {stable} at {status['url']}")
     progressing: tuple[ConditionStatus, str, str]
@@ -856,6 +859,8 @@ def _status(
         progressing = ("True", "WaitingForVersion", target.message)
     elif not_ready:
         progressing = ("True", "ScalingReplicas", "; ".join(not_ready))
+    elif lost:
+        progressing = ("False", "ReplicasUnavailable", "; ".join(lost) + " after the rollout completed")
     else:
         progressing = ("False", "Complete", decision.message)
     degraded: tuple[ConditionStatus, str, str]
@@ -865,6 +870,8 @@ def _status(
         degraded = ("True", errors[0][0], "; ".join(m for _, m in errors))
     elif not served and isinstance(target, Unresolved):
         degraded = ("True", "NothingServed", target.message)
+    elif lost:
+        degraded = ("True", "ReplicasUnavailable", "; ".join(lost) + " after the rollout completed")
     else:
         degraded = ("False", "AsExpected", "no served version reports a failure")
     _conditions(status, generation, (ready[0], ready[1], said(ready[2])), progressing, degraded)

@@ -43,6 +43,8 @@ class Health:
     """Rolled out: the Deployment saw its latest spec and every desired replica is updated and available."""
     failed: str | None = None
     """Why the Deployment stopped progressing (ProgressDeadlineExceeded), if it did."""
+    lost: bool = False
+    """Its rollout completed, but fewer Pods than desired are available now (crashed, evicted, not ready)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,13 @@ def deployment_health(deployment: dict[str, Any]) -> Health:
         None,
     )  # fmt: skip
     rolled = observed and updated >= desired and available >= desired and total <= desired
-    return Health(desired, status.get("readyReplicas", 0), rolled, failed)
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    lost = (
+        observed
+        and (conditions.get("Progressing") or {}).get("reason") == "NewReplicaSetAvailable"
+        and (conditions.get("Available") or {}).get("status") == "False"
+    )
+    return Health(desired, status.get("readyReplicas", 0), rolled, failed, bool(lost))
 
 
 def _ready(health: dict[str, Health], version: str, need: int | None = None) -> bool:
