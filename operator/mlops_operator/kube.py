@@ -11,7 +11,7 @@ import logging
 import socket
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,15 +67,16 @@ def resource(kind: str, plural: str) -> Any:
 
 
 async def patch_status(
-    kind: str, plural: str, namespace: str, name: str, patch: dict[str, Any], uid: str | None = None
+    kind: str, plural: str, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None = None
 ) -> dict[str, Any]:
     """Merge-patch the status subresource of one of our objects (None values remove keys, lists are replaced);
-    returns the object as stored. With ``uid``, the API server refuses the patch if the object of that name is
-    another one (deleted and created anew meanwhile)."""
+    returns the object as stored. With ``resource_version``, the API server refuses (409) a patch of an object that
+    changed since, or of another object of the same name (a ``metadata.uid`` in the patch is not checked on the
+    status subresource)."""
     res = resource(kind, plural)
     body: dict[str, Any] = {"status": patch}
-    if uid is not None:
-        body["metadata"] = {"uid": uid}
+    if resource_version is not None:
+        body["metadata"] = {"resourceVersion": resource_version}
     async with _timed("patch"):
         out = await client().patch(res.Status, name, body, namespace=namespace, patch_type=PatchType.MERGE)
     return _to_dict(out)
@@ -174,11 +175,8 @@ async def get(api_version: str, kind: str, namespace: str, name: str) -> dict[st
 
 async def list_objects(api_version: str, kind: str, plural: str, namespace: str = "*") -> list[dict[str, Any]]:
     """Every object of a kind in ``namespace`` (``*``: all namespaces), as plain bodies."""
-    if (api_version, kind) in _BUILTIN or (api_version, kind) in _generic:
-        res = _resource_of(api_version, kind)
-    else:
-        register_kind(api_version, kind, plural)
-        res = _generic[(api_version, kind)]
+    register_kind(api_version, kind, plural)
+    res = _resource_of(api_version, kind)
     try:
         async with _timed("list"):
             return [_to_dict(obj) async for obj in client().list(res, namespace=namespace)]
@@ -228,15 +226,18 @@ async def post_event(owner: dict[str, Any], reason: str, message: str, type_: st
         log.warning("could not record event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
 
 
+def timings(values: Iterable[float]) -> str:
+    """p50, p99 and max of durations in seconds, in milliseconds, for a log line."""
+    ordered = sorted(values)
+    if not ordered:
+        return "none"
+    p50, p99 = (ordered[min(len(ordered) - 1, int(q * len(ordered)))] for q in (0.5, 0.99))
+    return f"p50 {p50 * 1000:.0f} ms p99 {p99 * 1000:.0f} ms max {ordered[-1] * 1000:.0f} ms"
+
+
 def latency_summary() -> str:
-    """p50/p99 of the latest requests by verb, in milliseconds, for a log line."""
-    parts = []
-    for verb, values in sorted(latencies.items()):
-        ordered = sorted(values)
-        if ordered:
-            p50, p99 = (ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 for q in (0.5, 0.99))
-            parts.append(f"{verb} p50 {p50:.0f} ms p99 {p99:.0f} ms")
-    return ", ".join(parts) or "none"
+    """The latency of the latest requests by verb, for a log line."""
+    return ", ".join(f"{verb} {timings(values)}" for verb, values in sorted(latencies.items()) if values) or "none"
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -22,10 +22,10 @@ from mlops_operator.builders.serving import (
     label_value,
     labels,
     pdb,
-    replica_split,
     selector,
     version_service,
 )
+from mlops_operator.logic.serving import replica_split
 
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 OWNER: dict[str, Any] = {
@@ -403,7 +403,7 @@ def test_version_service() -> None:
     ids=["none", "one-pinned", "several-all"],
 )
 def test_front_service(in_traffic: list[str], pod_selector: dict[str, str]) -> None:
-    out = front_service(OWNER, spec(), [served(version=v) for v in in_traffic])
+    out = front_service(OWNER, spec(), in_traffic)
     front_labels = {k: v for k, v in POD_LABELS.items() if k != "mlops.io/version"}
     assert out == {
         "apiVersion": "v1",

@@ -13,7 +13,6 @@ import json
 import re
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
-from fractions import Fraction
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -352,27 +351,27 @@ def version_service(owner: Body, spec: ModelDeploymentSpec, served: ServedVersio
     return _service(_version_metadata(owner, spec, served), selector(owner["metadata"]["name"], served.version))
 
 
-def front_service(owner: Body, spec: ModelDeploymentSpec, versions: list[ServedVersion]) -> Body:
+def front_service(owner: Body, spec: ModelDeploymentSpec, versions: list[str]) -> Body:
     """The front Service, named ``front_name(<deployment>)``, port 8080: the deployment's in-cluster URL.
 
     ``versions`` are the versions that take live traffic through it. With exactly one, it selects only that
     version's Pods (a preview, a shadow or a version being retired gets nothing); otherwise it selects every Pod of
     the deployment, so the caller must then run no version that should stay out of traffic (the ``replicas`` router
-    splits by replica counts, see ``replica_split``).
+    splits by replica counts, see ``logic.serving.replica_split``).
     """
     name = owner["metadata"]["name"]
-    pinned = versions[0].version if len(versions) == 1 else None
+    pinned = versions[0] if len(versions) == 1 else None
     return _service(_metadata(owner, front_name(name), labels(name, spec.model)), selector(name, pinned))
 
 
-def preview_service(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion) -> Body:
+def preview_service(owner: Body, spec: ModelDeploymentSpec, version: str) -> Body:
     """The blueGreen preview Service, named ``preview_name(<deployment>)``, port 8080: the version in preview, before
     it takes the traffic."""
     name = owner["metadata"]["name"]
     # No version label: Services with one are scraped per version (the chart's ServiceMonitor), and this one
     # selects Pods that the version's own Service already covers.
     metadata = _metadata(owner, preview_name(name), labels(name, spec.model, role="preview"))
-    return _service(metadata, selector(name, served.version))
+    return _service(metadata, selector(name, version))
 
 
 def owned(owner: Body, obj: Body) -> Body:
@@ -429,40 +428,3 @@ def pdb(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion) -> Body |
             "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
     }
-
-
-# --- the replicas router -------------------------------------------------------------------------------------------
-
-
-def replica_split(total: int, weights: dict[str, int]) -> dict[str, int]:
-    """Distributes ``total`` replicas over versions in proportion to their weights (largest remainder).
-
-    Every version in ``weights`` is in the result; a weight of 0 gets 0 replicas, any other weight at least 1. The
-    sum is ``total`` whenever ``total`` is at least the number of positive weights; below that each positive weight
-    gets exactly 1 (more than ``total``), and a ``total`` of 0 gives 0 to every version. Weights are relative (need
-    not sum to 100). Ties go to the version whose name sorts first, so the result does not depend on dict order.
-    Raises ValueError on a negative weight or total.
-    """
-    if total < 0 or any(w < 0 for w in weights.values()):
-        raise ValueError(f"total and weights must not be negative: {total}, {weights}")
-    out = dict.fromkeys(weights, 0)
-    positive = sorted(v for v, w in weights.items() if w > 0)
-    if total == 0 or not positive:
-        return out
-    weight_sum = sum(weights[v] for v in positive)
-    quota = {v: Fraction(total * weights[v], weight_sum) for v in positive}
-    for v in positive:
-        out[v] = max(1, int(quota[v]))
-    # The floors leave units over, the minimum of 1 can take too many; either way the version furthest from its
-    # quota in the needed direction changes first, by one unit at a time.
-    while (left := total - sum(out.values())) != 0:
-        if left > 0:
-            v = min(positive, key=lambda v: (out[v] - quota[v], v))
-            out[v] += 1
-        else:
-            candidates = [v for v in positive if out[v] > 1]
-            if not candidates:
-                break
-            v = min(candidates, key=lambda v: (quota[v] - out[v], v))
-            out[v] -= 1
-    return out

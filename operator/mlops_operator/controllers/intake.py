@@ -7,6 +7,9 @@ for the others the Ready condition says that the spec is accepted and not acted 
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Coroutine
 from typing import Any
 
 import kopf
@@ -15,6 +18,21 @@ from pydantic import ValidationError
 from mlops_operator import GROUP, VERSION
 from mlops_operator.api.crds import KINDS, Kind
 from mlops_operator.logic.conditions import ConditionStatus, set_condition
+
+
+def plain(body: Any) -> dict[str, Any]:
+    """A plain JSON copy of a kopf body (or part of one), safe to keep after the handler returns."""
+    return json.loads(json.dumps(dict(body)))  # type: ignore[no-any-return]
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def in_background(work: Coroutine[Any, Any, None]) -> None:
+    """Runs ``work`` without waiting for it, keeping a reference until it ends (the loop holds tasks weakly)."""
+    task = asyncio.get_running_loop().create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 def spec_problem(kind: Kind, spec: dict[str, Any]) -> str | None:

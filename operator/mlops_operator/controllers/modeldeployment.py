@@ -31,7 +31,7 @@ from mlops_operator.api.common import duration_seconds
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
 from mlops_operator.builders import serving as build
 from mlops_operator.builders.serving import ServedVersion as Workload
-from mlops_operator.controllers.intake import spec_problem
+from mlops_operator.controllers.intake import in_background, plain, spec_problem
 from mlops_operator.logic import serving
 from mlops_operator.logic.conditions import ConditionStatus, get_condition, set_condition
 
@@ -60,9 +60,7 @@ _WORKLOAD_KINDS = (
     ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
 )
-_ROUTER_KINDS = tuple(
-    (k.group, k.version, k.plural, k.kind) for name in ("gatewayAPI", "istio") for k in routers.get(name).kinds
-)
+_ROUTER_KINDS = tuple((k.group, k.version, k.plural, k.kind) for r in routers.every() for k in r.kinds)
 CHILD_KINDS = _WORKLOAD_KINDS + _ROUTER_KINDS
 _ROUTING_KINDS = {kind for _, _, _, kind in _ROUTER_KINDS}
 
@@ -79,8 +77,8 @@ class Caches:
     """CanaryRollouts (candidate, phase, weights) by (namespace, deploymentRef), then by object name."""
     children: dict[str, dict[ChildKey, Body]] = field(default_factory=dict)
     """Children by the owner's uid."""
-    written: dict[str, Body] = field(default_factory=dict)
-    """The status this operator last wrote, by uid (fresher than the watch)."""
+    written: dict[str, tuple[Body, str]] = field(default_factory=dict)
+    """The status this operator last wrote and the resourceVersion it made, by uid (fresher than the watch)."""
     owners: dict[tuple[str, str, str, str], str | None] = field(default_factory=dict)
     """Every object of a child kind, ours or not: (apiVersion, kind, namespace, name) -> the uid of the
     ModelDeployment controlling it, or None. Tells a free name from a taken one without a read."""
@@ -89,8 +87,6 @@ class Caches:
 
 
 caches = Caches()
-# The resourceVersion of each ModelDeployment after our last status write: its watch echo needs no reconcile.
-_own_versions: dict[str, str | None] = {}
 stats: Counter[str] = Counter()
 
 
@@ -167,14 +163,6 @@ waits: deque[float] = deque(maxlen=20_000)
 durations: deque[float] = deque(maxlen=20_000)
 
 
-def _percentiles(values: deque[float]) -> str:
-    if not values:
-        return "none"
-    ordered = sorted(values)
-    pick = [ordered[min(len(ordered) - 1, int(q * len(ordered)))] for q in (0.5, 0.99)]
-    return f"p50 {pick[0] * 1000:.0f} ms, p99 {pick[1] * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms"
-
-
 async def _worker() -> None:
     assert queue is not None
     while True:
@@ -213,10 +201,6 @@ def _error(exc: Exception) -> str:
 # --- watches ---------------------------------------------------------------------------------------------------------
 
 
-def _plain(body: Any) -> Body:
-    return json.loads(json.dumps(dict(body)))  # type: ignore[no-any-return]
-
-
 def _newer(candidate: Body, current: Body | None) -> bool:
     """Whether ``candidate`` is at least as new as ``current`` (resourceVersions compared as numbers when they are)."""
     if current is None:
@@ -232,7 +216,7 @@ def _compact_version(body: Any) -> Body:
     """What resolution needs of a ModelVersion (no managedFields, history or gates)."""
     meta = body["metadata"]
     status = body.get("status") or {}
-    return _plain(
+    return plain(
         {
             "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta},
             "spec": dict(body.get("spec") or {}),
@@ -248,7 +232,6 @@ def _forget(namespace: str, name: str, uid: str) -> None:
         del caches.deployments[(namespace, name)]
     caches.children.pop(uid, None)
     caches.written.pop(uid, None)
-    _own_versions.pop(uid, None)
 
 
 def _file_canary(namespace: str, name: str, body: Any) -> str | None:
@@ -261,7 +244,7 @@ def _file_canary(namespace: str, name: str, body: Any) -> str | None:
     caches.canaries.setdefault((namespace, target), {})[name] = {
         "candidate": str(spec.get("candidate")),
         "phase": status.get("phase"),
-        "weights": _plain(status.get("weights") or {}),
+        "weights": plain(status.get("weights") or {}),
     }
     return str(target)
 
@@ -337,7 +320,7 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
             "ModelDeployment reconciles: %d (%d wrote nothing); API requests: %s",
             stats["reconciles"], stats["quiet"], json.dumps(dict(kube.requests), sort_keys=True),
         )  # fmt: skip
-        log.info("ModelDeployment queue wait: %s; reconcile: %s", _percentiles(waits), _percentiles(durations))
+        log.info("ModelDeployment queue wait: %s; reconcile: %s", kube.timings(waits), kube.timings(durations))
         log.info("API request latency: %s", kube.latency_summary())
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="modeldeployment-watch", registry=registry)
@@ -346,13 +329,13 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
         if type == "DELETED":
             _forget(key[0], key[1], body["metadata"]["uid"])
             return
-        plain = _plain(body)
-        if _newer(plain, caches.deployments.get(key)):
-            caches.deployments[key] = plain
-        meta = plain["metadata"]
-        if meta.get("resourceVersion") == _own_versions.get(meta["uid"]):
+        copy = plain(body)
+        if _newer(copy, caches.deployments.get(key)):
+            caches.deployments[key] = copy
+        meta = copy["metadata"]
+        if meta.get("resourceVersion") == caches.written.get(meta["uid"], ({}, None))[1]:
             return  # the echo of our own status write: nothing new to act on
-        observed = (plain.get("status") or {}).get("observedGeneration")
+        observed = (copy.get("status") or {}).get("observedGeneration")
         enqueue(key, urgent=observed != meta.get("generation"))
 
     @kopf.on.event(GROUP, VERSION, "modelversions", id="modeldeployment-versions", registry=registry)
@@ -404,14 +387,14 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
         if type == "DELETED":
             children.pop(child_key, None)
         else:
-            plain = _plain(body)
             cached = children.get(child_key)
             if cached is not None and cached["metadata"].get("resourceVersion") == body["metadata"].get(
                 "resourceVersion"
             ):
                 return  # the echo of our own apply: the cache holds it already
-            if _newer(plain, cached):
-                children[child_key] = plain
+            copy = plain(body)
+            if _newer(copy, cached):
+                children[child_key] = copy
         enqueue((namespace or "", owner["name"]))
 
     # Every object of these kinds, not only ours: a name another object holds must not be taken over.
@@ -420,14 +403,6 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
 
 
 _tasks: list[asyncio.Task[None]] = []
-_background: set[asyncio.Task[None]] = set()
-
-
-def _in_background(work: Any) -> None:
-    """Runs ``work`` (a coroutine that handles its own errors) without making the reconcile wait for it."""
-    task = asyncio.get_running_loop().create_task(work)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
 
 
 # --- resolution ------------------------------------------------------------------------------------------------------
@@ -581,7 +556,6 @@ async def _ensure(uid: str, desired: Body) -> Body:
     caches.owners[(api_version, kind, namespace, name)] = uid
     if _newer(applied, children.get(key)):
         children[key] = applied
-    stats["writes"] += 1
     return applied
 
 
@@ -652,7 +626,7 @@ async def reconcile(key: Key) -> float | None:
 async def _reconcile(body: Body) -> float | None:
     meta = body["metadata"]
     namespace, name, uid, generation = meta["namespace"], meta["name"], meta["uid"], meta.get("generation")
-    stored = caches.written.get(uid) or body.get("status") or {}
+    stored = caches.written[uid][0] if uid in caches.written else body.get("status") or {}
     status = json.loads(json.dumps(stored))
     status["observedGeneration"] = generation
 
@@ -734,12 +708,12 @@ async def _reconcile(body: Body) -> float | None:
         desired += [build.deployment(body, spec, workload, image), build.version_service(body, spec, workload)]
         desired += [obj for obj in (build.hpa(body, spec, workload), build.pdb(body, spec, workload)) if obj]
     desired_routes: list[Body] = []
-    front = [_selected(s) for s in served if s.version in router.front_versions(traffic)]
+    front = [s.version for s in served if s.version in router.front_versions(traffic)]
     if front:
         desired_routes.append(build.front_service(body, spec, front))
     preview = next((s for s in served if s.role == "preview"), None)
     if preview is not None:
-        desired_routes.append(build.preview_service(body, spec, _selected(preview)))
+        desired_routes.append(build.preview_service(body, spec, preview.version))
     if traffic.weights:
         desired_routes += [build.owned(body, obj) for obj in router.objects(body, spec, traffic)]
 
@@ -768,16 +742,11 @@ async def _reconcile(body: Body) -> float | None:
     stable = status.get("version")
     if stable and stable != previous_stable:
         message = f"serving {stable}" + (f" (was {previous_stable})" if previous_stable else "")
-        _in_background(kube.post_event(body, "VersionServed", message))
+        in_background(kube.post_event(body, "VersionServed", message))
     if errors:
         # Nothing is watched that would say when the name is free or the kind installed: look again later.
         return min(d for d in (decision.requeue_after, ERROR_RETRY_SECONDS) if d is not None)
     return decision.requeue_after
-
-
-def _selected(s: serving.Served) -> Workload:
-    # Services select by version only: the rest of a workload does not matter to them.
-    return Workload(version=s.version, role=s.role, replicas=0, source="", format="")
 
 
 def _status(
@@ -898,17 +867,23 @@ async def _write_status(body: Body, stored: Body, status: Body) -> None:
     if not patch:
         return
     meta = body["metadata"]
+    uid = meta["uid"]
+    # Written against the newest version we know (ours, when the watch has not brought it back yet): the patch is
+    # refused if the object changed since (the change is on its way and queues another pass) or was replaced.
+    version = meta.get("resourceVersion")
+    if uid in caches.written and _newer({"metadata": {"resourceVersion": caches.written[uid][1]}}, body):
+        version = caches.written[uid][1]
     try:
-        written = await kube.patch_status(KIND, PLURAL, meta["namespace"], meta["name"], patch, uid=meta["uid"])
+        stored_now = await kube.patch_status(KIND, PLURAL, meta["namespace"], meta["name"], patch, version)
     except ApiError as exc:
-        if exc.status.code in (404, 409, 422):
-            # Deleted meanwhile (or replaced by a new object of the same name): forget it; a new one has its own
-            # events.
-            _forget(meta["namespace"], meta["name"], meta["uid"])
+        if exc.status.code == 404:
+            _forget(meta["namespace"], meta["name"], uid)
+            return
+        if exc.status.code == 409:
+            enqueue((meta["namespace"], meta["name"]))
             return
         raise
-    caches.written[meta["uid"]] = status
-    _own_versions[meta["uid"]] = written.get("metadata", {}).get("resourceVersion")
+    caches.written[uid] = (status, stored_now["metadata"]["resourceVersion"])
 
 
 def _kind_info() -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from mlops_operator import GROUP, VERSION, kube
+from mlops_operator.controllers.intake import in_background, plain
 from mlops_operator.logic import registry
 from mlops_operator.logic.conditions import ConditionStatus, get_condition, set_condition
 from mlops_operator.logic.conditions import now_rfc3339 as now
@@ -52,7 +53,7 @@ def register(registry_: kopf.OperatorRegistry) -> None:
         return {(namespace, spec.get("model")): entry}
 
     async def _reconcile(body: kopf.Body, **kwargs: Any) -> None:
-        await reconcile(_plain(body), kwargs[INDEX])
+        await reconcile(plain(body), kwargs[INDEX])
 
     for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
         decorator(GROUP, VERSION, PLURAL, id="reconcile", registry=registry_, field="spec")(_reconcile)
@@ -61,11 +62,8 @@ def register(registry_: kopf.OperatorRegistry) -> None:
                    when=lambda type, **_: type == "DELETED")  # fmt: skip
     async def _deleted(body: kopf.Body, **kwargs: Any) -> None:
         # Event handlers are not retried by kopf: failures are retried here, in the background.
-        gone = _plain(body)
+        gone = plain(body)
         _retry_in_background(lambda: after_deletion(gone, kwargs[INDEX]), f"after deleting {gone['metadata']['name']}")
-
-
-_background: set[asyncio.Task[None]] = set()
 
 
 def _retry_in_background(work: Any, what: str, attempts: int = 8) -> None:
@@ -80,9 +78,7 @@ def _retry_in_background(work: Any, what: str, attempts: int = 8) -> None:
                 await asyncio.sleep(delay)
         log.error("%s failed %d times; the next event or restart reconciles it", what, attempts)
 
-    task = asyncio.create_task(run())
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+    in_background(run())
 
 
 async def after_deletion(gone: dict[str, Any], index: Any) -> None:
@@ -107,15 +103,11 @@ def _compact(body: Any) -> dict[str, Any]:
         "apiVersion": body["apiVersion"],
         "kind": body["kind"],
         "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "creationTimestamp", "generation") if k in meta},
-        "spec": _plain(body["spec"]),
-        "status": _plain(body.get("status") or {}),
+        "spec": plain(body["spec"]),
+        "status": plain(body.get("status") or {}),
         # The time of the current stage request, read from managedFields (which the compact body leaves out).
         "stageRequestedAt": request_time(body),
     }
-
-
-def _plain(body: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dict(body)))  # type: ignore[no-any-return]
 
 
 def _status(body: dict[str, Any]) -> dict[str, Any]:

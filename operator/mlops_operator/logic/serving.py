@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
 TRAFFIC_ROLES = ("stable", "canary")
@@ -72,6 +73,40 @@ class Decision:
     """Seconds until the plan changes on its own (a retiring version's delay ends)."""
 
 
+def replica_split(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """Distributes ``total`` replicas over versions in proportion to their weights (largest remainder).
+
+    Every version in ``weights`` is in the result; a weight of 0 gets 0 replicas, any other weight at least 1. The
+    sum is ``total`` whenever ``total`` is at least the number of positive weights; below that each positive weight
+    gets exactly 1 (more than ``total``), and a ``total`` of 0 gives 0 to every version. Weights are relative (need
+    not sum to 100). Ties go to the version whose name sorts first, so the result does not depend on dict order.
+    Raises ValueError on a negative weight or total.
+    """
+    if total < 0 or any(w < 0 for w in weights.values()):
+        raise ValueError(f"total and weights must not be negative: {total}, {weights}")
+    out = dict.fromkeys(weights, 0)
+    positive = sorted(v for v, w in weights.items() if w > 0)
+    if total == 0 or not positive:
+        return out
+    weight_sum = sum(weights[v] for v in positive)
+    quota = {v: Fraction(total * weights[v], weight_sum) for v in positive}
+    for v in positive:
+        out[v] = max(1, int(quota[v]))
+    # The floors leave units over, the minimum of 1 can take too many; either way the version furthest from its
+    # quota in the needed direction changes first, by one unit at a time.
+    while (left := total - sum(out.values())) != 0:
+        if left > 0:
+            v = min(positive, key=lambda v: (out[v] - quota[v], v))
+            out[v] += 1
+        else:
+            candidates = [v for v in positive if out[v] > 1]
+            if not candidates:
+                break
+            v = min(candidates, key=lambda v: (quota[v] - out[v], v))
+            out[v] -= 1
+    return out
+
+
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -121,8 +156,6 @@ def _ready(health: dict[str, Health], version: str, need: int | None = None) -> 
 def canary_replicas(total: int | None, weight: int, split: bool) -> int | None:
     """The replicas a canary needs to take ``weight`` percent (None when autoscaled): with the replicas router its
     share of ``total`` by ``replica_split``, otherwise ``ceil(total * weight / 100)``, at least 1."""
-    from mlops_operator.builders.serving import replica_split
-
     if total is None:
         return None
     if total == 0:
@@ -271,8 +304,6 @@ def replicas(served: list[Served], total: int, split: bool, shadow_percent: int 
 
 
 def _shares(total: int, weights: dict[str, int]) -> dict[str, int]:
-    from mlops_operator.builders.serving import replica_split
-
     if len(weights) == 1:
         return dict.fromkeys(weights, total)
     return replica_split(total, weights) if weights else {}

@@ -56,14 +56,18 @@ class Router(Protocol):
         ...
 
 
-def get(name: str) -> Router:
-    """The router registered under ``name`` (spec.router.type)."""
+def every() -> tuple[Router, ...]:
+    """Every router, one instance each."""
     from mlops_operator.routers.gateway_api import GatewayApiRouter
     from mlops_operator.routers.istio import IstioRouter
     from mlops_operator.routers.replicas import ReplicasRouter
 
-    known: tuple[Router, ...] = (GatewayApiRouter(), IstioRouter(), ReplicasRouter())
-    routers = {r.name: r for r in known}
+    return (GatewayApiRouter(), IstioRouter(), ReplicasRouter())
+
+
+def get(name: str) -> Router:
+    """The router registered under ``name`` (spec.router.type)."""
+    routers = {r.name: r for r in every()}
     try:
         return routers[name]
     except KeyError:

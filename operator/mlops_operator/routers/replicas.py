@@ -1,5 +1,5 @@
 """The replicas router: no mesh. The front Service selects every version that takes traffic, and the weights are
-approximated by replica counts (``builders.serving.replica_split``): 90/10 over 10 replicas is 9 and 1 Pods."""
+approximated by replica counts (``logic.serving.replica_split``): 90/10 over 10 replicas is 9 and 1 Pods."""
 
 from __future__ import annotations
 
