@@ -11,10 +11,11 @@ import logging
 import socket
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
@@ -43,6 +44,48 @@ async def _timed(verb: str) -> AsyncIterator[None]:
         yield
     finally:
         latencies[verb].append(time.monotonic() - started)
+
+
+# Answers that mean "not now" rather than "no": throttling (429, also sent while the storage of a just created
+# CustomResourceDefinition initialises), an API server or its etcd briefly unavailable (5xx), a refused connection
+# (an API server restarting). Such a request is tried again, after the server's Retry-After when it gives one.
+TRANSIENT_CODES = frozenset({429, 500, 502, 503, 504})
+RETRY_ATTEMPTS = 6
+RETRY_MAX_DELAY = 5.0
+T = TypeVar("T")
+
+
+def transient(exc: BaseException) -> float | None:
+    """The delay before trying a failed request again, or None when trying again would not help."""
+    if isinstance(exc, ApiError):
+        code = exc.status.code if exc.status and exc.status.code else exc.response.status_code
+        if code not in TRANSIENT_CODES:
+            return None
+        details = exc.status.details if exc.status else None
+        hint = getattr(details, "retryAfterSeconds", None) if details else None
+        if hint is None:
+            header = exc.response.headers.get("Retry-After", "") if exc.response is not None else ""
+            hint = int(header) if header.isdigit() else None
+        return float(hint) if hint else 0.0
+    if isinstance(exc, (httpx2.ConnectError, httpx2.RemoteProtocolError)):
+        return 0.0
+    return None
+
+
+async def _call(verb: str, request: Callable[[], Awaitable[T]]) -> T:
+    """``request()``, timed and counted under ``verb``, tried again on a transient failure with growing delays."""
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            async with _timed(verb):
+                return await request()
+        except Exception as exc:
+            hint = transient(exc)
+            if hint is None or attempt == RETRY_ATTEMPTS:
+                raise
+            delay = min(RETRY_MAX_DELAY, max(hint, 0.1 * 2 ** (attempt - 1)))
+            log.info("%s failed (%s); trying again in %.1fs", verb, exc, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 _clients: dict[int, AsyncClient] = {}
@@ -77,8 +120,8 @@ async def patch_status(
     body: dict[str, Any] = {"status": patch}
     if resource_version is not None:
         body["metadata"] = {"resourceVersion": resource_version}
-    async with _timed("patch"):
-        out = await client().patch(res.Status, name, body, namespace=namespace, patch_type=PatchType.MERGE)
+    out = await _call("patch", lambda: client().patch(res.Status, name, body, namespace=namespace,
+                                                      patch_type=PatchType.MERGE))  # fmt: skip
     return _to_dict(out)
 
 
@@ -96,8 +139,7 @@ async def apply_configmap(namespace: str, name: str, data: dict[str, str], owner
         },
         "data": data,
     }
-    async with _timed("apply"):
-        await client().apply(ConfigMap.from_dict(body), field_manager=FIELD_MANAGER, force=True)  # type: ignore[call-overload]
+    await _call("apply", lambda: client().apply(ConfigMap.from_dict(body), field_manager=FIELD_MANAGER, force=True))
 
 
 _BUILTIN: dict[tuple[str, str], Any] = {
@@ -147,11 +189,10 @@ async def apply(body: dict[str, Any]) -> dict[str, Any]:
     res = _resource_of(body["apiVersion"], body["kind"])
     meta = body["metadata"]
     try:
-        async with _timed("apply"):
-            out = await client().patch(
-                res, meta["name"], body, namespace=meta["namespace"], patch_type=PatchType.APPLY,
-                field_manager=FIELD_MANAGER, force=True,
-            )  # fmt: skip
+        out = await _call("apply", lambda: client().patch(
+            res, meta["name"], body, namespace=meta["namespace"], patch_type=PatchType.APPLY,
+            field_manager=FIELD_MANAGER, force=True,
+        ))  # fmt: skip
     except Exception as exc:
         if _missing_kind(exc):
             raise KindNotServed(f"{body['kind']} ({body['apiVersion']}) is not served by this cluster") from exc
@@ -163,8 +204,7 @@ async def get(api_version: str, kind: str, namespace: str, name: str) -> dict[st
     """The object, or None when it does not exist."""
     res = _resource_of(api_version, kind)
     try:
-        async with _timed("get"):
-            return _to_dict(await client().get(res, name, namespace=namespace))
+        return _to_dict(await _call("get", lambda: client().get(res, name, namespace=namespace)))
     except Exception as exc:
         if _missing_kind(exc):
             raise KindNotServed(f"{kind} ({api_version}) is not served by this cluster") from exc
@@ -178,8 +218,11 @@ async def list_objects(api_version: str, kind: str, plural: str, namespace: str 
     register_kind(api_version, kind, plural)
     res = _resource_of(api_version, kind)
     try:
-        async with _timed("list"):
+
+        async def listed() -> list[dict[str, Any]]:
             return [_to_dict(obj) async for obj in client().list(res, namespace=namespace)]
+
+        return await _call("list", listed)
     except Exception as exc:
         if _missing_kind(exc):
             raise KindNotServed(f"{kind} ({api_version}) is not served by this cluster") from exc
@@ -190,8 +233,7 @@ async def delete(api_version: str, kind: str, namespace: str, name: str) -> None
     """Delete the object (the garbage collector removes what it owns, such as Pods); absent is fine."""
     res = _resource_of(api_version, kind)
     try:
-        async with _timed("delete"):
-            await client().delete(res, name, namespace=namespace)
+        await _call("delete", lambda: client().delete(res, name, namespace=namespace))
     except ApiError as exc:
         if exc.status.code != 404:
             raise
@@ -220,8 +262,7 @@ async def post_event(owner: dict[str, Any], reason: str, message: str, type_: st
         "count": 1,
     }  # fmt: skip
     try:
-        async with _timed("create"):
-            await client().create(Event.from_dict(event))  # type: ignore[call-overload]
+        await _call("create", lambda: client().create(Event.from_dict(event)))
     except ApiError as exc:
         log.warning("could not record event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
 

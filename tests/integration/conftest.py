@@ -140,6 +140,12 @@ def kubectl(kubectl_session: Kubectl, crds: list[str]) -> Iterator[Kubectl]:
     """kubectl in a fresh namespace, deleted after the test."""
     namespace = f"t-{uuid.uuid4().hex[:10]}"
     kubectl_session.run("create", "namespace", namespace)
+    # kube-controller-manager adds the namespace's default ServiceAccount moments later; until then the API server
+    # refuses Pods there, and the ReplicaSet controller's backoff after such refusals can outlast a test's wait.
+    kubectl_session.wait_for(
+        lambda: kubectl_session.run("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0,
+        timeout=60, what=f"the default ServiceAccount of {namespace}",
+    )  # fmt: skip
     yield Kubectl(kubectl_session.binary, namespace, kubectl_session.env)
     kubectl_session.run("delete", "namespace", namespace, "--wait=false", check=False)
 
@@ -189,6 +195,20 @@ def start_operator(tmp_path: Path, *args: str) -> OperatorProcess:
             raise AssertionError(f"the operator did not become live:\n{op.log()}")
         time.sleep(0.2)
     return op
+
+
+LOG_TAIL_LINES = 200
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test that ran the operator shows the end of the operator's log under its failure."""
+    report = yield
+    op = getattr(item, "funcargs", {}).get("operator")
+    if report.when == "call" and report.failed and isinstance(op, OperatorProcess):
+        tail = op.log().splitlines()[-LOG_TAIL_LINES:]
+        report.sections.append(("Captured operator log (last lines)", "\n".join(tail)))
+    return report
 
 
 @pytest.fixture

@@ -46,9 +46,12 @@ def patch(kubectl: Kubectl, name: str, spec: dict[str, Any]) -> None:
 
 
 def wait_md(kubectl: Kubectl, name: str, what: str, check: Any, timeout: float = 40) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
+    def probe() -> dict[str, Any]:
         obj = kubectl.get("modeldeployment", name)
-        return obj if check(obj) else None
+        if not check(obj):
+            # Kept by wait_for as the last answer: a timeout then shows where the object stood.
+            raise AssertionError(f"generation {obj['metadata'].get('generation')}, status {obj.get('status')}")
+        return obj
 
     return kubectl.wait_for(probe, timeout=timeout, what=f"{name}: {what}")  # type: ignore[no-any-return]
 

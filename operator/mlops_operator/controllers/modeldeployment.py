@@ -303,7 +303,17 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
         queue = WorkQueue()
         # The workers start once what exists is known: a reconcile against half-filled caches would take a
         # version for unresolved, or a child for missing, and write (or delete) what it should not.
-        await prefill(namespaces)
+        delay = 0.5
+        while True:
+            try:
+                await prefill(namespaces)
+                break
+            except Exception as exc:
+                # kopf would try a failed startup again only after a minute; a cluster that is still starting
+                # (or a CustomResourceDefinition whose storage initialises) answers within seconds.
+                log.warning("listing what exists failed (%s); trying again in %.0fs", _error(exc), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
         loop = asyncio.get_running_loop()
         _tasks.extend(loop.create_task(_worker()) for _ in range(WORKERS))
         _tasks.append(loop.create_task(_resync()))

@@ -1,0 +1,97 @@
+"""Which API answers are tried again, and how: pure logic, no cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx2
+import pytest
+from lightkube import ApiError
+
+from mlops_operator import kube
+
+
+def api_error(code: int, retry_after: int | None = None, header: str | None = None) -> ApiError:
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+                            "message": f"answer {code}", "reason": "Test"}  # fmt: skip
+    if retry_after is not None:
+        body["details"] = {"retryAfterSeconds": retry_after}
+    request = httpx2.Request("GET", "https://api.test/apis/mlops.io/v1alpha1/modelversions")
+    headers = {"Retry-After": header} if header else {}
+    return ApiError(request=request, response=httpx2.Response(code, json=body, headers=headers, request=request))
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (api_error(429, retry_after=1), 1.0),
+        (api_error(429, header="3"), 3.0),
+        (api_error(503), 0.0),
+        (api_error(500), 0.0),
+        (api_error(404), None),
+        (api_error(409), None),
+        (api_error(422), None),
+        (api_error(403), None),
+        (httpx2.ConnectError("refused"), 0.0),
+        (ValueError("bug"), None),
+    ],
+)
+def test_transient(exc: BaseException, expected: float | None) -> None:
+    assert kube.transient(exc) == expected
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(delay: float) -> None:
+        delays.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    return delays
+
+
+def test_call_tries_a_transient_failure_again_and_counts_every_request(slept: list[float]) -> None:
+    answers: list[BaseException | str] = [api_error(429, retry_after=1), api_error(503), "done"]
+
+    async def request() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    before = kube.requests["get-test"]
+    assert asyncio.run(kube._call("get-test", request)) == "done"
+    assert kube.requests["get-test"] - before == 3
+    # The server's Retry-After first, then a growing delay of our own.
+    assert slept == [1.0, 0.2]
+
+
+def test_call_gives_up_after_the_last_attempt(slept: list[float]) -> None:
+    calls = 0
+
+    async def request() -> None:
+        nonlocal calls
+        calls += 1
+        raise api_error(503)
+
+    with pytest.raises(ApiError):
+        asyncio.run(kube._call("get-test", request))
+    assert calls == kube.RETRY_ATTEMPTS
+    assert max(slept) <= kube.RETRY_MAX_DELAY and len(slept) == kube.RETRY_ATTEMPTS - 1
+
+
+def test_call_does_not_repeat_a_refusal(slept: list[float]) -> None:
+    calls = 0
+
+    async def request() -> None:
+        nonlocal calls
+        calls += 1
+        raise api_error(409)
+
+    with pytest.raises(ApiError):
+        asyncio.run(kube._call("patch-test", request))
+    assert calls == 1 and slept == []
