@@ -486,3 +486,128 @@ def test_pods_lost_after_a_completed_rollout() -> None:
     # Scaling up is progress, not a loss: the controller then reports ReplicaSetUpdated.
     scaling = [{**conditions[0], "reason": "ReplicaSetUpdated"}, conditions[1]]
     assert not deployment_health(deployment(2, {**status, "conditions": scaling})).lost
+
+
+# --- plan over time: the controller's loop, with Deployments that become ready at the size they are given ----------
+
+
+def settle(
+    target: str,
+    served: list[Served],
+    strategy: Strategy,
+    canary_weight: int | None = None,
+    ticks: int = 6,
+    ready_at: dict[str, int] | None = None,
+) -> tuple[list[Served], list[dict[str, int]]]:
+    """Plans, sizes every version as planned and lets its Pods get ready (at most ``ready_at[version]`` of them),
+    ``ticks`` times; returns the last plan and the replicas each tick ran, to check capacity never dropped."""
+    health: dict[str, Health] = {}
+    history: list[dict[str, int]] = []
+    assert strategy.total is not None
+    for tick in range(ticks):
+        served = plan(target, served, health, strategy, at(tick), canary_weight=canary_weight).served
+        sizes = replicas(served, strategy.total, strategy.split)
+        history.append(sizes)
+        health = {
+            v: Health(desired=n, ready=min(n, (ready_at or {}).get(v, n)), available=n <= (ready_at or {}).get(v, n))
+            for v, n in sizes.items()
+        }
+    return served, history
+
+
+@pytest.mark.parametrize(("total", "weight"), [(3, 50), (10, 25), (10, 15), (5, 50), (10, 30), (7, 33)])
+def test_replicas_router_canary_reaches_the_weight_asked_when_shares_tie(total: int, weight: int) -> None:
+    # The size the weight needs and the size the canary is given come from the same split (ties included).
+    served, _ = settle("1.1.0", [stable()], Strategy("canary", total=total, split=True), canary_weight=weight)
+
+    assert roles(served) == [("1.0.0", "stable", 100 - weight), ("1.1.0", "canary", weight)]
+
+
+def test_pinning_back_the_stable_version_drains_the_canary_mesh_router() -> None:
+    previous = [stable(weight=50), Served("1.1.0", "canary", 50, EARLIER)]
+    sized = Strategy("canary", total=10, drain=10)
+    full = {"1.0.0": Health(desired=10, ready=10, available=True), "1.1.0": Health(5, 5, True)}
+
+    decision = plan("1.0.0", previous, full, sized, T0)
+
+    # The stable version runs everything already: the canary's share goes back at once, the canary drains.
+    assert roles(decision.served) == [("1.0.0", "stable", 100), ("1.1.0", "retiring", 0)]
+    assert decision.requeue_after == 10
+
+
+def test_pinning_back_with_the_replicas_router_scales_the_stable_version_before_the_canary_goes() -> None:
+    previous = [stable(weight=50), Served("1.1.0", "canary", 50, EARLIER)]
+    sized = Strategy("canary", total=10, split=True, drain=10)
+    halves = {"1.0.0": Health(5, 5, True), "1.1.0": Health(5, 5, True)}
+
+    decision = plan("1.0.0", previous, halves, sized, T0)
+    assert roles(decision.served) == [("1.0.0", "stable", 50), ("1.1.0", "canary", 50)]
+    assert "keeps 50% until 1.0.0 can take it back" in decision.message and decision.phase == "Canary"
+    assert replicas(decision.served, 10, split=True) == {"1.0.0": 10, "1.1.0": 5}
+
+    scaled = {"1.0.0": Health(10, 10, True), "1.1.0": Health(5, 5, True)}
+    decision = plan("1.0.0", decision.served, scaled, sized, T0)
+    assert roles(decision.served) == [("1.0.0", "stable", 100), ("1.1.0", "retiring", 0)]
+
+
+def test_lowering_a_canary_weight_waits_for_the_stable_capacity() -> None:
+    previous = [stable(weight=50), Served("1.1.0", "canary", 50, EARLIER)]
+    sized = Strategy("canary", total=10, split=True)
+    halves = {"1.0.0": Health(5, 5, True), "1.1.0": Health(5, 5, True)}
+
+    decision = plan("1.1.0", previous, halves, sized, T0, canary_weight=20)
+    assert roles(decision.served) == [("1.0.0", "stable", 50), ("1.1.0", "canary", 50)]
+    assert "1.0.0 scaling to take 80% back (5/5 ready)" in decision.message
+    # The stable version grows first; the canary keeps its Pods until the weight has moved.
+    assert replicas(decision.served, 10, split=True) == {"1.0.0": 8, "1.1.0": 5}
+
+    grown = {"1.0.0": Health(8, 8, True), "1.1.0": Health(5, 5, True)}
+    decision = plan("1.1.0", decision.served, grown, sized, T0, canary_weight=20)
+    assert roles(decision.served) == [("1.0.0", "stable", 80), ("1.1.0", "canary", 20)]
+    assert replicas(decision.served, 10, split=True) == {"1.0.0": 8, "1.1.0": 2}
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_capacity_never_drops_below_the_total_while_a_canary_moves_and_is_abandoned(split: bool) -> None:
+    sized = Strategy("canary", total=10, split=split, drain=100)
+    served, history = settle("1.1.0", [stable()], sized, canary_weight=50)
+    assert traffic_line(served) == "1.0.0=50 1.1.0=50"
+    served, more = settle("1.1.0", served, sized, canary_weight=20)
+    assert traffic_line(served) == "1.0.0=80 1.1.0=20"
+    served, back = settle("1.0.0", served, sized)
+    assert roles(served) == [("1.0.0", "stable", 100), ("1.1.0", "retiring", 0)]
+    for sizes in history + more + back:
+        assert sum(sizes.values()) >= 10, sizes
+
+
+def test_a_canary_replaced_by_another_candidate_drains_and_the_new_one_starts_at_zero() -> None:
+    previous = [stable(weight=70), Served("1.1.0", "canary", 30, EARLIER)]
+    sized = Strategy("canary", total=10, drain=10)
+    health = {"1.0.0": Health(10, 10, True), "1.1.0": Health(3, 3, True)}
+
+    decision = plan("1.2.0", previous, health, sized, T0)
+
+    assert roles(decision.served) == [("1.0.0", "stable", 100), ("1.2.0", "canary", 0), ("1.1.0", "retiring", 0)]
+
+
+def test_switching_from_canary_to_rolling_rolls_the_same_version_at_full_size() -> None:
+    previous = [stable(weight=70), Served("1.1.0", "canary", 30, EARLIER)]
+    rolling = Strategy("rolling", total=10, drain=10)
+    health = {"1.0.0": Health(10, 10, True), "1.1.0": Health(3, 3, True)}
+
+    decision = plan("1.1.0", previous, health, rolling, T0)
+    assert roles(decision.served) == [("1.0.0", "stable", 100), ("1.1.0", "incoming", 0)]
+    assert replicas(decision.served, 10, split=False) == {"1.0.0": 10, "1.1.0": 10}
+
+    health["1.1.0"] = Health(10, 10, True)
+    decision = plan("1.1.0", decision.served, health, rolling, T0)
+    assert roles(decision.served) == [("1.1.0", "stable", 100), ("1.0.0", "retiring", 0)]
+
+
+def test_at_most_three_retiring_versions_are_kept_the_newest() -> None:
+    previous = [stable("1.4.0")] + [
+        Served(f"1.{i}.0", "retiring", 0, stamp(at(-10 * (4 - i)))) for i in range(4)
+    ]  # 1.0.0 is the oldest
+    decision = plan("1.4.0", previous, {}, Strategy("blueGreen", scale_down_delay=3600), T0)
+
+    assert [s.version for s in decision.served if s.role == "retiring"] == ["1.3.0", "1.2.0", "1.1.0"]

@@ -19,6 +19,8 @@ from fractions import Fraction
 from typing import Any
 
 TRAFFIC_ROLES = ("stable", "canary")
+MAX_RETIRING = 3
+"""Retiring versions kept at most (the newest): each runs a full set of Pods while its delay lasts."""
 
 
 @dataclass(frozen=True)
@@ -153,19 +155,6 @@ def _ready(health: dict[str, Health], version: str, need: int | None = None) -> 
     return need is None or (h.desired >= need and h.ready >= need)
 
 
-def canary_replicas(total: int | None, weight: int, split: bool) -> int | None:
-    """The replicas a canary needs to take ``weight`` percent (None when autoscaled): with the replicas router its
-    share of ``total`` by ``replica_split``, otherwise ``ceil(total * weight / 100)``, at least 1."""
-    if total is None:
-        return None
-    if total == 0:
-        return 0
-    if split:
-        shares = {"stable": 100 - weight, "canary": weight}
-        return replica_split(total, {k: v for k, v in shares.items() if v > 0}).get("canary", 1) or 1
-    return max(1, math.ceil(total * weight / 100))
-
-
 def plan(
     target: str | None,
     previous: list[Served],
@@ -190,14 +179,22 @@ def plan(
     def retiring(exclude: set[str], extra: list[Served] = ()) -> list[Served]:  # type: ignore[assignment]
         kept = []
         delay = strategy.scale_down_delay if strategy.kind == "blueGreen" else strategy.drain
-        for s in [*previous, *extra]:
-            if s.role != "retiring" or s.version in exclude:
-                continue
+        candidates = [s for s in [*previous, *extra] if s.role == "retiring" and s.version not in exclude]
+        # The newest first: past MAX_RETIRING, the oldest go at once (each runs a full set of Pods).
+        for s in sorted(candidates, key=lambda s: parse_time(s.since), reverse=True)[:MAX_RETIRING]:
             left = (parse_time(s.since) + timedelta(seconds=delay) - now).total_seconds()
             if left > 0:
                 kept.append(s)
                 requeue.append(left)
         return kept
+
+    def sizes(served: list[Served]) -> dict[str, int] | None:
+        # The replicas each version runs once ``served`` holds (None when autoscaled): the capacity a weight needs.
+        return None if strategy.total is None else replicas(served, strategy.total, strategy.split)
+
+    def state(version: str) -> str:
+        h = health.get(version)
+        return f"{h.ready}/{h.desired} ready" if h else "starting"
 
     def decision(served: list[Served], phase: str, message: str) -> Decision:
         return Decision(served, phase, message, min(requeue) if requeue else None)
@@ -213,6 +210,22 @@ def plan(
         served = [Served(target, "stable", 100, stamp_now)]
         return decision(served + retiring({target}), "Serving", f"serving {target}")
 
+    # A canary that stops being one (the target moved back to the stable version or on to another, or the strategy
+    # changed) hands its share back to the stable version once that has the capacity for all of it, then drains.
+    leaving = next(
+        (s for s in previous if s.role == "canary" and not (strategy.kind == "canary" and s.version == target)), None
+    )
+    if leaving is not None:
+        full = sizes([replace(stable, weight=100, wanted=None)])
+        if leaving.weight > 0 and not _ready(health, stable.version, full and full[stable.version]):
+            served = [replace(stable, wanted=100), replace(leaving, wanted=0)]
+            message = (
+                f"canary {leaving.version} keeps {leaving.weight}% until {stable.version} can take it back "
+                f"({state(stable.version)})"
+            )
+            return decision(served + retiring({stable.version, leaving.version}), "Canary", message)
+        previous = [Served(s.version, "retiring", 0, stamp_now) if s is leaving else s for s in previous]
+
     if stable.version == target:
         served = [replace(stable, weight=100)]
         return decision(served + retiring({target}), "Serving", f"serving {target}")
@@ -224,14 +237,19 @@ def plan(
         requested = max(0, min(100, canary_weight or 0))
         had = earlier.weight if earlier and earlier.role == "canary" else 0
         h = health.get(target)
-        need = canary_replicas(strategy.total, requested, strategy.split)
-        if _ready(health, target, need):
-            weight = requested
-        elif h is not None and h.ready > 0:
-            # Scaling to the size the new weight needs: the weight it had until the new Pods are ready.
-            weight = min(had, requested)
+        at_requested = sizes(
+            [replace(stable, weight=100 - requested, wanted=None), Served(target, "canary", requested, since)]
+        )
+        if h is None or (h.ready == 0 and h.desired > 0):
+            weight = 0  # nothing there to take traffic
+        elif requested > had:
+            # The canary gains: its new Pods must be ready first (it keeps the weight it had until then).
+            weight = requested if _ready(health, target, at_requested and at_requested[target]) else had
+        elif requested < had:
+            # The stable version gains: likewise (with the replicas router it runs a share, not everything).
+            weight = requested if _ready(health, old, at_requested and at_requested[old]) else had
         else:
-            weight = 0
+            weight = requested
         if weight == 100:
             # Promoted: the canary becomes the stable version and the old one retires, as in a rolling switch.
             switched = [Served(target, "stable", 100, stamp_now)]
@@ -243,9 +261,10 @@ def plan(
             Served(target, "canary", weight, since, wanted=requested),
         ]
         message = f"canary {target} takes {weight}% beside {old}"
-        if weight != requested:
-            state = f"{h.ready}/{h.desired} ready" if h else "starting"
-            message += f"; scaling to take {requested}% ({state})"
+        if weight < requested:
+            message += f"; scaling to take {requested}% ({state(target)})"
+        elif weight > requested:
+            message += f"; {old} scaling to take {100 - requested}% back ({state(old)})"
         elif canary_weight is None:
             message += "; a CanaryRollout moves the weights"
         return decision(served + retiring({old, target}), "Canary", message)
@@ -265,11 +284,9 @@ def plan(
         return decision(
             switched + retiring({target}, [old_retiring]), "Serving", f"switched traffic from {old} to {target}"
         )
-    h = health.get(target)
-    state = f"{h.ready}/{h.desired} ready" if h else "starting"
     phase = "Preview" if role == "preview" else "RollingOut"
     served = [replace(stable, weight=100), Served(target, role, 0, since)]
-    return decision(served + retiring({old, target}), phase, f"{target} {state}; {old} takes the traffic")
+    return decision(served + retiring({old, target}), phase, f"{target} {state(target)}; {old} takes the traffic")
 
 
 def replicas(served: list[Served], total: int, split: bool, shadow_percent: int = 100) -> dict[str, int]:
