@@ -188,9 +188,9 @@ def plan(
                 requeue.append(left)
         return kept
 
-    def sizes(served: list[Served]) -> dict[str, int] | None:
-        # The replicas each version runs once ``served`` holds (None when autoscaled): the capacity a weight needs.
-        return None if strategy.total is None else replicas(served, strategy.total, strategy.split)
+    def size(served: list[Served], version: str) -> int | None:
+        # The replicas ``version`` runs once ``served`` holds (None when autoscaled): the capacity a weight needs.
+        return None if strategy.total is None else replicas(served, strategy.total, strategy.split)[version]
 
     def state(version: str) -> str:
         h = health.get(version)
@@ -216,8 +216,8 @@ def plan(
         (s for s in previous if s.role == "canary" and not (strategy.kind == "canary" and s.version == target)), None
     )
     if leaving is not None:
-        full = sizes([replace(stable, weight=100, wanted=None)])
-        if leaving.weight > 0 and not _ready(health, stable.version, full and full[stable.version]):
+        full = size([replace(stable, weight=100, wanted=None)], stable.version)
+        if leaving.weight > 0 and not _ready(health, stable.version, full):
             served = [replace(stable, wanted=100), replace(leaving, wanted=0)]
             message = (
                 f"canary {leaving.version} keeps {leaving.weight}% until {stable.version} can take it back "
@@ -237,17 +237,18 @@ def plan(
         requested = max(0, min(100, canary_weight or 0))
         had = earlier.weight if earlier and earlier.role == "canary" else 0
         h = health.get(target)
-        at_requested = sizes(
-            [replace(stable, weight=100 - requested, wanted=None), Served(target, "canary", requested, since)]
-        )
+        at_requested = [
+            replace(stable, weight=100 - requested, wanted=None),
+            Served(target, "canary", requested, since),
+        ]
         if h is None or (h.ready == 0 and h.desired > 0):
             weight = 0  # nothing there to take traffic
         elif requested > had:
             # The canary gains: its new Pods must be ready first (it keeps the weight it had until then).
-            weight = requested if _ready(health, target, at_requested and at_requested[target]) else had
+            weight = requested if _ready(health, target, size(at_requested, target)) else had
         elif requested < had:
             # The stable version gains: likewise (with the replicas router it runs a share, not everything).
-            weight = requested if _ready(health, old, at_requested and at_requested[old]) else had
+            weight = requested if _ready(health, old, size(at_requested, old)) else had
         else:
             weight = requested
         if weight == 100:
