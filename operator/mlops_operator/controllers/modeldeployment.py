@@ -45,6 +45,9 @@ DEFAULT_SERVER_IMAGE = f"mlops-operator:{__version__}"
 # Reconciles at the same time: each mostly waits on the API server.
 WORKERS = 32
 RESYNC_SECONDS = 300
+# Every kind is listed again this often and the caches corrected by it: a watch that restarts after a gap (410 Gone)
+# lists what exists but reports no deletion that happened in the gap.
+RELIST_SECONDS = 600
 MAX_BACKOFF_SECONDS = 60
 # A name taken by an object that is not ours, a router kind not installed: checked again this often.
 ERROR_RETRY_SECONDS = 10
@@ -185,9 +188,16 @@ async def _worker() -> None:
             queue.add_after(key, delay)
 
 
-async def _resync() -> None:
+async def _resync(namespaces: tuple[str, ...]) -> None:
+    last_relist = time.monotonic()
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
+        if time.monotonic() - last_relist >= RELIST_SECONDS:
+            last_relist = time.monotonic()
+            try:
+                await relist(namespaces)
+            except Exception as exc:
+                log.warning("listing every kind again failed (%s); the watches keep the caches meanwhile", _error(exc))
         for key in list(caches.deployments):
             enqueue(key)
 
@@ -234,6 +244,11 @@ def _forget(namespace: str, name: str, uid: str) -> None:
     caches.written.pop(uid, None)
 
 
+def _key_of(uid: str) -> Key | None:
+    """The (namespace, name) of the cached ModelDeployment with ``uid``."""
+    return next((key for key, md in caches.deployments.items() if md["metadata"]["uid"] == uid), None)
+
+
 def _file_canary(namespace: str, name: str, body: Any) -> str | None:
     """Caches what the deployment needs of a CanaryRollout; returns the deployment it refers to."""
     spec = body.get("spec") or {}
@@ -245,6 +260,7 @@ def _file_canary(namespace: str, name: str, body: Any) -> str | None:
         "candidate": str(spec.get("candidate")),
         "phase": status.get("phase"),
         "weights": plain(status.get("weights") or {}),
+        "created": body["metadata"].get("creationTimestamp") or "",
     }
     return str(target)
 
@@ -256,40 +272,162 @@ def _controller_of(body: Any) -> dict[str, Any] | None:
     return None
 
 
-async def prefill(namespaces: tuple[str, ...]) -> None:
-    """Fill the caches with one list per kind (in each watched namespace, or cluster-wide), as the watches will
-    keep them. A kind the cluster does not serve is left unsynced: its children are then read before written."""
-    scopes: tuple[str, ...] = namespaces or ("*",)
+# Names (kind, namespace, name) an event touched while a relist of their kind runs: the relist then leaves them to
+# the event (which is newer than the list, or not older).
+_relisting: dict[str, set[tuple[str, str]]] = {}
 
-    async def listed(api_version: str, kind: str, plural: str) -> list[Body] | None:
-        out: list[Body] = []
+
+def _touch(kind: str, namespace: str, name: str) -> None:
+    touched = _relisting.get(kind)
+    if touched is not None:
+        touched.add((namespace, name))
+
+
+def on_deployment(type_: str, body: Any) -> None:
+    """A ModelDeployment event: cache it and queue it (urgently when its spec is not acted on yet)."""
+    meta = body["metadata"]
+    key = (meta.get("namespace") or "", meta["name"])
+    _touch(KIND, *key)
+    if type_ == "DELETED":
+        _forget(key[0], key[1], meta["uid"])
+        return
+    copy = plain(body)
+    if _newer(copy, caches.deployments.get(key)):
+        caches.deployments[key] = copy
+    meta = copy["metadata"]
+    if meta.get("resourceVersion") == caches.written.get(meta["uid"], ({}, None))[1]:
+        return  # the echo of our own status write: nothing new to act on
+    observed = (copy.get("status") or {}).get("observedGeneration")
+    enqueue(key, urgent=observed != meta.get("generation"))
+
+
+def on_version(type_: str, body: Any) -> None:
+    """A ModelVersion event: cache what resolution needs, queue the deployments of its model."""
+    model = (body.get("spec") or {}).get("model")
+    if not model:
+        return
+    namespace, name = body["metadata"].get("namespace") or "", body["metadata"]["name"]
+    _touch("ModelVersion", namespace, name)
+    versions = caches.versions.setdefault((namespace, model), {})
+    if type_ == "DELETED":
+        versions.pop(name, None)
+    else:
+        compact = _compact_version(body)
+        if _newer(compact, versions.get(name)):
+            versions[name] = compact
+    for (ns, md_name), md in list(caches.deployments.items()):
+        if ns == namespace and (md.get("spec") or {}).get("model") == model:
+            enqueue((ns, md_name))
+
+
+def on_canary(type_: str, body: Any) -> None:
+    """A CanaryRollout event: file it under the deployment it steers, queue that (and the one it left)."""
+    namespace, name = body["metadata"].get("namespace") or "", body["metadata"]["name"]
+    _touch("CanaryRollout", namespace, name)
+    # Forget it wherever it was (its deploymentRef may have changed), then file it under its deployment.
+    for (ns, other), rollouts in caches.canaries.items():
+        if ns == namespace and name in rollouts:
+            rollouts.pop(name)
+            enqueue((ns, other))
+    if type_ != "DELETED":
+        target = _file_canary(namespace, name, body)
+        if target:
+            enqueue((namespace, target))
+
+
+def on_child(type_: str, body: Any) -> None:
+    """An event of an object of a child kind, ours or not: note who controls the name, cache ours, queue the
+    ModelDeployment it belongs (or belonged) to."""
+    meta = body["metadata"]
+    owner = _controller_of(body)
+    api_version, kind, namespace, name = body["apiVersion"], body["kind"], meta.get("namespace") or "", meta["name"]
+    _touch(kind, namespace, name)
+    named = (api_version, kind, namespace, name)
+    before = caches.owners.get(named)
+    if type_ == "DELETED":
+        caches.owners.pop(named, None)
+    else:
+        caches.owners[named] = owner["uid"] if owner else None
+    if before is not None and before != (owner or {}).get("uid"):
+        # Orphaned or handed over: no longer the former owner's child, which must look at it again.
+        caches.children.get(before, {}).pop((api_version, kind, name), None)
+        former = _key_of(before)
+        if former is not None:
+            enqueue(former)
+    if owner is None:
+        return
+    child_key = (api_version, kind, name)
+    children = caches.children.setdefault(owner["uid"], {})
+    if type_ == "DELETED":
+        children.pop(child_key, None)
+    else:
+        cached = children.get(child_key)
+        if cached is not None and cached["metadata"].get("resourceVersion") == meta.get("resourceVersion"):
+            return  # the echo of our own apply: the cache holds it already
+        copy = plain(body)
+        if _newer(copy, cached):
+            children[child_key] = copy
+    enqueue((namespace, owner["name"]))
+
+
+def _cached_names(kind: str, scope: str) -> dict[tuple[str, str], Any]:
+    """What the caches hold of ``kind`` in ``scope`` (a namespace or ``*``): (namespace, name) -> a body enough
+    for its DELETED event."""
+
+    def within(ns: str) -> bool:
+        return scope in ("*", ns)
+
+    if kind == KIND:
+        return {k: md for k, md in caches.deployments.items() if within(k[0])}
+    if kind == "ModelVersion":
+        return {(ns, n): mv for (ns, _), named in caches.versions.items() if within(ns) for n, mv in named.items()}
+    if kind == "CanaryRollout":
+        return {
+            (ns, n): {"metadata": {"namespace": ns, "name": n}}
+            for (ns, _), named in caches.canaries.items() if within(ns) for n in named
+        }  # fmt: skip
+    out: dict[tuple[str, str], Any] = {}
+    for (api_version, k, ns, n), uid in caches.owners.items():
+        if k == kind and within(ns):
+            refs = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "uid": uid, "controller": True,
+                     "name": (_key_of(uid) or ("", ""))[1]}] if uid else []  # fmt: skip
+            out[(ns, n)] = {"apiVersion": api_version, "kind": k,
+                            "metadata": {"namespace": ns, "name": n, "ownerReferences": refs}}  # fmt: skip
+    return out
+
+
+async def relist(namespaces: tuple[str, ...]) -> None:
+    """Lists every kind (in each watched namespace, or cluster-wide) and brings the caches in line: what is listed
+    goes through the event functions, what is cached but no longer exists is dropped as deleted. Fills the caches at
+    startup; repeated, it repairs what a watch gap left behind. A kind the cluster does not serve stays unsynced:
+    its children are then read before written."""
+    scopes: tuple[str, ...] = namespaces or ("*",)
+    kinds: list[tuple[str, str, str, Any]] = [
+        (f"{GROUP}/{VERSION}", "ModelVersion", "modelversions", on_version),
+        (f"{GROUP}/{VERSION}", "CanaryRollout", "canaryrollouts", on_canary),
+        *(((f"{g}/{v}" if g else v), kind, plural, on_child) for g, v, plural, kind in CHILD_KINDS),
+        (f"{GROUP}/{VERSION}", KIND, PLURAL, on_deployment),
+    ]
+    for api_version, kind, plural, on_event in kinds:
+        _relisting[kind] = set()
         try:
             for scope in scopes:
-                out += await kube.list_objects(api_version, kind, plural, scope)
+                items = await kube.list_objects(api_version, kind, plural, scope)
+                listed = set()
+                for item in items:
+                    item = {**item, "apiVersion": api_version, "kind": kind}
+                    listed.add((item["metadata"].get("namespace") or "", item["metadata"]["name"]))
+                    on_event("MODIFIED", item)
+                for named, cached in _cached_names(kind, scope).items():
+                    if named not in listed and named not in _relisting[kind]:
+                        log.info("%s %s/%s is gone without a watch event: dropped from the caches", kind, *named)
+                        on_event("DELETED", cached)
         except kube.KindNotServed:
-            return None
-        return out
-
-    for body in await listed(f"{GROUP}/{VERSION}", "ModelVersion", "modelversions") or []:
-        model = (body.get("spec") or {}).get("model")
-        if model:
-            key = (body["metadata"]["namespace"], model)
-            caches.versions.setdefault(key, {})[body["metadata"]["name"]] = _compact_version(body)
-    for body in await listed(f"{GROUP}/{VERSION}", "CanaryRollout", "canaryrollouts") or []:
-        _file_canary(body["metadata"]["namespace"], body["metadata"]["name"], body)
-    for group, version, plural, kind in CHILD_KINDS:
-        api_version = f"{group}/{version}" if group else version
-        items = await listed(api_version, kind, plural)
-        if items is None:
             continue
-        for body in items:
-            meta = body["metadata"]
-            owner = _controller_of(body)
-            caches.owners[(api_version, kind, meta["namespace"], meta["name"])] = owner["uid"] if owner else None
-            if owner is not None:
-                body = {**body, "apiVersion": api_version, "kind": kind}
-                caches.children.setdefault(owner["uid"], {})[(api_version, kind, meta["name"])] = body
-        caches.synced.add((api_version, kind))
+        finally:
+            del _relisting[kind]
+        if on_event is on_child:
+            caches.synced.add((api_version, kind))
 
 
 def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) -> None:
@@ -306,7 +444,7 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
         delay = 0.5
         while True:
             try:
-                await prefill(namespaces)
+                await relist(namespaces)
                 break
             except Exception as exc:
                 # kopf would try a failed startup again only after a minute; a cluster that is still starting
@@ -316,7 +454,7 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
                 delay = min(delay * 2, 10)
         loop = asyncio.get_running_loop()
         _tasks.extend(loop.create_task(_worker()) for _ in range(WORKERS))
-        _tasks.append(loop.create_task(_resync()))
+        _tasks.append(loop.create_task(_resync(namespaces)))
 
     @kopf.on.cleanup(registry=registry)
     async def _stop(**_: Any) -> None:
@@ -334,78 +472,19 @@ def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) 
         log.info("API request latency: %s", kube.latency_summary())
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="modeldeployment-watch", registry=registry)
-    async def _deployment_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
-        key = (namespace or "", name)
-        if type == "DELETED":
-            _forget(key[0], key[1], body["metadata"]["uid"])
-            return
-        copy = plain(body)
-        if _newer(copy, caches.deployments.get(key)):
-            caches.deployments[key] = copy
-        meta = copy["metadata"]
-        if meta.get("resourceVersion") == caches.written.get(meta["uid"], ({}, None))[1]:
-            return  # the echo of our own status write: nothing new to act on
-        observed = (copy.get("status") or {}).get("observedGeneration")
-        enqueue(key, urgent=observed != meta.get("generation"))
+    async def _deployment_event(type: str, body: kopf.Body, **_: Any) -> None:
+        on_deployment(type, body)
 
     @kopf.on.event(GROUP, VERSION, "modelversions", id="modeldeployment-versions", registry=registry)
-    async def _version_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
-        model = (body.get("spec") or {}).get("model")
-        if not model:
-            return
-        namespace = namespace or ""
-        versions = caches.versions.setdefault((namespace, model), {})
-        if type == "DELETED":
-            versions.pop(name, None)
-        else:
-            compact = _compact_version(body)
-            if _newer(compact, versions.get(name)):
-                versions[name] = compact
-        for (ns, md_name), md in list(caches.deployments.items()):
-            if ns == namespace and (md.get("spec") or {}).get("model") == model:
-                enqueue((ns, md_name))
+    async def _version_event(type: str, body: kopf.Body, **_: Any) -> None:
+        on_version(type, body)
 
     @kopf.on.event(GROUP, VERSION, "canaryrollouts", id="modeldeployment-canaries", registry=registry)
-    async def _canary_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
-        namespace = namespace or ""
-        # Forget it wherever it was (its deploymentRef may have changed), then file it under its deployment.
-        for (ns, other), rollouts in caches.canaries.items():
-            if ns == namespace and name in rollouts:
-                rollouts.pop(name)
-                enqueue((ns, other))
-        if type != "DELETED":
-            target = _file_canary(namespace, name, body)
-            if target:
-                enqueue((namespace, target))
+    async def _canary_event(type: str, body: kopf.Body, **_: Any) -> None:
+        on_canary(type, body)
 
-    async def _child_event(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
-        owner = _controller_of(body)
-        api_version, kind = body["apiVersion"], body["kind"]
-        named = (api_version, kind, namespace or "", name)
-        before = caches.owners.get(named)
-        if type == "DELETED":
-            caches.owners.pop(named, None)
-        else:
-            caches.owners[named] = owner["uid"] if owner else None
-        if before is not None and before != (owner or {}).get("uid"):
-            # Orphaned or handed over: no longer the former owner's child.
-            caches.children.get(before, {}).pop((api_version, kind, name), None)
-        if owner is None:
-            return
-        child_key = (api_version, kind, name)
-        children = caches.children.setdefault(owner["uid"], {})
-        if type == "DELETED":
-            children.pop(child_key, None)
-        else:
-            cached = children.get(child_key)
-            if cached is not None and cached["metadata"].get("resourceVersion") == body["metadata"].get(
-                "resourceVersion"
-            ):
-                return  # the echo of our own apply: the cache holds it already
-            copy = plain(body)
-            if _newer(copy, cached):
-                children[child_key] = copy
-        enqueue((namespace or "", owner["name"]))
+    async def _child_event(type: str, body: kopf.Body, **_: Any) -> None:
+        on_child(type, body)
 
     # Every object of these kinds, not only ours: a name another object holds must not be taken over.
     for group, version, plural, _kind in CHILD_KINDS:
@@ -480,18 +559,19 @@ ENDED_WITHOUT_PROMOTION = ("RolledBack", "Failed", "Aborted")
 
 
 def canary_weight_of(namespace: str, deployment: str, candidate: str) -> int | None:
-    """The share a CanaryRollout of ``deployment`` gives ``candidate`` (its status.weights.canary), if any.
+    """The share the CanaryRollout of ``deployment`` gives ``candidate`` (its status.weights.canary), if any.
 
     This is how the canary rollouts drive the weights: they write their own status, the deployment routes by it
-    through its router. Of several rollouts for the same candidate, the one furthest along wins; one that was
-    rolled back, failed or aborted gives none.
+    through its router. Only the newest rollout of the deployment counts (an older one, promoted or not, speaks of
+    an earlier attempt), and only for its own candidate; one that was rolled back, failed or aborted gives none.
     """
-    weights = [
-        int(r["weights"].get("canary", 0))
-        for r in caches.canaries.get((namespace, deployment), {}).values()
-        if r["candidate"] == candidate and r["weights"] and r["phase"] not in ENDED_WITHOUT_PROMOTION
-    ]
-    return max(weights) if weights else None
+    rollouts = caches.canaries.get((namespace, deployment), {})
+    if not rollouts:
+        return None
+    newest = max(rollouts.items(), key=lambda item: (item[1].get("created") or "", item[0]))[1]
+    if newest["candidate"] != candidate or not newest["weights"] or newest["phase"] in ENDED_WITHOUT_PROMOTION:
+        return None
+    return int(newest["weights"].get("canary", 0))
 
 
 def _workload(resolved: Resolved, role: str, replicas: int) -> Workload:
@@ -564,6 +644,7 @@ async def _ensure(uid: str, desired: Body) -> Body:
         return live
     applied = await kube.apply(desired)
     caches.owners[(api_version, kind, namespace, name)] = uid
+    _touch(kind, namespace, name)  # newer than a list that may be running
     if _newer(applied, children.get(key)):
         children[key] = applied
     return applied
