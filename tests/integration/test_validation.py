@@ -173,6 +173,19 @@ def test_model_version_identity_is_immutable(
     assert stored["model"] == doc["spec"]["model"] and stored["source"] == doc["spec"]["source"]
 
 
+def test_model_deployment_model_is_immutable_but_its_version_changes(kubectl: Kubectl) -> None:
+    doc = example("ModelDeployment")
+    kubectl.apply(doc)
+    name = doc["metadata"]["name"]
+    result = kubectl.run("patch", "modeldeployment", name, "--type=merge", "-p", '{"spec":{"model":"another"}}',
+                         check=False)  # fmt: skip
+    assert result.returncode != 0, "the change was accepted"
+    assert "spec.model" in result.stderr and "create another ModelDeployment" in result.stderr, result.stderr
+    assert kubectl.get("modeldeployment", name)["spec"]["model"] == doc["spec"]["model"]
+    kubectl.run("patch", "modeldeployment", name, "--type=merge", "-p", '{"spec":{"replicas":3}}')
+    assert kubectl.get("modeldeployment", name)["spec"]["replicas"] == 3
+
+
 def test_lineage_cannot_be_removed_but_stage_can_change(kubectl: Kubectl) -> None:
     doc = example("ModelVersion")
     kubectl.apply(doc)

@@ -189,10 +189,11 @@ def test_replicas_front_selects_every_version_with_weight(weights: dict[str, int
     ("weights", "expected"),
     [
         ({"1.0.0": 90, "1.1.0": 10}, ["1.0.0"]),
-        ({"1.0.0": 10, "1.1.0": 90}, ["1.1.0"]),
+        ({"1.0.0": 10, "1.1.0": 90}, ["1.0.0"]),
+        ({"1.0.0": 0, "1.1.0": 100}, ["1.1.0"]),
         ({"1.0.0": 50, "1.1.0": 50}, ["1.0.0"]),
         ({}, []),
     ],
 )
-def test_mesh_front_selects_the_heaviest_version(name: str, weights: dict[str, int], expected: list[str]) -> None:
+def test_mesh_front_selects_the_stable_version(name: str, weights: dict[str, int], expected: list[str]) -> None:
     assert get(name).front_versions(Traffic(weights)) == expected

@@ -146,8 +146,17 @@ class ModelDeploymentSpec(ApiModel):
         )
     )
 
-    model: DnsLabel
-    """The registered model (ModelVersion spec.model)."""
+    model: DnsLabel = Field(
+        json_schema_extra=cel(
+            rule(
+                "self == oldSelf",
+                "model is immutable: a ModelDeployment serves one model; create another ModelDeployment to serve "
+                "another model",
+                reason="FieldValueForbidden",
+            )
+        )
+    )
+    """The registered model (ModelVersion spec.model); immutable."""
     version: VersionName | None = None
     """The version served; exactly one of version and follow."""
     follow: Literal["production"] | None = None

@@ -74,8 +74,10 @@ def get(name: str) -> Router:
         raise ValueError(f"unknown router type {name!r}; known: {', '.join(sorted(routers))}") from None
 
 
-def heaviest(traffic: Traffic) -> list[str]:
-    """The version with the largest weight (the first one on a tie), as a one-element list; empty without any."""
-    if not traffic.weights:
-        return []
-    return [max(traffic.weights, key=lambda v: traffic.weights[v])]
+def stable_only(traffic: Traffic) -> list[str]:
+    """The stable version (the first in ``weights`` that takes traffic) as a one-element list; empty without any.
+
+    What the front Service selects under a mesh router: callers that bypass the mesh reach the stable version only,
+    so a canary never gets more than the share its route gives it."""
+    taking = [v for v, w in traffic.weights.items() if w > 0] or list(traffic.weights)
+    return taking[:1]

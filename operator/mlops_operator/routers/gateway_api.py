@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
 from mlops_operator.builders.serving import SERVICE_PORT, child_name, front_name, labels
-from mlops_operator.routers import Body, RoutedKind, Traffic, heaviest
+from mlops_operator.routers import Body, RoutedKind, Traffic, stable_only
 
 HTTPROUTE = RoutedKind("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
 
@@ -60,5 +60,5 @@ class GatewayApiRouter:
 
     def front_versions(self, traffic: Traffic) -> list[str]:
         # Traffic through the Gateway is weighted by the route; in-cluster callers of the front Service reach the
-        # stable version.
-        return heaviest(traffic)
+        # stable version only.
+        return stable_only(traffic)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
 from mlops_operator.builders.serving import SERVICE_PORT, child_name, front_name, labels
-from mlops_operator.routers import Body, RoutedKind, Traffic, heaviest
+from mlops_operator.routers import Body, RoutedKind, Traffic, stable_only
 
 VIRTUALSERVICE = RoutedKind("networking.istio.io", "v1", "VirtualService", "virtualservices")
 ROUTE_NAME = "mlops-weights"
@@ -50,4 +50,4 @@ class IstioRouter:
         ]
 
     def front_versions(self, traffic: Traffic) -> list[str]:
-        return heaviest(traffic)
+        return stable_only(traffic)
