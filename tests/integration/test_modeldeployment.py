@@ -118,19 +118,34 @@ def test_pinned_version_scale_autoscale_change_and_delete(
     front = kubectl.get("service", "fraud")
     assert front["spec"]["selector"]["mlops.io/version"] == "1.0.0"
 
+    # Scaled to zero: Ready, and saying what it means.
+    patch(kubectl, "fraud", {"replicas": 0})
+    obj = wait_md(kubectl, "fraud", "scaled to zero", lambda o: condition(o, "Ready").get("reason") == "ScaledToZero")
+    assert condition(obj, "Ready")["status"] == "True" and "answers nothing" in condition(obj, "Ready")["message"]
+    kubectl.wait_for(lambda: running_pods(kubectl, "1.0.0") == 0, what="no Pods")
+
     # Scale.
     patch(kubectl, "fraud", {"replicas": 3})
     wait_md(kubectl, "fraud", "3 ready", lambda o: o["status"].get("readyReplicas") == 3 and serving("1.0.0")(o))
     assert kubectl.get("deployment", v1)["spec"]["replicas"] == 3
 
-    # Autoscale: one HPA per served version, and the operator stops setting replicas.
+    # Autoscale: one HPA per served version, and the operator stops setting replicas; the 3 running stay (the
+    # field is handed over, not dropped, which would fall back to 1).
     patch(kubectl, "fraud", {"autoscaling": {"minReplicas": 2, "maxReplicas": 5}})
     hpa = kubectl.wait_for(lambda: v1 in names(kubectl, "hpa") and kubectl.get("hpa", v1), what="the HPA")
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": v1}
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
-    managed = kubectl.run("get", "deployment", v1, "--show-managed-fields", "-o", "json").stdout
-    ours = next(m for m in json.loads(managed)["metadata"]["managedFields"] if m["manager"] == "mlops-operator")
-    assert "f:replicas" not in ours["fieldsV1"]["f:spec"]
+
+    def managers() -> dict[str, Any]:
+        managed = kubectl.run("get", "deployment", v1, "--show-managed-fields", "-o", "json").stdout
+        return {m["manager"]: m for m in json.loads(managed)["metadata"]["managedFields"] if m["operation"] == "Apply"}
+
+    kubectl.wait_for(lambda: "f:replicas" not in managers()["mlops-operator"]["fieldsV1"]["f:spec"],
+                     what="replicas left to the HPA")  # fmt: skip
+    assert "f:replicas" in managers()["mlops-operator-handover"]["fieldsV1"]["f:spec"]
+    assert kubectl.get("deployment", v1)["spec"]["replicas"] == 3
+    time.sleep(1)
+    assert running_pods(kubectl, "1.0.0") == 3
 
     # A version change rolls: the new Deployment first, then the traffic, then the old one goes.
     patch(kubectl, "fraud", {"version": "1.1.0", "autoscaling": None, "replicas": 1})
@@ -344,6 +359,11 @@ def test_tampered_children_are_restored_and_a_restart_writes_nothing(kubectl: Ku
         kubectl.wait_for(lambda: kubectl.get("deployment", v1)["spec"]["replicas"] == 2, what="replicas restored")
         kubectl.wait_for(lambda: kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.0.0",
                          what="selector restored")  # fmt: skip
+        # A key added to a selector changes which Pods get traffic: it goes too.
+        selector = kubectl.get("service", "fraud")["spec"]["selector"]
+        kubectl.run("patch", "service", "fraud", "--type=merge", "-p", '{"spec": {"selector": {"extra": "key"}}}')
+        kubectl.wait_for(lambda: kubectl.get("service", "fraud")["spec"]["selector"] == selector,
+                         what="extra selector key removed")  # fmt: skip
         kubectl.run("delete", "service", v1)
         kubectl.wait_for(lambda: v1 in names(kubectl, "services"), what="Service recreated")
         wait_md(kubectl, "fraud", "serving 1.0.0", lambda o: serving("1.0.0")(o) and o["status"]["readyReplicas"] == 2)
@@ -524,3 +544,29 @@ def test_pods_lost_after_the_rollout_make_it_degraded(
     kubectl.run("delete", pod, "--wait=false")
     obj = wait_md(kubectl, "fraud", "healthy", lambda o: condition(o, "Degraded").get("status") == "False")
     kubectl.run("wait", "--for=condition=Ready", "--timeout=30s", "modeldeployment/fraud")
+
+
+def test_a_refused_write_is_reported_in_status_and_retried(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    # A quota that allows no Deployment: the API server refuses the version's Deployment (403).
+    kubectl.apply({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-deployments"},
+                   "spec": {"hard": {"count/deployments.apps": "0"}}})  # fmt: skip
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    deploy(kubectl, "fraud", version="1.0.0", replicas=1)
+    v1 = child_name("fraud", "1.0.0")
+
+    def refused(obj: dict[str, Any]) -> bool:
+        return condition(obj, "Ready").get("reason") == "ApplyFailed"
+
+    obj = wait_md(kubectl, "fraud", "the refusal in status", refused)
+    ready, degraded = condition(obj, "Ready"), condition(obj, "Degraded")
+    assert ready["status"] == "False" and f"Deployment {v1}: 403" in ready["message"], ready
+    assert "exceeded quota" in ready["message"] or "forbidden" in ready["message"].lower(), ready
+    assert (degraded["status"], degraded["reason"]) == ("True", "ApplyFailed")
+    assert ready["observedGeneration"] == obj["metadata"]["generation"]
+    # What was not refused exists: the Services.
+    assert names(kubectl, "services") == {"fraud", v1}
+
+    kubectl.run("delete", "resourcequota", "no-deployments")
+    wait_md(kubectl, "fraud", "serving once the quota is gone", serving("1.0.0"), timeout=60)

@@ -56,7 +56,8 @@ class ServedVersion:
     role: str
     """stable, canary, preview, shadow or retiring: labels the children's metadata, never the Pods."""
     replicas: int
-    """Desired replicas of this version; not applied when the spec has autoscaling."""
+    """Desired replicas of this version; under autoscaling applied only by a Deployment's first apply (see
+    ``deployment``)."""
     source: str
     """The artifact URI; a pvc://<claim>/<path> source gets the claim mounted read-only."""
     format: str
@@ -67,6 +68,8 @@ class ServedVersion:
     """The ModelVersion's signature, passed to the server as JSON."""
     profile_configmap: str | None = None
     """The ConfigMap (key profile.json) holding the version's reference profile, for drift sketches."""
+    created: bool = True
+    """Whether the version's Deployment exists already (under autoscaling, only a new one is given replicas)."""
 
 
 # --- names and labels ------------------------------------------------------------------------------------------------
@@ -219,9 +222,10 @@ def _resources(resources: Resources) -> Body:
 def deployment(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion, image: str) -> Body:
     """The apps/v1 Deployment running ``mlops-server`` for one version.
 
-    ``image`` is used unless spec.server.image is set. ``replicas`` is left out when the spec has autoscaling, so
-    that the HPA owns it (a manager that stops applying replicas lets it fall back to 1 until the HPA acts). The
-    profile ConfigMap must exist in the namespace, or the Pods wait for it.
+    ``image`` is used unless spec.server.image is set. Under autoscaling, ``replicas`` is set when the Deployment
+    is created (the capacity it starts with, so that it can take over the traffic) and left out afterwards, so that
+    the HPA owns it (the controller hands the field over first: a field its only manager stops applying would fall
+    back to 1). The profile ConfigMap must exist in the namespace, or the Pods wait for it.
     """
     name = owner["metadata"]["name"]
     port = spec.server.port
@@ -319,7 +323,7 @@ def deployment(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion, im
             },
         },
     }
-    if spec.autoscaling is None:
+    if spec.autoscaling is None or not served.created:
         body["replicas"] = served.replicas
     return {
         "apiVersion": "apps/v1",

@@ -51,6 +51,7 @@ RELIST_SECONDS = 600
 MAX_BACKOFF_SECONDS = 60
 # A name taken by an object that is not ours, a router kind not installed: checked again this often.
 ERROR_RETRY_SECONDS = 10
+CONFLICT_RETRY_SECONDS = 2
 
 Key = tuple[str, str]
 ChildKey = tuple[str, str, str]  # apiVersion, kind, name
@@ -85,6 +86,10 @@ class Caches:
     owners: dict[tuple[str, str, str, str], str | None] = field(default_factory=dict)
     """Every object of a child kind, ours or not: (apiVersion, kind, namespace, name) -> the uid of the
     ModelDeployment controlling it, or None. Tells a free name from a taken one without a read."""
+    applied: dict[tuple[str, ChildKey], tuple[int, str]] = field(default_factory=dict)
+    """(owner uid, child) -> the generation and the digest of what our last apply of it made."""
+    dropped: dict[tuple[str, ChildKey], str] = field(default_factory=dict)
+    """(owner uid, child) -> the field the API server dropped or changed from our last apply of it."""
     synced: set[tuple[str, str]] = field(default_factory=set)
     """The child kinds (apiVersion, kind) listed at startup: for them, ``owners`` is complete."""
 
@@ -202,7 +207,7 @@ async def _resync(namespaces: tuple[str, ...]) -> None:
             enqueue(key)
 
 
-def _error(exc: Exception) -> str:
+def _error(exc: BaseException | object) -> str:
     if isinstance(exc, ApiError):
         return f"{exc.status.code} {exc.status.reason}: {exc.status.message}"
     return str(exc) or type(exc).__name__
@@ -242,6 +247,9 @@ def _forget(namespace: str, name: str, uid: str) -> None:
         del caches.deployments[(namespace, name)]
     caches.children.pop(uid, None)
     caches.written.pop(uid, None)
+    for memo in (caches.applied, caches.dropped):
+        for k in [k for k in memo if k[0] == uid]:
+            del memo[k]
 
 
 def _key_of(uid: str) -> Key | None:
@@ -574,7 +582,7 @@ def canary_weight_of(namespace: str, deployment: str, candidate: str) -> int | N
     return int(newest["weights"].get("canary", 0))
 
 
-def _workload(resolved: Resolved, role: str, replicas: int) -> Workload:
+def _workload(resolved: Resolved, role: str, replicas: int, created: bool = True) -> Workload:
     spec, status = resolved.spec, resolved.status
     checksum = spec.get("checksum") or (status.get("artifact") or {}).get("sha256")
     profile = status.get("profile") or {}
@@ -587,6 +595,7 @@ def _workload(resolved: Resolved, role: str, replicas: int) -> Workload:
         checksum=checksum,
         signature=spec.get("signature"),
         profile_configmap=profile.get("configMap") if profile.get("rows") is not None else None,
+        created=created,
     )
 
 
@@ -603,7 +612,57 @@ def covers(live: Any, desired: Any) -> bool:
     return bool(live == desired)
 
 
+def first_difference(live: Any, desired: Any, path: str = "") -> str | None:
+    """The first field (as a path) where ``live`` does not cover ``desired``; None when it does."""
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return path or "."
+        for k, v in desired.items():
+            if k not in live:
+                return f"{path}.{k}"
+            found = first_difference(live[k], v, f"{path}.{k}")
+            if found:
+                return found
+        return None
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(live) != len(desired):
+            return path
+        for i, (a, b) in enumerate(zip(live, desired, strict=True)):
+            found = first_difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if live == desired else path
+
+
+# Selectors decide which Pods get traffic: a key added by hand changes their meaning, so they must match exactly.
+_EXACT = {"Service": ("spec", "selector"), "PodDisruptionBudget": ("spec", "selector")}
+
+
+def _selectors_match(live: Body, desired: Body) -> bool:
+    path = _EXACT.get(desired["kind"])
+    if path is None:
+        return True
+    a: Any = live
+    b: Any = desired
+    for part in path:
+        a, b = (a or {}).get(part), (b or {}).get(part)
+    return bool(a == b)
+
+
+def _owns_replicas(live: Body) -> bool:
+    """Whether our field manager claims the Deployment's spec.replicas."""
+    return any(
+        entry.get("manager") == kube.FIELD_MANAGER
+        and entry.get("operation") == "Apply"
+        and "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+        for entry in live["metadata"].get("managedFields") or []
+    )
+
+
 APPLIED_ANNOTATION = f"{GROUP}/applied"
+# Holds spec.replicas of a Deployment between our last apply of it and the HPA's first scaling.
+HANDOVER_MANAGER = f"{kube.FIELD_MANAGER}-handover"
 
 
 def _stamped(desired: Body) -> Body:
@@ -640,11 +699,38 @@ async def _ensure(uid: str, desired: Body) -> Body:
                 if owner is None or owner.get("uid") != uid:
                     raise Conflict(f"{kind} {name} exists and is not owned by this ModelDeployment")
                 children[key] = live
-    if live is not None and covers(live, desired):
-        return live
+    digest = meta["annotations"][APPLIED_ANNOTATION]
+    if live is not None:
+        if covers(live, desired) and _selectors_match(live, desired):
+            return live
+        generation = live["metadata"].get("generation")
+        if (
+            generation is not None
+            and caches.applied.get((uid, key)) == (generation, digest)
+            and covers(live["metadata"], meta)
+        ):
+            # What the API server made of our last apply, untouched since (it dropped or changed a field: see
+            # ``dropped``): applying the same again would change nothing.
+            return live
+        if kind == "Deployment" and "replicas" not in desired["spec"] and _owns_replicas(live):
+            # Autoscaling took over: another manager holds the current replicas while ours lets go of the field,
+            # which would otherwise fall back to 1 before the HPA acts.
+            handover = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace},
+                        "spec": {"replicas": (live.get("spec") or {}).get("replicas", 1)}}  # fmt: skip
+            await kube.apply(handover, field_manager=HANDOVER_MANAGER)
     applied = await kube.apply(desired)
     caches.owners[(api_version, kind, namespace, name)] = uid
     _touch(kind, namespace, name)  # newer than a list that may be running
+    if applied["metadata"].get("generation") is not None:
+        caches.applied[(uid, key)] = (applied["metadata"]["generation"], digest)
+    lost = first_difference(applied, desired)
+    if lost:
+        if caches.dropped.get((uid, key)) != lost:
+            log.warning("%s %s/%s: the API server did not keep %s as applied (a CustomResourceDefinition older "
+                        "than this operator needs?)", kind, namespace, name, lost.lstrip("."))  # fmt: skip
+        caches.dropped[(uid, key)] = lost
+    else:
+        caches.dropped.pop((uid, key), None)
     if _newer(applied, children.get(key)):
         children[key] = applied
     return applied
@@ -654,13 +740,29 @@ async def _ensure_all(uid: str, objects: list[Body], errors: list[tuple[str, str
     """``_ensure`` every object at the same time (they do not depend on each other); failures of ownership and of
     a missing kind are collected in ``errors``, others raised."""
     results = await asyncio.gather(*(_ensure(uid, obj) for obj in objects), return_exceptions=True)
-    for result in results:
+    failure: BaseException | None = None
+    for obj, result in zip(objects, results, strict=True):
         if isinstance(result, Conflict):
             errors.append(("Conflict", str(result)))
         elif isinstance(result, kube.KindNotServed):
             errors.append(("RouterUnavailable", f"{result}: install its CustomResourceDefinitions"))
+        elif _refused(result):
+            errors.append(("ApplyFailed", f"{obj['kind']} {obj['metadata']['name']}: {_error(result)}"))
         elif isinstance(result, BaseException):
-            raise result
+            failure = failure or result
+    if failure is not None:
+        raise failure
+
+
+def _refused(result: object) -> bool:
+    """An answer of the API server that trying again will not change (invalid, forbidden, denied by an admission
+    webhook, over quota): it belongs in status, not only in the log."""
+    return (
+        isinstance(result, ApiError)
+        and kube.transient(result) is None
+        and 400 <= (result.status.code or 0) < 500
+        and result.status.code != 409
+    )
 
 
 # --- the reconcile ---------------------------------------------------------------------------------------------------
@@ -717,7 +819,9 @@ async def reconcile(key: Key) -> float | None:
 async def _reconcile(body: Body) -> float | None:
     meta = body["metadata"]
     namespace, name, uid, generation = meta["namespace"], meta["name"], meta["uid"], meta.get("generation")
-    stored = caches.written[uid][0] if uid in caches.written else body.get("status") or {}
+    stored = body.get("status") or {}
+    if uid in caches.written and _newer({"metadata": {"resourceVersion": caches.written[uid][1]}}, body):
+        stored = caches.written[uid][0]  # ours, newer than what the watch has brought back so far
     status = json.loads(json.dumps(stored))
     status["observedGeneration"] = generation
 
@@ -790,12 +894,21 @@ async def _reconcile(body: Body) -> float | None:
     traffic = routers.Traffic({s.version: s.weight for s in served if s.role in serving.TRAFFIC_ROLES}, mirror)
     shadow_percent = spec.shadow.percent if spec.shadow else 100
     replicas = serving.replicas(served, spec.replicas, split=router.name == "replicas", shadow_percent=shadow_percent)
+    if spec.autoscaling is not None:
+        # A version's Deployment starts with the capacity the traffic has now (the stable version's replicas, at
+        # least minReplicas), then the HPA owns its size.
+        stable_health = next((health_of(s.version) for s in served if s.role == "stable"), None)
+        start = max(spec.autoscaling.min_replicas, stable_health.desired if stable_health else 0)
+        replicas = {
+            s.version: spec.autoscaling.min_replicas if s.role in ("canary", "shadow") else start for s in served
+        }
     image = _image()
     desired: list[Body] = []
     for s in served:
         if s.version not in resolved:
             continue
-        workload = _workload(resolved[s.version], s.role, replicas[s.version])
+        created = health_of(s.version) is not None
+        workload = _workload(resolved[s.version], s.role, replicas[s.version], created)
         desired += [build.deployment(body, spec, workload, image), build.version_service(body, spec, workload)]
         desired += [obj for obj in (build.hpa(body, spec, workload), build.pdb(body, spec, workload)) if obj]
     desired_routes: list[Body] = []
@@ -814,7 +927,7 @@ async def _reconcile(body: Body) -> float | None:
     await _ensure_all(uid, desired + desired_routes, errors)
     wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in desired + desired_routes}
     kept = {build.child_name(name, s.version) for s in served if s.version not in resolved}
-    routing_failed = any(reason == "RouterUnavailable" for reason, _ in errors)
+    routing_failed = any(reason in ("RouterUnavailable", "ApplyFailed") for reason, _ in errors)
     # Without the new router's objects, the Services and the previous router's objects still carry the traffic:
     # they stay. Only objects that carry our label are removed (not a user's object given our owner reference).
     stale = [
@@ -823,15 +936,27 @@ async def _reconcile(body: Body) -> float | None:
         and not (routing_failed and (k[1] == "Service" or k[1] in _ROUTING_KINDS))
         and (child["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == build.MANAGED_BY
     ]  # fmt: skip
-    await asyncio.gather(*(kube.delete(api_version, kind, namespace, child) for api_version, kind, child in stale))
-    for child_key in stale:
-        children.pop(child_key, None)
+    deleted = await asyncio.gather(
+        *(kube.delete(api_version, kind, namespace, child) for api_version, kind, child in stale),
+        return_exceptions=True,
+    )
+    for child_key, result in zip(stale, deleted, strict=True):
+        if result is None:
+            children.pop(child_key, None)
+        elif _refused(result):
+            errors.append(("DeleteFailed", f"{child_key[1]} {child_key[2]}: {_error(result)}"))
+        else:
+            raise result
+    for (owner_uid, child_key), field_path in caches.dropped.items():
+        if owner_uid == uid and child_key in wanted:
+            notes.append(f"{child_key[1]} {child_key[2]}: the API server did not keep {field_path.lstrip('.')} "
+                         "as applied (is its CustomResourceDefinition older than needed?)")  # fmt: skip
 
     previous_stable = next((s.version for s in previous if s.role == "stable"), None)
     _status(status, spec, body, served, replicas, health_of, decision, target, errors, notes, generation)
-    await _write_status(body, stored, status)
+    written = await _write_status(body, stored, status)
     stable = status.get("version")
-    if stable and stable != previous_stable:
+    if written and stable and stable != previous_stable:
         message = f"serving {stable}" + (f" (was {previous_stable})" if previous_stable else "")
         in_background(kube.post_event(body, "VersionServed", message))
     if errors:
@@ -855,9 +980,12 @@ def _status(
 ) -> None:
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     versions: list[Body] = []
-    lost: list[str] = []
-    not_ready: list[str] = []
-    failed: list[str] = []
+    failed: list[str] = []  # Deployments past their progress deadline
+    lost: list[str] = []  # rolled out, then Pods lost
+    not_ready: list[str] = []  # short of their replicas
+    # What keeps Ready False: a version that takes, or is about to take, the traffic falling short. A shadow shows
+    # only in Progressing and Degraded; under autoscaling, a scale-up the HPA started is progress, not a fault.
+    short: list[str] = []
     for s in served:
         h = health_of(s.version)
         desired = h.desired if h is not None else replicas.get(s.version, 0)
@@ -871,12 +999,20 @@ def _status(
                 "replicas": desired, "readyReplicas": ready_count, "weight": s.weight,
             }
         )  # fmt: skip
+        line = f"{s.version} {ready_count}/{desired} ready" + (" (shadow)" if s.role == "shadow" else "")
         if h is not None and h.failed:
             failed.append(f"{s.version}: {h.failed}")
+            if s.role != "shadow":
+                short.append(failed[-1])
         elif s.role != "retiring" and h is not None and h.lost:
-            lost.append(f"{s.version} {ready_count}/{desired} ready")
+            lost.append(line)
+            if s.role != "shadow":
+                short.append(line)
         elif s.role != "retiring" and (h is None or not h.available or ready_count < desired):
-            not_ready.append(f"{s.version} {ready_count}/{desired} ready")
+            not_ready.append(line)
+            floor = desired if spec.autoscaling is None else min(desired, spec.autoscaling.min_replicas)
+            if s.role != "shadow" and (h is None or ready_count < floor or (spec.autoscaling is None)):
+                short.append(line)
     stable = next((s.version for s in served if s.role == "stable"), None)
     status["versions"] = versions
     status["version"] = stable
@@ -904,8 +1040,11 @@ def _status(
         ready = ("False", errors[0][0], "; ".join(m for _, m in errors))
     elif decision.phase != "Serving":
         ready = ("False", decision.phase, decision.message)
-    elif failed or not_ready or lost:
-        ready = ("False", "PodsNotReady", "; ".join(failed + not_ready + lost))
+    elif short:
+        ready = ("False", "PodsNotReady", "; ".join(short))
+    elif spec.autoscaling is None and spec.replicas == 0:
+        ready = ("True", "ScaledToZero", f"{stable} is scaled to zero (spec.replicas is 0): {status['url']} "
+                 "answers nothing until replicas is raised")  # fmt: skip
     else:
         ready = ("True", "Serving", f"serving {stable} at {status['url']}")
     progressing: tuple[ConditionStatus, str, str]
@@ -953,10 +1092,11 @@ def _conditions(
     status["conditions"] = conditions
 
 
-async def _write_status(body: Body, stored: Body, status: Body) -> None:
+async def _write_status(body: Body, stored: Body, status: Body) -> bool:
+    """Writes the status (only what changed); False when the object changed or went meanwhile."""
     patch = kube.merge_patch(stored, status)
     if not patch:
-        return
+        return True
     meta = body["metadata"]
     uid = meta["uid"]
     # Written against the newest version we know (ours, when the watch has not brought it back yet): the patch is
@@ -969,12 +1109,15 @@ async def _write_status(body: Body, stored: Body, status: Body) -> None:
     except ApiError as exc:
         if exc.status.code == 404:
             _forget(meta["namespace"], meta["name"], uid)
-            return
+            return False
         if exc.status.code == 409:
-            enqueue((meta["namespace"], meta["name"]))
-            return
+            # The change is on its way (its watch event queues another pass); in case it was lost, look again.
+            if queue is not None:
+                queue.add_after((meta["namespace"], meta["name"]), CONFLICT_RETRY_SECONDS)
+            return False
         raise
     caches.written[uid] = (status, stored_now["metadata"]["resourceVersion"])
+    return True
 
 
 def _kind_info() -> Any:
