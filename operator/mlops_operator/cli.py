@@ -58,6 +58,14 @@ def _quiet_watch_handlers(record: logging.LogRecord) -> bool:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.metrics:
+        from mlops_operator.metrics import parse_bind
+
+        try:
+            parse_bind(args.metrics)
+        except ValueError as exc:
+            print(f"mlops-operator: {exc}", file=sys.stderr)
+            return 2
     _limit_malloc_arenas()
     import kopf
 
@@ -73,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     # finish and return from run(), so the process exits with 0.
     kopf.run(
         loop=asyncio.new_event_loop(),
-        registry=build_registry(tuple(args.namespace or ())),
+        registry=build_registry(tuple(args.namespace or ()), args.metrics or None),
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=args.liveness or None,
@@ -95,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         "--liveness",
         default="http://0.0.0.0:8081/healthz",
         help="liveness endpoint URL (default %(default)s; empty to disable)",
+    )
+    run.add_argument(
+        "--metrics",
+        default=":8080",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default %(default)s: all interfaces; empty to "
+        "disable)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)

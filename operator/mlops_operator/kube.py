@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import socket
 import time
@@ -24,7 +25,7 @@ from lightkube.resources.core_v1 import ConfigMap, Event, Service
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
-from mlops_operator import GROUP, VERSION
+from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.builders.ownership import owner_reference
 
 FIELD_MANAGER = "mlops-operator"
@@ -36,14 +37,32 @@ requests: Counter[str] = Counter()
 latencies: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=10_000))
 
 
+# The writes of the reconcile running in this task (and the tasks it starts): set by a reconcile, so that it can
+# tell whether it wrote, whatever other reconciles do meanwhile.
+writes_here: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("writes_here", default=None)
+WRITE_VERBS = frozenset({"apply", "patch", "delete", "create"})
+
+
 @contextlib.asynccontextmanager
 async def _timed(verb: str) -> AsyncIterator[None]:
     requests[verb] += 1
+    if verb in WRITE_VERBS and (mine := writes_here.get()) is not None:
+        mine[0] += 1
     started = time.monotonic()
+    code = "ok"
     try:
         yield
+    except ApiError as exc:
+        code = str(exc.status.code or exc.response.status_code)
+        raise
+    except Exception as exc:
+        code = type(exc).__name__
+        raise
     finally:
-        latencies[verb].append(time.monotonic() - started)
+        took = time.monotonic() - started
+        latencies[verb].append(took)
+        metrics.API_REQUESTS.labels(verb, code).inc()
+        metrics.API_SECONDS.labels(verb).observe(took)
 
 
 # Answers that mean "not now" rather than "no": throttling (429, also sent while the storage of a just created
@@ -83,6 +102,7 @@ async def _call(verb: str, request: Callable[[], Awaitable[T]]) -> T:
             if hint is None or attempt == RETRY_ATTEMPTS:
                 raise
             delay = min(RETRY_MAX_DELAY, max(hint, 0.1 * 2 ** (attempt - 1)))
+            metrics.API_RETRIES.labels(verb).inc()
             log.info("%s failed (%s); trying again in %.1fs", verb, exc, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")

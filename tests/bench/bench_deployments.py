@@ -104,7 +104,8 @@ class Operator:
         python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
         with log.open("w") as out:
             proc = subprocess.Popen(
-                [*python, "-m", "mlops_operator", "run", "--namespace", namespace, "--liveness", liveness],
+                [*python, "-m", "mlops_operator", "run", "--namespace", namespace, "--liveness", liveness,
+                 "--metrics", ""],
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         op = cls(proc, log)

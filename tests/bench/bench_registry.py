@@ -88,7 +88,8 @@ def start_operator(namespace: str) -> tuple[subprocess.Popen[bytes], str]:
     log = Path(tempfile.gettempdir()) / f"{namespace}-operator.log"
     with log.open("w") as out:
         operator = subprocess.Popen(
-            [sys.executable, "-m", "mlops_operator", "run", "--namespace", namespace, "--liveness", ""],
+            [sys.executable, "-m", "mlops_operator", "run", "--namespace", namespace, "--liveness", "",
+             "--metrics", ""],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     return operator, str(log)

@@ -161,6 +161,8 @@ class OperatorProcess:
     proc: subprocess.Popen[str]
     liveness: str
     log_path: Path
+    metrics: str = ""
+    """The URL of its Prometheus metrics."""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -179,15 +181,16 @@ class OperatorProcess:
 
 
 def start_operator(tmp_path: Path, *args: str) -> OperatorProcess:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     liveness = f"http://127.0.0.1:{port}/healthz"
     log_path = tmp_path / f"operator-{port}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mlops_operator", "run", "--liveness", liveness, *args],
+            [sys.executable, "-m", "mlops_operator", "run", "--liveness", liveness,
+             "--metrics", f"127.0.0.1:{metrics_port}", *args],
             stdout=log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-    op = OperatorProcess(proc, liveness, log_path)
+    op = OperatorProcess(proc, liveness, log_path, f"http://127.0.0.1:{metrics_port}/metrics")
     deadline = time.monotonic() + 60
     while not op.alive():
         if proc.poll() is not None or time.monotonic() > deadline:

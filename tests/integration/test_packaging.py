@@ -81,8 +81,10 @@ def test_chart_lints_strictly(helm: Helm, values: list[str]) -> None:
         (["--set", "replicaCount=one"], "at '/replicaCount': got string, want integer"),
         (["--set", "watchNamespaces=team-a"], "at '/watchNamespaces': got string, want array"),
         (["--set", "serviceMonitor.enable=true"], "additional properties 'enable' not allowed"),
+        (["--set", "metrics.port=8081"], "at '/metrics/port': 'not' failed"),  # the liveness port
+        (["--set", "metrics.port=0"], "at '/metrics/port': minimum: got 0, want 1"),
     ],
-    ids=["two-replicas", "replicas-string", "namespaces-string", "unknown-key"],
+    ids=["two-replicas", "replicas-string", "namespaces-string", "unknown-key", "metrics-on-liveness", "port-0"],
 )
 def test_schema_refuses_bad_values(helm: Helm, args: list[str], message: str) -> None:
     result = helm.run("template", "x", str(CHART), *args, check=False)
@@ -99,7 +101,7 @@ def test_manifests_install_is_a_fresh_render(tmp_path: Path) -> None:
 
 def test_cluster_mode_renders_a_cluster_role_and_no_service_monitor(helm: Helm) -> None:
     kinds = _by_kind(helm.template())
-    assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
+    assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
     assert "--namespace" not in " ".join(_container(helm.template())["args"])
 
 
@@ -107,7 +109,7 @@ def test_namespaced_mode_renders_roles_in_each_namespace_and_nothing_cluster_sco
     cluster_rules = _by_kind(helm.template())["ClusterRole"][0]["rules"]
     docs = helm.template("--values", str(NAMESPACED_VALUES))
     kinds = _by_kind(docs)
-    assert sorted(kinds) == ["Deployment", "Role", "RoleBinding", "ServiceAccount", "ServiceMonitor"]
+    assert sorted(kinds) == ["Deployment", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"]
     assert sorted(r["metadata"]["namespace"] for r in kinds["Role"]) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in kinds["RoleBinding"]) == ["team-a", "team-b"]
     # The Roles hold the ClusterRole's rules but the cluster-scoped ones.
@@ -119,10 +121,30 @@ def test_namespaced_mode_renders_roles_in_each_namespace_and_nothing_cluster_sco
             {"kind": "ServiceAccount", "name": "mlops-operator", "namespace": "mlops-system"}
         ]
     assert _container(docs)["args"] == [
-        "run", "--liveness=http://0.0.0.0:8081/healthz", "--namespace=team-a", "--namespace=team-b",
+        "run", "--liveness=http://0.0.0.0:8081/healthz", "--metrics=:8080", "--namespace=team-a", "--namespace=team-b",
     ]  # fmt: skip
     (monitor,) = kinds["ServiceMonitor"]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+
+
+def test_operator_metrics_can_be_turned_off_moved_and_monitored(helm: Helm) -> None:
+    off = helm.template("--set", "metrics.enabled=false")
+    assert "Service" not in _by_kind(off)
+    assert "--metrics=" in _container(off)["args"]
+    assert all(p["name"] != "metrics" for p in _container(off)["ports"])
+
+    docs = helm.template("--set", "metrics.port=9090", "--set", "metrics.serviceMonitor.enabled=true",
+                         "--set", "metrics.serviceMonitor.labels.release=prom")  # fmt: skip
+    kinds = _by_kind(docs)
+    assert "--metrics=:9090" in _container(docs)["args"]
+    (service,) = kinds["Service"]
+    assert service["spec"]["ports"][0]["port"] == 9090
+    (monitor,) = kinds["ServiceMonitor"]
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+    ]
 
 
 def test_service_monitor_scrapes_each_model_server_once(helm: Helm) -> None:

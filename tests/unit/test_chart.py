@@ -201,13 +201,13 @@ def install() -> dict[tuple[str, str], dict[str, Any]]:
 
 def test_install_holds_the_namespace_crds_rbac_and_deployment(install: dict[tuple[str, str], Any]) -> None:
     assert sorted(kind for kind, _ in install) == sorted(
-        ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"]
+        ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
         + ["CustomResourceDefinition"] * len(KINDS)
     )
     namespace = install[("Namespace", "mlops-system")]
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     for (kind, _), doc in install.items():
-        if kind in ("ServiceAccount", "Deployment"):
+        if kind in ("ServiceAccount", "Deployment", "Service"):
             assert doc["metadata"]["namespace"] == "mlops-system"
     for path in (ROOT / "crds").glob("*.yaml"):
         crd = yaml.safe_load(path.read_text())
@@ -234,14 +234,22 @@ def test_install_deployment_is_a_single_restricted_operator(install: dict[tuple[
         "runAsNonRoot": True,
     }
     assert container["command"] == ["mlops-operator"]
-    assert container["args"] == ["run", "--liveness=http://0.0.0.0:8081/healthz"]
+    assert container["args"] == ["run", "--liveness=http://0.0.0.0:8081/healthz", "--metrics=:8080"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert {"name": "healthz", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    assert {"name": "metrics", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MLOPS_SERVER_IMAGE"] == container["image"] == f"mlops-operator:{__version__}"
     # /tmp is the only writable path.
     assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
     assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+
+
+def test_install_metrics_service_selects_the_operator_pod(install: dict[tuple[str, str], Any]) -> None:
+    service = install[("Service", "mlops-operator-metrics")]
+    pod_labels = install[("Deployment", "mlops-operator")]["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
 
 
 def _grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:

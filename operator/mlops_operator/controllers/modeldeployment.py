@@ -26,7 +26,7 @@ from typing import Any
 import kopf
 from lightkube import ApiError
 
-from mlops_operator import GROUP, VERSION, __version__, kube, routers
+from mlops_operator import GROUP, VERSION, __version__, kube, metrics, routers
 from mlops_operator.api.common import duration_seconds
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
 from mlops_operator.builders import serving as build
@@ -150,6 +150,10 @@ class WorkQueue:
         self._running.add(key)
         return key
 
+    def depth(self) -> int:
+        """Keys waiting (not counting those being reconciled or waiting on a timer)."""
+        return len(self._pending)
+
     def done(self, key: Key) -> None:
         self._running.discard(key)
         self.queued_at.pop(key, None)
@@ -177,17 +181,20 @@ async def _worker() -> None:
         key = await queue.get()
         started = time.monotonic()
         waits.append(started - queue.queued_at.get(key, started))
+        metrics.QUEUE_WAIT_SECONDS.labels(KIND).observe(waits[-1])
         try:
             delay = await reconcile(key)
             _failures.pop(key, None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            metrics.RECONCILES.labels(KIND, "error").inc()
             _failures[key] += 1
             delay = min(MAX_BACKOFF_SECONDS, 2 ** (_failures[key] - 1))
             log.warning("reconciling ModelDeployment %s/%s failed (%s); retrying in %ss", *key, _error(exc), delay)
         finally:
             durations.append(time.monotonic() - started)
+            metrics.RECONCILE_SECONDS.labels(KIND).observe(durations[-1])
             queue.done(key)
         if delay is not None:
             queue.add_after(key, delay)
@@ -438,8 +445,19 @@ async def relist(namespaces: tuple[str, ...]) -> None:
             caches.synced.add((api_version, kind))
 
 
+def _current(md: Body) -> Body:
+    """A cached ModelDeployment with the newest status we know (ours, when the watch has not brought it back)."""
+    written = caches.written.get(md["metadata"]["uid"])
+    if written is not None and _newer({"metadata": {"resourceVersion": written[1]}}, md):
+        return {**md, "status": written[0]}
+    return md
+
+
 def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) -> None:
     """Register the controller; ``namespaces`` are the watched ones (empty: all)."""
+    metrics.STATE.objects(KIND, lambda: [_current(md) for md in caches.deployments.values()])
+    metrics.STATE.objects("ModelVersion", lambda: [mv for named in caches.versions.values() for mv in named.values()])
+    metrics.STATE.queue(KIND, lambda: queue.depth() if queue is not None else 0)
     for group, version, plural, kind in _ROUTER_KINDS:
         kube.register_kind(f"{group}/{version}", kind, plural)
 
@@ -806,22 +824,24 @@ async def reconcile(key: Key) -> float | None:
     if body is None:
         return None
     stats["reconciles"] += 1
-    writes_before = sum(kube.requests[v] for v in ("apply", "patch", "delete"))
+    writes = [0]
+    token = kube.writes_here.set(writes)
     started = time.monotonic()
     try:
-        return await _reconcile(body)
+        delay = await _reconcile(body)
     finally:
-        if sum(kube.requests[v] for v in ("apply", "patch", "delete")) == writes_before:
-            stats["quiet"] += 1
-        log.debug("reconciled ModelDeployment %s/%s in %.1f ms", *key, (time.monotonic() - started) * 1000)
+        kube.writes_here.reset(token)
+    quiet = writes[0] == 0
+    stats["quiet"] += quiet
+    metrics.RECONCILES.labels(KIND, "unchanged" if quiet else "changed").inc()
+    log.debug("reconciled ModelDeployment %s/%s in %.1f ms", *key, (time.monotonic() - started) * 1000)
+    return delay
 
 
 async def _reconcile(body: Body) -> float | None:
     meta = body["metadata"]
     namespace, name, uid, generation = meta["namespace"], meta["name"], meta["uid"], meta.get("generation")
-    stored = body.get("status") or {}
-    if uid in caches.written and _newer({"metadata": {"resourceVersion": caches.written[uid][1]}}, body):
-        stored = caches.written[uid][0]  # ours, newer than what the watch has brought back so far
+    stored = _current(body).get("status") or {}
     status = json.loads(json.dumps(stored))
     status["observedGeneration"] = generation
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
 import kopf
 
-from mlops_operator import GROUP, VERSION, kube
+from mlops_operator import GROUP, VERSION, kube, metrics
 from mlops_operator.controllers.intake import in_background, plain
 from mlops_operator.logic import registry
 from mlops_operator.logic.conditions import ConditionStatus, get_condition, set_condition
@@ -53,7 +54,19 @@ def register(registry_: kopf.OperatorRegistry) -> None:
         return {(namespace, spec.get("model")): entry}
 
     async def _reconcile(body: kopf.Body, **kwargs: Any) -> None:
-        await reconcile(plain(body), kwargs[INDEX])
+        writes = [0]
+        token = kube.writes_here.set(writes)
+        started = time.monotonic()
+        try:
+            await reconcile(plain(body), kwargs[INDEX])
+        except Exception:
+            metrics.RECONCILES.labels(KIND, "error").inc()
+            raise
+        else:
+            metrics.RECONCILES.labels(KIND, "changed" if writes[0] else "unchanged").inc()
+        finally:
+            kube.writes_here.reset(token)
+            metrics.RECONCILE_SECONDS.labels(KIND).observe(time.monotonic() - started)
 
     for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
         decorator(GROUP, VERSION, PLURAL, id="reconcile", registry=registry_, field="spec")(_reconcile)
