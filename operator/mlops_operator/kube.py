@@ -46,14 +46,20 @@ WRITE_VERBS = frozenset({"apply", "patch", "delete", "create"})
 @contextlib.asynccontextmanager
 async def _timed(verb: str) -> AsyncIterator[None]:
     requests[verb] += 1
-    if verb in WRITE_VERBS and (mine := writes_here.get()) is not None:
-        mine[0] += 1
     started = time.monotonic()
     code = "ok"
     try:
         yield
+        if verb in WRITE_VERBS and (mine := writes_here.get()) is not None:
+            mine[0] += 1
     except ApiError as exc:
         code = str(exc.status.code or exc.response.status_code)
+        raise
+    except httpx2.HTTPStatusError as exc:
+        code = str(exc.response.status_code)
+        raise
+    except asyncio.CancelledError:
+        code = "cancelled"
         raise
     except Exception as exc:
         code = type(exc).__name__
@@ -74,20 +80,26 @@ RETRY_MAX_DELAY = 5.0
 T = TypeVar("T")
 
 
-def transient(exc: BaseException) -> float | None:
-    """The delay before trying a failed request again, or None when trying again would not help."""
-    if isinstance(exc, ApiError):
-        code = exc.status.code if exc.status and exc.status.code else exc.response.status_code
-        if code not in TRANSIENT_CODES:
+def transient(exc: BaseException, verb: str = "get") -> float | None:
+    """The delay before trying a failed request again, or None when trying again would not help (or could do it
+    twice: a create is tried again only when the server surely did not act on it)."""
+    if isinstance(exc, httpx2.HTTPStatusError):  # ApiError, or a plain-text answer (a proxy's 502 page)
+        status = exc.status if isinstance(exc, ApiError) else None
+        code = (status.code if status is not None else None) or exc.response.status_code
+        if code not in TRANSIENT_CODES or (verb == "create" and code not in (429, 503)):
             return None
-        details = exc.status.details if exc.status else None
+        details = status.details if status is not None else None
         hint = getattr(details, "retryAfterSeconds", None) if details else None
         if hint is None:
-            header = exc.response.headers.get("Retry-After", "") if exc.response is not None else ""
+            header = exc.response.headers.get("Retry-After", "")
             hint = int(header) if header.isdigit() else None
         return float(hint) if hint else 0.0
-    if isinstance(exc, (httpx2.ConnectError, httpx2.RemoteProtocolError)):
+    if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout)):
+        return 0.0  # never reached the server
+    if isinstance(exc, (httpx2.ReadTimeout, httpx2.RemoteProtocolError)) and verb in ("get", "list"):
         return 0.0
+    if isinstance(exc, httpx2.RemoteProtocolError) and verb != "create":
+        return 0.0  # the connection dropped; applies and preconditioned patches are safe to send again
     return None
 
 
@@ -98,7 +110,7 @@ async def _call(verb: str, request: Callable[[], Awaitable[T]]) -> T:
             async with _timed(verb):
                 return await request()
         except Exception as exc:
-            hint = transient(exc)
+            hint = transient(exc, verb)
             if hint is None or attempt == RETRY_ATTEMPTS:
                 raise
             delay = min(RETRY_MAX_DELAY, max(hint, 0.1 * 2 ** (attempt - 1)))

@@ -479,6 +479,49 @@ def test_canary_weights_come_from_the_canary_rollout(
                      what="full size")  # fmt: skip
 
 
+def test_a_canary_pinned_back_hands_its_share_back_then_drains(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    register(kubectl, tmp_path, "fraud", "1.1.0")
+    deploy(kubectl, "fraud", version="1.0.0", replicas=10, rollout={"strategy": "canary", "drainDelay": "3s"})
+    wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "CanaryRollout", "metadata": {"name": "fraud-1-1-0"},
+                   "spec": {"deploymentRef": "fraud", "candidate": "1.1.0", "steps": [{"setWeight": 30}]}})  # fmt: skip
+    body = json.dumps({"status": {"weights": {"stable": 70, "canary": 30}}})
+    kubectl.run("patch", "canaryrollout", "fraud-1-1-0", "--subresource=status", "--type=merge", "-p", body)
+    wait_md(kubectl, "fraud", "70/30", lambda o: o["status"].get("traffic") == "1.0.0=70 1.1.0=30")
+
+    def sizes() -> dict[str, int]:
+        return {d["metadata"]["labels"]["mlops.io/version"]: d["spec"]["replicas"]
+                for d in json.loads(kubectl.run("get", "deployments", "-o", "json").stdout)["items"]}  # fmt: skip
+
+    assert sizes() == {"1.0.0": 7, "1.1.0": 3}
+    # Pinned back: the stable version grows to all 10 while the canary keeps its 30%, then takes everything back;
+    # the canary keeps its 3 Pods (never more) while it drains, then goes.
+    patch(kubectl, "fraud", {"version": "1.0.0"})
+    seen: list[dict[str, int]] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen.append(sizes())
+        obj = kubectl.get("modeldeployment", "fraud")
+        if serving("1.0.0")(obj) and "1.1.0" not in seen[-1]:
+            break
+        traffic = obj["status"].get("traffic")
+        assert traffic in ("1.0.0=70 1.1.0=30", "1.0.0=100"), traffic
+        if traffic == "1.0.0=70 1.1.0=30" and obj["metadata"]["generation"] == condition(obj, "Ready").get(
+            "observedGeneration"
+        ):
+            assert "keeps 30% until 1.0.0 can take it back" in condition(obj, "Ready")["message"]
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"not back on 1.0.0 alone: {seen[-3:]}")
+    assert all(s.get("1.1.0", 0) <= 3 for s in seen), seen
+    assert any(s.get("1.0.0") == 10 and s.get("1.1.0") == 3 for s in seen), seen
+    assert sizes() == {"1.0.0": 10}
+
+
 def test_a_restart_continues_a_rollout_where_it_was(kubectl: Kubectl, tmp_path: Path) -> None:
     namespace = kubectl.namespace or "default"
     op = start_operator(tmp_path, "--namespace", namespace)

@@ -295,3 +295,22 @@ def test_install_cluster_role_is_exactly_what_the_operator_needs(install: dict[t
         "name": "mlops-operator",
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mlops-operator", "namespace": "mlops-system"}]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Refuses a mapping with a key twice (PyYAML keeps the last; stricter parsers refuse, or keep the first)."""
+
+
+def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    keys = [loader.construct_object(key, deep=deep) for key, _ in node.value]
+    twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+    assert not twice, f"keys {twice} twice in the mapping at line {node.start_mark.line + 1}"
+    return loader.construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def test_install_has_no_key_twice() -> None:
+    docs = [d for d in yaml.load_all(INSTALL.read_text(), Loader=_StrictLoader) if d]
+    assert len(docs) >= 10

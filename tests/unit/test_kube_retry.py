@@ -41,6 +41,32 @@ def test_transient(exc: BaseException, expected: float | None) -> None:
     assert kube.transient(exc) == expected
 
 
+def plain_error(code: int) -> httpx2.HTTPStatusError:
+    request = httpx2.Request("GET", "https://api.test/apis/")
+    response = httpx2.Response(code, text="<html>bad gateway</html>", request=request)
+    return httpx2.HTTPStatusError("bad gateway", request=request, response=response)
+
+
+@pytest.mark.parametrize(
+    ("exc", "verb", "expected"),
+    [
+        (plain_error(502), "get", 0.0),  # a proxy's page, not a Status
+        (plain_error(404), "get", None),
+        (api_error(503), "create", 0.0),  # refused before acting
+        (api_error(429, retry_after=2), "create", 2.0),
+        (api_error(500), "create", None),  # may have been created: not twice
+        (api_error(504), "apply", 0.0),  # applying again changes nothing
+        (httpx2.ConnectTimeout("no answer"), "create", 0.0),
+        (httpx2.ReadTimeout("slow"), "list", 0.0),
+        (httpx2.ReadTimeout("slow"), "apply", None),
+        (httpx2.RemoteProtocolError("dropped"), "patch", 0.0),
+        (httpx2.RemoteProtocolError("dropped"), "create", None),
+    ],
+)
+def test_transient_by_verb(exc: BaseException, verb: str, expected: float | None) -> None:
+    assert kube.transient(exc, verb) == expected
+
+
 @pytest.fixture
 def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     delays: list[float] = []

@@ -144,3 +144,34 @@ def test_only_the_newest_canary_rollout_of_a_deployment_steers_it() -> None:
     md.on_canary("ADDED", new)
     assert md.canary_weight_of(NS, "fraud", "1.1.0") == 10
     assert md.canary_weight_of(NS, "fraud", "1.0.0") is None
+
+
+def test_an_object_deleted_during_the_list_is_not_brought_back(
+    cluster: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = {**owned("Deployment", "fraud-1-0-0"), "apiVersion": "apps/v1"}
+    md.on_child("ADDED", gone)
+    cluster |= {"Deployment": [gone]}
+    listing = kube.list_objects
+
+    async def list_then_delete(api_version: str, kind: str, plural: str, namespace: str = "*") -> list[Any]:
+        items = await listing(api_version, kind, plural, namespace)
+        if kind == "Deployment":
+            # Deleted after the list was taken: its DELETED event arrives before the list is compared.
+            md.on_child("DELETED", gone)
+        return items
+
+    monkeypatch.setattr(kube, "list_objects", list_then_delete)
+    asyncio.run(md.relist((NS,)))
+
+    assert md.caches.children[MD_UID] == {}
+    assert ("apps/v1", "Deployment", NS, "fraud-1-0-0") not in md.caches.owners
+
+
+def test_an_older_canary_rollout_does_not_replace_a_newer_one_in_the_cache() -> None:
+    md.caches = md.Caches()
+    spec = {"deploymentRef": "fraud", "candidate": "1.1.0"}
+    md.on_canary("MODIFIED", obj("CanaryRollout", "roll", rv="20", spec=spec, status={"weights": {"canary": 30}}))
+    md.on_canary("MODIFIED", obj("CanaryRollout", "roll", rv="12", spec=spec, status={"weights": {"canary": 10}}))
+
+    assert md.canary_weight_of(NS, "fraud", "1.1.0") == 30

@@ -345,7 +345,7 @@ def test_a_rolled_out_deployment_is_available() -> None:
 def test_a_deployment_without_status_is_not_available() -> None:
     health = deployment_health({"metadata": {"generation": 1}, "spec": {"replicas": 2}})
 
-    assert health == Health(desired=2, ready=0, available=False)
+    assert health == Health(desired=2, ready=0, available=False, rolling=True)
 
 
 def test_a_generation_not_yet_observed_is_not_available() -> None:
@@ -611,3 +611,15 @@ def test_at_most_three_retiring_versions_are_kept_the_newest() -> None:
     decision = plan("1.4.0", previous, {}, Strategy("blueGreen", scale_down_delay=3600), T0)
 
     assert [s.version for s in decision.served if s.role == "retiring"] == ["1.3.0", "1.2.0", "1.1.0"]
+
+
+def test_a_scale_up_is_not_a_rollout_of_the_template() -> None:
+    # The HPA asked for 5: the new Pods are of the current template, not ready yet.
+    scaling = {"observedGeneration": 3, "replicas": 5, "updatedReplicas": 5, "availableReplicas": 2,
+               "readyReplicas": 2}  # fmt: skip
+    health = deployment_health(deployment(5, scaling))
+    assert (health.available, health.rolling) == (False, False)
+    # A template change: old Pods still run beside new ones.
+    rolling = {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2,
+               "readyReplicas": 2}  # fmt: skip
+    assert deployment_health(deployment(2, rolling)).rolling

@@ -86,8 +86,8 @@ class Caches:
     owners: dict[tuple[str, str, str, str], str | None] = field(default_factory=dict)
     """Every object of a child kind, ours or not: (apiVersion, kind, namespace, name) -> the uid of the
     ModelDeployment controlling it, or None. Tells a free name from a taken one without a read."""
-    applied: dict[tuple[str, ChildKey], tuple[int, str]] = field(default_factory=dict)
-    """(owner uid, child) -> the generation and the digest of what our last apply of it made."""
+    applied: dict[tuple[str, ChildKey], tuple[str, int, str]] = field(default_factory=dict)
+    """(owner uid, child) -> the uid, generation and digest of what our last apply of it made."""
     dropped: dict[tuple[str, ChildKey], str] = field(default_factory=dict)
     """(owner uid, child) -> the field the API server dropped or changed from our last apply of it."""
     synced: set[tuple[str, str]] = field(default_factory=set)
@@ -276,6 +276,7 @@ def _file_canary(namespace: str, name: str, body: Any) -> str | None:
         "phase": status.get("phase"),
         "weights": plain(status.get("weights") or {}),
         "created": body["metadata"].get("creationTimestamp") or "",
+        "resourceVersion": body["metadata"].get("resourceVersion") or "",
     }
     return str(target)
 
@@ -339,6 +340,9 @@ def on_canary(type_: str, body: Any) -> None:
     """A CanaryRollout event: file it under the deployment it steers, queue that (and the one it left)."""
     namespace, name = body["metadata"].get("namespace") or "", body["metadata"]["name"]
     _touch("CanaryRollout", namespace, name)
+    cached = _canary_version(namespace, name)
+    if type_ != "DELETED" and cached and not _newer(body, {"metadata": {"resourceVersion": cached}}):
+        return  # older than what the cache holds
     # Forget it wherever it was (its deploymentRef may have changed), then file it under its deployment.
     for (ns, other), rollouts in caches.canaries.items():
         if ns == namespace and name in rollouts:
@@ -348,6 +352,13 @@ def on_canary(type_: str, body: Any) -> None:
         target = _file_canary(namespace, name, body)
         if target:
             enqueue((namespace, target))
+
+
+def _canary_version(namespace: str, name: str) -> str | None:
+    for (ns, _), rollouts in caches.canaries.items():
+        if ns == namespace and name in rollouts:
+            return str(rollouts[name].get("resourceVersion") or "") or None
+    return None
 
 
 def on_child(type_: str, body: Any) -> None:
@@ -402,10 +413,11 @@ def _cached_names(kind: str, scope: str) -> dict[tuple[str, str], Any]:
             for (ns, _), named in caches.canaries.items() if within(ns) for n in named
         }  # fmt: skip
     out: dict[tuple[str, str], Any] = {}
+    names_by_uid = {md["metadata"]["uid"]: key[1] for key, md in caches.deployments.items()}
     for (api_version, k, ns, n), uid in caches.owners.items():
         if k == kind and within(ns):
             refs = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "uid": uid, "controller": True,
-                     "name": (_key_of(uid) or ("", ""))[1]}] if uid else []  # fmt: skip
+                     "name": names_by_uid.get(uid, "")}] if uid else []  # fmt: skip
             out[(ns, n)] = {"apiVersion": api_version, "kind": k,
                             "metadata": {"namespace": ns, "name": n, "ownerReferences": refs}}  # fmt: skip
     return out
@@ -431,8 +443,10 @@ async def relist(namespaces: tuple[str, ...]) -> None:
                 listed = set()
                 for item in items:
                     item = {**item, "apiVersion": api_version, "kind": kind}
-                    listed.add((item["metadata"].get("namespace") or "", item["metadata"]["name"]))
-                    on_event("MODIFIED", item)
+                    named = (item["metadata"].get("namespace") or "", item["metadata"]["name"])
+                    listed.add(named)
+                    if named not in _relisting[kind]:  # an event since the list began is newer: it stands
+                        on_event("MODIFIED", item)
                 for named, cached in _cached_names(kind, scope).items():
                     if named not in listed and named not in _relisting[kind]:
                         log.info("%s %s/%s is gone without a watch event: dropped from the caches", kind, *named)
@@ -724,7 +738,7 @@ async def _ensure(uid: str, desired: Body) -> Body:
         generation = live["metadata"].get("generation")
         if (
             generation is not None
-            and caches.applied.get((uid, key)) == (generation, digest)
+            and caches.applied.get((uid, key)) == (live["metadata"].get("uid"), generation, digest)
             and covers(live["metadata"], meta)
         ):
             # What the API server made of our last apply, untouched since (it dropped or changed a field: see
@@ -740,7 +754,7 @@ async def _ensure(uid: str, desired: Body) -> Body:
     caches.owners[(api_version, kind, namespace, name)] = uid
     _touch(kind, namespace, name)  # newer than a list that may be running
     if applied["metadata"].get("generation") is not None:
-        caches.applied[(uid, key)] = (applied["metadata"]["generation"], digest)
+        caches.applied[(uid, key)] = (applied["metadata"].get("uid"), applied["metadata"]["generation"], digest)
     lost = first_difference(applied, desired)
     if lost:
         if caches.dropped.get((uid, key)) != lost:
@@ -767,9 +781,18 @@ async def _ensure_all(uid: str, objects: list[Body], errors: list[tuple[str, str
         elif _refused(result):
             errors.append(("ApplyFailed", f"{obj['kind']} {obj['metadata']['name']}: {_error(result)}"))
         elif isinstance(result, BaseException):
-            failure = failure or result
+            failure = failure or _raisable(result)
     if failure is not None:
         raise failure
+
+
+def _raisable(result: BaseException) -> BaseException:
+    """A failure of one of several gathered requests, as this reconcile raises it: a request cancelled on its own
+    (not the worker being stopped) is an error of this pass, not the end of the worker."""
+    task = asyncio.current_task()
+    if isinstance(result, asyncio.CancelledError) and not (task and task.cancelling()):
+        return RuntimeError("a request was cancelled")
+    return result
 
 
 def _refused(result: object) -> bool:
@@ -914,6 +937,11 @@ async def _reconcile(body: Body) -> float | None:
     traffic = routers.Traffic({s.version: s.weight for s in served if s.role in serving.TRAFFIC_ROLES}, mirror)
     shadow_percent = spec.shadow.percent if spec.shadow else 100
     replicas = serving.replicas(served, spec.replicas, split=router.name == "replicas", shadow_percent=shadow_percent)
+    for s in served:
+        # A retiring version never grows (a canary handing its share back keeps its few Pods while it drains).
+        h = health_of(s.version)
+        if s.role == "retiring" and h is not None and s.version in replicas:
+            replicas[s.version] = min(replicas[s.version], h.desired)
     if spec.autoscaling is not None:
         # A version's Deployment starts with the capacity the traffic has now (the stable version's replicas, at
         # least minReplicas), then the HPA owns its size.
@@ -963,10 +991,11 @@ async def _reconcile(body: Body) -> float | None:
     for child_key, result in zip(stale, deleted, strict=True):
         if result is None:
             children.pop(child_key, None)
+            _touch(child_key[1], namespace, child_key[2])  # newer than a list that may be running
         elif _refused(result):
             errors.append(("DeleteFailed", f"{child_key[1]} {child_key[2]}: {_error(result)}"))
         else:
-            raise result
+            raise _raisable(result)
     for (owner_uid, child_key), field_path in caches.dropped.items():
         if owner_uid == uid and child_key in wanted:
             notes.append(f"{child_key[1]} {child_key[2]}: the API server did not keep {field_path.lstrip('.')} "
@@ -1022,7 +1051,7 @@ def _status(
         line = f"{s.version} {ready_count}/{desired} ready" + (" (shadow)" if s.role == "shadow" else "")
         if h is not None and h.failed:
             failed.append(f"{s.version}: {h.failed}")
-            if s.role != "shadow":
+            if s.role not in ("shadow", "retiring"):
                 short.append(failed[-1])
         elif s.role != "retiring" and h is not None and h.lost:
             lost.append(line)
@@ -1031,7 +1060,7 @@ def _status(
         elif s.role != "retiring" and (h is None or not h.available or ready_count < desired):
             not_ready.append(line)
             floor = desired if spec.autoscaling is None else min(desired, spec.autoscaling.min_replicas)
-            if s.role != "shadow" and (h is None or ready_count < floor or (spec.autoscaling is None)):
+            if s.role != "shadow" and (h is None or ready_count < floor or spec.autoscaling is None or h.rolling):
                 short.append(line)
     stable = next((s.version for s in served if s.role == "stable"), None)
     status["versions"] = versions

@@ -48,6 +48,8 @@ class Health:
     """Why the Deployment stopped progressing (ProgressDeadlineExceeded), if it did."""
     lost: bool = False
     """Its rollout completed, but fewer Pods than desired are available now (crashed, evicted, not ready)."""
+    rolling: bool = False
+    """Its Pods are not all of its current template yet (a template change rolling out, not a scale-up)."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,8 @@ def deployment_health(deployment: dict[str, Any]) -> Health:
         and (conditions.get("Progressing") or {}).get("reason") == "NewReplicaSetAvailable"
         and (conditions.get("Available") or {}).get("status") == "False"
     )
-    return Health(desired, status.get("readyReplicas", 0), rolled, failed, bool(lost))
+    rolling = not observed or updated < desired or total > desired
+    return Health(desired, status.get("readyReplicas", 0), rolled, failed, bool(lost), rolling)
 
 
 def _ready(health: dict[str, Health], version: str, need: int | None = None) -> bool:
