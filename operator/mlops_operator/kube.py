@@ -216,15 +216,15 @@ def _to_dict(obj: Any) -> dict[str, Any]:
     return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
 
 
-async def apply(body: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
-    """Server-side apply ``body`` under the operator's field manager (or another), taking over conflicting
-    fields."""
+async def apply(body: dict[str, Any], field_manager: str = FIELD_MANAGER, force: bool = True) -> dict[str, Any]:
+    """Server-side apply ``body`` under the operator's field manager (or another), taking over conflicting fields
+    (without ``force``: the API server answers 409 when another manager holds one of them)."""
     res = _resource_of(body["apiVersion"], body["kind"])
     meta = body["metadata"]
     try:
         out = await _call("apply", lambda: client().patch(
             res, meta["name"], body, namespace=meta["namespace"], patch_type=PatchType.APPLY,
-            field_manager=field_manager, force=True,
+            field_manager=field_manager, force=force,
         ))  # fmt: skip
     except Exception as exc:
         if _missing_kind(exc):

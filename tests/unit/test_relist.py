@@ -175,3 +175,36 @@ def test_an_older_canary_rollout_does_not_replace_a_newer_one_in_the_cache() -> 
     md.on_canary("MODIFIED", obj("CanaryRollout", "roll", rv="12", spec=spec, status={"weights": {"canary": 10}}))
 
     assert md.canary_weight_of(NS, "fraud", "1.1.0") == 30
+
+
+def test_a_name_believed_free_is_not_taken_from_an_object_the_watch_has_not_reported(
+    cluster: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx2
+    from lightkube import ApiError
+
+    cluster |= {"Service": []}
+    asyncio.run(md.relist((NS,)))  # Services synced: no Service named "fraud" is known
+    foreign = {**obj("Service", "fraud", rv="30"), "apiVersion": "v1"}  # created a moment ago by someone else
+    forced: list[bool] = []
+
+    async def apply(body: dict[str, Any], field_manager: str = "", force: bool = True) -> dict[str, Any]:
+        forced.append(force)
+        if not force:
+            request = httpx2.Request("PATCH", "https://api.test/api/v1/namespaces/team/services/fraud")
+            status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409, "reason": "Conflict",
+                      "message": "Apply failed with 1 conflict: conflict with kubectl: .spec.selector"}  # fmt: skip
+            raise ApiError(request=request, response=httpx2.Response(409, json=status, request=request))
+        raise AssertionError("a forced apply over someone else's object")
+
+    async def get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return foreign
+
+    monkeypatch.setattr(kube, "apply", apply)
+    monkeypatch.setattr(kube, "get", get)
+    desired = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "fraud", "namespace": NS},
+               "spec": {"selector": {"app": "fraud"}}}  # fmt: skip
+
+    with pytest.raises(md.Conflict, match="Service fraud exists and is not owned by this ModelDeployment"):
+        asyncio.run(md._ensure(MD_UID, desired))
+    assert forced == [False]

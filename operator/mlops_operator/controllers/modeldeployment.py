@@ -719,18 +719,24 @@ async def _ensure(uid: str, desired: Body) -> Body:
     key = (api_version, kind, name)
     children = caches.children.setdefault(uid, {})
     live = children.get(key)
+
+    async def read_and_check() -> Body | None:
+        found = await kube.get(api_version, kind, namespace, name)
+        if found is not None:
+            owner = _controller_of(found)
+            if owner is None or owner.get("uid") != uid:
+                raise Conflict(f"{kind} {name} exists and is not owned by this ModelDeployment")
+            children[key] = found
+        return found
+
+    free = False
     if live is None:
         named = (api_version, kind, namespace, name)
         if (api_version, kind) in caches.synced and named not in caches.owners:
-            pass  # free: the caches are complete for this kind
+            free = True  # the caches are complete for this kind
         else:
             # Taken (or unknown): read it, so that a deletion the watch has not reported yet is not a conflict.
-            live = await kube.get(api_version, kind, namespace, name)
-            if live is not None:
-                owner = _controller_of(live)
-                if owner is None or owner.get("uid") != uid:
-                    raise Conflict(f"{kind} {name} exists and is not owned by this ModelDeployment")
-                children[key] = live
+            live = await read_and_check()
     digest = meta["annotations"][APPLIED_ANNOTATION]
     if live is not None:
         if covers(live, desired) and _selectors_match(live, desired):
@@ -750,7 +756,15 @@ async def _ensure(uid: str, desired: Body) -> Body:
             handover = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace},
                         "spec": {"replicas": (live.get("spec") or {}).get("replicas", 1)}}  # fmt: skip
             await kube.apply(handover, field_manager=HANDOVER_MANAGER)
-    applied = await kube.apply(desired)
+    try:
+        # A name believed free is applied without force: should an object the watch has not reported yet hold it,
+        # the API server answers with a conflict instead of handing its fields to us.
+        applied = await kube.apply(desired, force=not free)
+    except ApiError as exc:
+        if not (free and exc.status.code == 409):
+            raise
+        live = await read_and_check()
+        applied = await kube.apply(desired)
     caches.owners[(api_version, kind, namespace, name)] = uid
     _touch(kind, namespace, name)  # newer than a list that may be running
     if applied["metadata"].get("generation") is not None:
