@@ -96,28 +96,20 @@ def test_call_tries_a_transient_failure_again_and_counts_every_request(slept: li
     assert slept == [1.0, 0.2]
 
 
-def test_call_gives_up_after_the_last_attempt(slept: list[float]) -> None:
+@pytest.mark.parametrize(
+    ("code", "verb", "attempts"),
+    [(503, "get-test", kube.RETRY_ATTEMPTS), (409, "patch-test", 1)],
+    ids=["gives-up-after-the-last-attempt", "a-refusal-is-not-repeated"],
+)
+def test_call_stops_trying(slept: list[float], code: int, verb: str, attempts: int) -> None:
     calls = 0
 
     async def request() -> None:
         nonlocal calls
         calls += 1
-        raise api_error(503)
+        raise api_error(code)
 
     with pytest.raises(ApiError):
-        asyncio.run(kube._call("get-test", request))
-    assert calls == kube.RETRY_ATTEMPTS
-    assert max(slept) <= kube.RETRY_MAX_DELAY and len(slept) == kube.RETRY_ATTEMPTS - 1
-
-
-def test_call_does_not_repeat_a_refusal(slept: list[float]) -> None:
-    calls = 0
-
-    async def request() -> None:
-        nonlocal calls
-        calls += 1
-        raise api_error(409)
-
-    with pytest.raises(ApiError):
-        asyncio.run(kube._call("patch-test", request))
-    assert calls == 1 and slept == []
+        asyncio.run(kube._call(verb, request))
+    assert calls == attempts and len(slept) == attempts - 1
+    assert all(delay <= kube.RETRY_MAX_DELAY for delay in slept)
