@@ -208,3 +208,29 @@ def test_a_name_believed_free_is_not_taken_from_an_object_the_watch_has_not_repo
     with pytest.raises(md.Conflict, match="Service fraud exists and is not owned by this ModelDeployment"):
         asyncio.run(md._ensure(MD_UID, desired))
     assert forced == [False]
+
+
+def test_an_object_delivered_again_unchanged_queues_nothing(cluster: dict[str, list[dict[str, Any]]]) -> None:
+    md.queue = md.WorkQueue()
+    try:
+        body = deployment_body()
+        md.on_deployment("ADDED", body)
+        assert md.queue.depth() == 1
+        asyncio.run(asyncio.wait_for(md.queue.get(), 1))
+        md.queue.done((NS, "fraud"))
+        # A watch restarting (or a relist) delivers the same version again: nothing new to do.
+        md.on_deployment("MODIFIED", deployment_body())
+        version = {**obj("ModelVersion", "fraud-1", spec={"model": "fraud", "version": "1.0.0"}), "apiVersion": "v"}
+        md.on_version("ADDED", version)
+        assert md.queue.depth() == 1  # the first delivery of the version queues the deployment of its model
+        asyncio.run(asyncio.wait_for(md.queue.get(), 1))
+        md.queue.done((NS, "fraud"))
+        md.on_version("MODIFIED", version)
+        assert md.queue.depth() == 0
+        # A new version of the object is news.
+        changed = deployment_body()
+        changed["metadata"]["resourceVersion"] = "11"
+        md.on_deployment("MODIFIED", changed)
+        assert md.queue.depth() == 1
+    finally:
+        md.queue = None

@@ -234,6 +234,12 @@ def _newer(candidate: Body, current: Body | None) -> bool:
     return True
 
 
+def _same_version(cached: Body, body: Any) -> bool:
+    """Whether ``body`` is the very object version the cache holds (same resourceVersion)."""
+    version = body["metadata"].get("resourceVersion")
+    return bool(version) and cached["metadata"].get("resourceVersion") == version
+
+
 def _compact_version(body: Any) -> Body:
     """What resolution needs of a ModelVersion (no managedFields, history or gates)."""
     meta = body["metadata"]
@@ -307,8 +313,11 @@ def on_deployment(type_: str, body: Any) -> None:
     if type_ == "DELETED":
         _forget(key[0], key[1], meta["uid"])
         return
+    cached = caches.deployments.get(key)
+    if cached is not None and _same_version(cached, body):
+        return  # delivered again (a list, a watch restarting): queued or handled when it first came
     copy = plain(body)
-    if _newer(copy, caches.deployments.get(key)):
+    if _newer(copy, cached):
         caches.deployments[key] = copy
     meta = copy["metadata"]
     if meta.get("resourceVersion") == caches.written.get(meta["uid"], ({}, None))[1]:
@@ -328,6 +337,8 @@ def on_version(type_: str, body: Any) -> None:
     if type_ == "DELETED":
         versions.pop(name, None)
     else:
+        if name in versions and _same_version(versions[name], body):
+            return  # delivered again: nothing new for the deployments of this model
         compact = _compact_version(body)
         if _newer(compact, versions.get(name)):
             versions[name] = compact
@@ -341,8 +352,11 @@ def on_canary(type_: str, body: Any) -> None:
     namespace, name = body["metadata"].get("namespace") or "", body["metadata"]["name"]
     _touch("CanaryRollout", namespace, name)
     cached = _canary_version(namespace, name)
-    if type_ != "DELETED" and cached and not _newer(body, {"metadata": {"resourceVersion": cached}}):
-        return  # older than what the cache holds
+    if type_ != "DELETED" and cached:
+        if body["metadata"].get("resourceVersion") == cached:
+            return  # delivered again
+        if not _newer(body, {"metadata": {"resourceVersion": cached}}):
+            return  # older than what the cache holds
     # Forget it wherever it was (its deploymentRef may have changed), then file it under its deployment.
     for (ns, other), rollouts in caches.canaries.items():
         if ns == namespace and name in rollouts:
