@@ -12,7 +12,7 @@ import logging
 import socket
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -41,6 +41,17 @@ latencies: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=10_000))
 # tell whether it wrote, whatever other reconciles do meanwhile.
 writes_here: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("writes_here", default=None)
 WRITE_VERBS = frozenset({"apply", "patch", "delete", "create"})
+
+
+@contextlib.contextmanager
+def counting_writes() -> Iterator[list[int]]:
+    """Counts the successful writes made inside the block (and the tasks it starts) in the yielded list."""
+    writes = [0]
+    token = writes_here.set(writes)
+    try:
+        yield writes
+    finally:
+        writes_here.reset(token)
 
 
 @contextlib.asynccontextmanager
@@ -96,10 +107,10 @@ def transient(exc: BaseException, verb: str = "get") -> float | None:
         return float(hint) if hint else 0.0
     if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout)):
         return 0.0  # never reached the server
-    if isinstance(exc, (httpx2.ReadTimeout, httpx2.RemoteProtocolError)) and verb in ("get", "list"):
+    if isinstance(exc, httpx2.ReadTimeout) and verb in ("get", "list"):
         return 0.0
     if isinstance(exc, httpx2.RemoteProtocolError) and verb != "create":
-        return 0.0  # the connection dropped; applies and preconditioned patches are safe to send again
+        return 0.0  # the connection dropped: reads, applies and preconditioned patches are safe to send again
     return None
 
 

@@ -50,14 +50,18 @@ def deployment_body() -> dict[str, Any]:
     return body
 
 
-def test_a_first_list_fills_the_caches(cluster: dict[str, list[dict[str, Any]]]) -> None:
-    cluster |= {
+def one_of_each() -> dict[str, list[dict[str, Any]]]:
+    """A ModelDeployment, a ModelVersion, a CanaryRollout, our Deployment and someone else's, as listed."""
+    return {
         "ModelDeployment": [deployment_body()],
         "ModelVersion": [obj("ModelVersion", "fraud-1", spec={"model": "fraud", "version": "1.0.0"})],
         "CanaryRollout": [obj("CanaryRollout", "roll", spec={"deploymentRef": "fraud", "candidate": "1.1.0"})],
         "Deployment": [owned("Deployment", "fraud-1-0-0"), obj("Deployment", "someone-elses")],
-        "Service": [],
     }
+
+
+def test_a_first_list_fills_the_caches(cluster: dict[str, list[dict[str, Any]]]) -> None:
+    cluster |= one_of_each() | {"Service": []}
     asyncio.run(md.relist((NS,)))
 
     assert list(md.caches.deployments) == [(NS, "fraud")]
@@ -71,12 +75,7 @@ def test_a_first_list_fills_the_caches(cluster: dict[str, list[dict[str, Any]]])
 
 
 def test_what_went_away_unseen_is_dropped(cluster: dict[str, list[dict[str, Any]]]) -> None:
-    cluster |= {
-        "ModelDeployment": [deployment_body()],
-        "ModelVersion": [obj("ModelVersion", "fraud-1", spec={"model": "fraud", "version": "1.0.0"})],
-        "CanaryRollout": [obj("CanaryRollout", "roll", spec={"deploymentRef": "fraud", "candidate": "1.1.0"})],
-        "Deployment": [owned("Deployment", "fraud-1-0-0"), obj("Deployment", "someone-elses")],
-    }
+    cluster |= one_of_each()
     asyncio.run(md.relist((NS,)))
     # A watch gap: all of these are deleted, and no event says so.
     cluster |= {"ModelVersion": [], "CanaryRollout": [], "Deployment": []}

@@ -91,7 +91,7 @@ class Caches:
     dropped: dict[tuple[str, ChildKey], str] = field(default_factory=dict)
     """(owner uid, child) -> the field the API server dropped or changed from our last apply of it."""
     synced: set[tuple[str, str]] = field(default_factory=set)
-    """The child kinds (apiVersion, kind) listed at startup: for them, ``owners`` is complete."""
+    """The child kinds (apiVersion, kind) that ``relist`` listed: for them, ``owners`` is complete."""
 
 
 caches = Caches()
@@ -282,7 +282,7 @@ def _file_canary(namespace: str, name: str, body: Any) -> str | None:
         "phase": status.get("phase"),
         "weights": plain(status.get("weights") or {}),
         "created": body["metadata"].get("creationTimestamp") or "",
-        "resourceVersion": body["metadata"].get("resourceVersion") or "",
+        "metadata": {"resourceVersion": body["metadata"].get("resourceVersion") or ""},
     }
     return str(target)
 
@@ -351,12 +351,9 @@ def on_canary(type_: str, body: Any) -> None:
     """A CanaryRollout event: file it under the deployment it steers, queue that (and the one it left)."""
     namespace, name = body["metadata"].get("namespace") or "", body["metadata"]["name"]
     _touch("CanaryRollout", namespace, name)
-    cached = _canary_version(namespace, name)
-    if type_ != "DELETED" and cached:
-        if body["metadata"].get("resourceVersion") == cached:
-            return  # delivered again
-        if not _newer(body, {"metadata": {"resourceVersion": cached}}):
-            return  # older than what the cache holds
+    cached = next((r[name] for (ns, _), r in caches.canaries.items() if ns == namespace and name in r), None)
+    if type_ != "DELETED" and cached is not None and (_same_version(cached, body) or not _newer(body, cached)):
+        return  # delivered again, or older than what the cache holds
     # Forget it wherever it was (its deploymentRef may have changed), then file it under its deployment.
     for (ns, other), rollouts in caches.canaries.items():
         if ns == namespace and name in rollouts:
@@ -366,13 +363,6 @@ def on_canary(type_: str, body: Any) -> None:
         target = _file_canary(namespace, name, body)
         if target:
             enqueue((namespace, target))
-
-
-def _canary_version(namespace: str, name: str) -> str | None:
-    for (ns, _), rollouts in caches.canaries.items():
-        if ns == namespace and name in rollouts:
-            return str(rollouts[name].get("resourceVersion") or "") or None
-    return None
 
 
 def on_child(type_: str, body: Any) -> None:
@@ -473,12 +463,18 @@ async def relist(namespaces: tuple[str, ...]) -> None:
             caches.synced.add((api_version, kind))
 
 
-def _current(md: Body) -> Body:
-    """A cached ModelDeployment with the newest status we know (ours, when the watch has not brought it back)."""
+def _ours_if_newer(md: Body) -> tuple[Body, str] | None:
+    """Our last status write of ``md`` and the resourceVersion it made, when the watch has not brought it back."""
     written = caches.written.get(md["metadata"]["uid"])
     if written is not None and _newer({"metadata": {"resourceVersion": written[1]}}, md):
-        return {**md, "status": written[0]}
-    return md
+        return written
+    return None
+
+
+def _current(md: Body) -> Body:
+    """A cached ModelDeployment with the newest status we know."""
+    ours = _ours_if_newer(md)
+    return {**md, "status": ours[0]} if ours else md
 
 
 def register(registry: kopf.OperatorRegistry, namespaces: tuple[str, ...] = ()) -> None:
@@ -875,13 +871,9 @@ async def reconcile(key: Key) -> float | None:
     if body is None:
         return None
     stats["reconciles"] += 1
-    writes = [0]
-    token = kube.writes_here.set(writes)
     started = time.monotonic()
-    try:
+    with kube.counting_writes() as writes:
         delay = await _reconcile(body)
-    finally:
-        kube.writes_here.reset(token)
     quiet = writes[0] == 0
     stats["quiet"] += quiet
     metrics.RECONCILES.labels(KIND, "unchanged" if quiet else "changed").inc()
@@ -1178,9 +1170,8 @@ async def _write_status(body: Body, stored: Body, status: Body) -> bool:
     uid = meta["uid"]
     # Written against the newest version we know (ours, when the watch has not brought it back yet): the patch is
     # refused if the object changed since (the change is on its way and queues another pass) or was replaced.
-    version = meta.get("resourceVersion")
-    if uid in caches.written and _newer({"metadata": {"resourceVersion": caches.written[uid][1]}}, body):
-        version = caches.written[uid][1]
+    ours = _ours_if_newer(body)
+    version = ours[1] if ours else meta.get("resourceVersion")
     try:
         stored_now = await kube.patch_status(KIND, PLURAL, meta["namespace"], meta["name"], patch, version)
     except ApiError as exc:

@@ -54,18 +54,16 @@ def register(registry_: kopf.OperatorRegistry) -> None:
         return {(namespace, spec.get("model")): entry}
 
     async def _reconcile(body: kopf.Body, **kwargs: Any) -> None:
-        writes = [0]
-        token = kube.writes_here.set(writes)
         started = time.monotonic()
         try:
-            await reconcile(plain(body), kwargs[INDEX])
+            with kube.counting_writes() as writes:
+                await reconcile(plain(body), kwargs[INDEX])
         except Exception:
             metrics.RECONCILES.labels(KIND, "error").inc()
             raise
         else:
             metrics.RECONCILES.labels(KIND, "changed" if writes[0] else "unchanged").inc()
         finally:
-            kube.writes_here.reset(token)
             metrics.RECONCILE_SECONDS.labels(KIND).observe(time.monotonic() - started)
 
     for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
