@@ -56,7 +56,9 @@ kubectl apply --server-side --force-conflicts --field-manager=mlops-demo -f crds
 kubectl wait --for=condition=Established --timeout="$timeout" -f crds/ >/dev/null
 kubectl create namespace "$ns" >/dev/null
 port=$("$py" "$helper" free-port)
-mlops-operator run --namespace "$ns" --liveness "http://127.0.0.1:$port/healthz" --metrics "" >"$work/operator.log" 2>&1 &
+# The demo's artifacts and dataset are files under $work: the only place the operator may read files from.
+mlops-operator run --namespace "$ns" --liveness "http://127.0.0.1:$port/healthz" --metrics "" \
+  --allow-file-root "$work" >"$work/operator.log" 2>&1 &
 operator=$!
 wait_http "http://127.0.0.1:$port/healthz" "$operator" "$work/operator.log"
 echo "operator running: pid $operator, log $work/operator.log"

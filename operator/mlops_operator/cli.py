@@ -58,6 +58,19 @@ def _quiet_watch_handlers(record: logging.LogRecord) -> bool:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from mlops_operator.outbound import Policy
+
+    try:
+        policy = Policy.from_settings(
+            file_roots=args.allow_file_root or (),
+            allow_loopback=args.allow_loopback,
+            allow_private=args.allow_private,
+            allow_hosts=args.allow_host or (),
+            allow_buckets=args.allow_bucket or (),
+        )
+    except ValueError as exc:
+        print(f"mlops-operator: {exc}", file=sys.stderr)
+        return 2
     if args.metrics:
         from mlops_operator.metrics import parse_bind
 
@@ -77,11 +90,12 @@ def _run(args: argparse.Namespace) -> int:
     )
     if not args.verbose:
         logging.getLogger("kopf.objects").addFilter(_quiet_watch_handlers)
+    logging.getLogger("mlops_operator").info("outbound policy: %s", policy.describe())
     # kopf installs SIGINT and SIGTERM handlers in the main thread: both stop the watches, let running handlers
     # finish and return from run(), so the process exits with 0.
     kopf.run(
         loop=asyncio.new_event_loop(),
-        registry=build_registry(tuple(args.namespace or ()), args.metrics or None),
+        registry=build_registry(tuple(args.namespace or ()), args.metrics or None, policy),
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=args.liveness or None,
@@ -110,6 +124,30 @@ def main(argv: list[str] | None = None) -> int:
         help="serve Prometheus metrics at http://HOST:PORT/metrics (default %(default)s: all interfaces; empty to "
         "disable)",
     )
+    outbound = run.add_argument_group(
+        "outbound policy",
+        "what the operator may open for the URIs and addresses users write in resources (artifact sources, reference "
+        "datasets): by default no files, no loopback, private, link-local or metadata addresses, not the API server",
+    )
+    outbound.add_argument(
+        "--allow-file-root", action="append", metavar="DIR",
+        help="allow file:// URIs that resolve (symlinks and .. followed) inside DIR (repeatable)",
+    )  # fmt: skip
+    outbound.add_argument("--allow-loopback", action="store_true", help="allow loopback addresses (127.0.0.0/8, ::1)")
+    outbound.add_argument(
+        "--allow-private", action="store_true",
+        help="allow private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, 198.18/15, fc00::/7)",
+    )  # fmt: skip
+    outbound.add_argument(
+        "--allow-host", action="append", metavar="HOST[:PORT]|CIDR",
+        help="allow this host name, address or range even when loopback, private or the API server (repeatable; "
+        "link-local and metadata addresses stay refused)",
+    )  # fmt: skip
+    outbound.add_argument(
+        "--allow-bucket", action="append", metavar="PATTERN",
+        help="allow only s3:// and gs:// buckets matching PATTERN (glob; repeatable; default: any bucket the "
+        "operator's credentials reach)",
+    )  # fmt: skip
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
 

@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 
 from mlops_operator.logic.profile import FORMAT, categorical_feature, numeric_feature
-from mlops_operator.storage import local_copy_or_path, redact
+from mlops_operator.outbound import Policy
+from mlops_operator.storage import opened, redact
 
 
 class ProfileError(Exception):
-    """The dataset cannot be profiled as asked (unknown format, missing column, unreadable)."""
+    """The dataset cannot be profiled as asked (unknown format, missing column, unreadable). The message carries
+    nothing read from the dataset but what a profile publishes anyway (column names asked for, counts)."""
 
 
 def infer_format(uri: str) -> str:
@@ -31,19 +33,23 @@ def infer_format(uri: str) -> str:
 
 
 def profile_dataset(
-    uri: str, fmt: str | None = None, features: list[str] | None = None, prediction: str | None = None
+    uri: str,
+    policy: Policy,
+    fmt: str | None = None,
+    features: list[str] | None = None,
+    prediction: str | None = None,
 ) -> dict[str, Any]:
-    """The profile of the dataset at ``uri``."""
+    """The profile of the dataset at ``uri``, opened under ``policy``."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.ipc as ipc
     import pyarrow.parquet as pq
 
     fmt = fmt or infer_format(uri)
-    with local_copy_or_path(uri) as path, tempfile.TemporaryDirectory(prefix="mlops-profile-") as tmp:
+    with opened(uri, policy) as data, tempfile.TemporaryDirectory(prefix="mlops-profile-") as tmp:
         try:
             if fmt == "parquet":
-                parquet = pq.ParquetFile(path)
+                parquet = pq.ParquetFile(data)
                 names = list(parquet.schema_arrow.names)
                 rows = parquet.metadata.num_rows
 
@@ -52,7 +58,7 @@ def profile_dataset(
 
             else:
                 arrow_path = os.path.join(tmp, "data.arrow")
-                reader = pacsv.open_csv(path)
+                reader = pacsv.open_csv(_decompressed(uri, data))
                 with pa.OSFile(arrow_path, "wb") as sink, ipc.new_file(sink, reader.schema) as writer:
                     for batch in reader:
                         writer.write_batch(batch)
@@ -70,9 +76,12 @@ def profile_dataset(
             wanted = list(features) if features else [n for n in names if n != prediction]
             if prediction:
                 wanted.append(prediction)
+            if rows == 0:
+                raise ProfileError(f"the {fmt} dataset has no rows")
             missing = [n for n in wanted if n not in names]
             if missing:
-                raise ProfileError(f"columns not in the dataset: {', '.join(missing)} (it has {', '.join(names)})")
+                # Only names the spec asked for: the dataset's own header is not echoed.
+                raise ProfileError(f"columns not in the dataset: {', '.join(missing)} (it has {len(names)} columns)")
             profiled: dict[str, Any] = {}
             skipped: list[dict[str, str]] = []
             for name in wanted:
@@ -84,13 +93,25 @@ def profile_dataset(
         except ProfileError:
             raise
         except (pa.ArrowException, OSError, ValueError) as exc:
-            raise ProfileError(f"cannot read {fmt} dataset: {exc}") from exc
+            # Parsers quote the offending line in their messages: only the kind of failure is kept.
+            raise ProfileError(f"cannot read the dataset as {fmt} ({type(exc).__name__})") from None
     out: dict[str, Any] = {"format": FORMAT, "rows": int(rows), "features": profiled}
     if prediction:
         out["prediction"] = prediction
     if skipped:
         out["skipped"] = skipped
     return out
+
+
+# A path would have told pyarrow the compression by its extension; an open file does not.
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+
+
+def _decompressed(uri: str, data: Any) -> Any:
+    import pyarrow as pa
+
+    ext = os.path.splitext(uri.lower().split("?", 1)[0])[1]
+    return pa.CompressedInputStream(data, _COMPRESSION[ext]) if ext in _COMPRESSION else data
 
 
 def profile_column(values: Any) -> dict[str, Any] | str:

@@ -105,7 +105,7 @@ class Operator:
         with log.open("w") as out:
             proc = subprocess.Popen(
                 [*python, "-m", "mlops_operator", "run", "--namespace", namespace, "--liveness", liveness,
-                 "--metrics", ""],
+                 "--metrics", "", "--allow-file-root", tempfile.gettempdir()],
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         op = cls(proc, log)

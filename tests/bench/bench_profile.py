@@ -24,8 +24,9 @@ ROWS, NUMERIC, CATEGORICAL = 1_000_000, 20, 2
 
 OURS = """
 import sys
+from mlops_operator.outbound import UNRESTRICTED
 from mlops_operator.profiling import profile_dataset
-profile = profile_dataset(sys.argv[1])
+profile = profile_dataset(sys.argv[1], UNRESTRICTED)
 assert profile["rows"] == int(sys.argv[2]), profile["rows"]
 """
 

@@ -89,7 +89,7 @@ def start_operator(namespace: str) -> tuple[subprocess.Popen[bytes], str]:
     with log.open("w") as out:
         operator = subprocess.Popen(
             [sys.executable, "-m", "mlops_operator", "run", "--namespace", namespace, "--liveness", "",
-             "--metrics", ""],
+             "--metrics", "", "--allow-file-root", tempfile.gettempdir()],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     return operator, str(log)

@@ -123,7 +123,7 @@ up_kwok() {
 
   # A cluster made from other binaries (a version bump) or another kwokctl.yaml is made anew: its components run
   # the old ones, with the old flags.
-  made_from="$bin $(sha256sum "$cluster_dir/kwokctl.yaml" | cut -c1-16)"
+  made_from="$bin $(cat "$cluster_dir/kwokctl.yaml" "$cluster_dir/audit-policy.yaml" | sha256sum | cut -c1-16)"
   if [ -d "$kwok_workdir" ] && [ "$(cat "$mlops_state/binaries" 2>/dev/null || true)" != "$made_from" ]; then
     log "cluster $name was made from other binaries or options: making it anew"
     kwok_delete_cluster
@@ -134,7 +134,7 @@ up_kwok() {
   create() {
     kwok_forget_dead_components
     "$kwokctl" create cluster --name "$name" --config "$cluster_dir/kwokctl.yaml" --kubeconfig "" \
-      --quiet-pull --timeout 3m >&2
+      --kube-audit-policy "$cluster_dir/audit-policy.yaml" --quiet-pull --timeout 3m >&2
   }
   kwok_serves() {
     "$kwokctl" get kubeconfig --name "$name" >"$mlops_kubeconfig.new" &&
@@ -184,14 +184,36 @@ up_kind() {
     fi
   fi
   if ! listed; then
+    # The audit policy is mounted into the control-plane node; audit-log.sh reads the log from there.
     "$kind" create cluster --name "$name" --kubeconfig "$kind_kubeconfig" --wait 5m \
-      ${MLOPS_KIND_NODE_IMAGE:+--image "$MLOPS_KIND_NODE_IMAGE"} --config - >&2 <<'EOF'
+      ${MLOPS_KIND_NODE_IMAGE:+--image "$MLOPS_KIND_NODE_IMAGE"} --config - >&2 <<EOF
 kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 networking:
   apiServerAddress: 127.0.0.1
 nodes:
   - role: control-plane
+    extraMounts:
+      - hostPath: $cluster_dir/audit-policy.yaml
+        containerPath: /etc/kubernetes/audit-policy.yaml
+        readOnly: true
+    kubeadmConfigPatches:
+      - |
+        kind: ClusterConfiguration
+        apiServer:
+          extraArgs:
+            audit-policy-file: /etc/kubernetes/audit-policy.yaml
+            audit-log-path: /var/log/kubernetes/audit.log
+          extraVolumes:
+            - name: audit-policy
+              hostPath: /etc/kubernetes/audit-policy.yaml
+              mountPath: /etc/kubernetes/audit-policy.yaml
+              readOnly: true
+              pathType: File
+            - name: audit-log
+              hostPath: /var/log/kubernetes
+              mountPath: /var/log/kubernetes
+              pathType: DirectoryOrCreate
   - role: worker
 EOF
   fi

@@ -5,6 +5,7 @@ Tests refuse to run against any other cluster: they create and delete namespaces
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -12,11 +13,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +183,72 @@ class OperatorProcess:
         return self.proc.wait(timeout=timeout)
 
 
-def start_operator(tmp_path: Path, *args: str) -> OperatorProcess:
+# Every operator the tests start runs as this service account, bound to the rules the chart grants in cluster mode
+# (rendered from charts/): a right the chart lacks fails the test that needs it, and the API server's audit log
+# (tests/cluster/audit-policy.yaml records this namespace's service accounts) tells which rights were used.
+RBAC_NAMESPACE = "mlops-rbac"
+OPERATOR_ACCOUNT = "mlops-rbac-operator"
+SESSION_STARTED = datetime.now(UTC)
+
+
+def render_chart(*args: str) -> list[dict[str, Any]]:
+    """The chart rendered with helm (built with the cluster's binaries) as release ``mlops`` in RBAC_NAMESPACE."""
+    helm = shutil.which("helm", path=os.environ.get("PATH"))
+    if not helm:
+        raise AssertionError("helm not found on PATH: run the tests through `make test` (it builds helm)")
+    out = subprocess.run(
+        [helm, "template", "mlops", str(ROOT / "charts" / "mlops-operator"), "--namespace", RBAC_NAMESPACE, *args],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def account_kubeconfig(kubectl: Kubectl, account: str, directory: Path) -> Path:
+    """A kubeconfig for the service account ``account`` of RBAC_NAMESPACE: the test cluster's server and CA, and a
+    token of the account (no client certificate, which the API server would prefer)."""
+    view = json.loads(kubectl.run("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    token = kubectl.run("create", "token", account, "--namespace", RBAC_NAMESPACE, "--duration=24h").stdout.strip()
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "clusters": [{"name": "test", "cluster": view["clusters"][0]["cluster"]}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": account}}],
+    }  # fmt: skip
+    path = directory / f"{account}.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def apply_rbac(kubectl: Kubectl, docs: list[dict[str, Any]]) -> None:
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RBAC_NAMESPACE}})
+    for doc in docs:
+        if doc["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
+            kubectl.run("apply", "--server-side", "--force-conflicts", "--field-manager=mlops-tests", "-f", "-",
+                        input=yaml.safe_dump(doc))  # fmt: skip
+
+
+@functools.cache
+def operator_kubeconfig() -> Path:
+    """The kubeconfig of the operator's service account with the chart's cluster-mode rules (made once a session)."""
+    kubectl = Kubectl(_kubectl_binary())
+    apply_rbac(kubectl, render_chart("--set", f"fullnameOverride={OPERATOR_ACCOUNT}"))
+    return account_kubeconfig(kubectl, OPERATOR_ACCOUNT, Path(tempfile.mkdtemp(prefix="mlops-rbac-")))
+
+
+def local_allowance(tmp_path: Path) -> tuple[str, ...]:
+    """The outbound allowance of the local cluster's tests: files under pytest's base directory (every test's
+    tmp_path) and servers on loopback. Tests of the policy itself pass their own."""
+    return ("--allow-file-root", str(tmp_path.parent), "--allow-loopback")
+
+
+def start_operator(
+    tmp_path: Path, *args: str, outbound: tuple[str, ...] | None = None, kubeconfig: Path | None = None
+) -> OperatorProcess:
+    """Starts the operator with ``args``, ``outbound`` (default: ``local_allowance``) as its outbound policy, as the
+    service account of ``kubeconfig`` (default: the chart's cluster-mode rules, ``operator_kubeconfig``)."""
+    args = (*args, *(local_allowance(tmp_path) if outbound is None else outbound))
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig or operator_kubeconfig())}
     port, metrics_port = free_port(), free_port()
     liveness = f"http://127.0.0.1:{port}/healthz"
     log_path = tmp_path / f"operator-{port}.log"
@@ -188,7 +256,7 @@ def start_operator(tmp_path: Path, *args: str) -> OperatorProcess:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlops_operator", "run", "--liveness", liveness,
              "--metrics", f"127.0.0.1:{metrics_port}", *args],
-            stdout=log, stderr=subprocess.STDOUT, text=True,
+            stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
         )  # fmt: skip
     op = OperatorProcess(proc, liveness, log_path, f"http://127.0.0.1:{metrics_port}/metrics")
     deadline = time.monotonic() + 60
@@ -221,3 +289,8 @@ def operator(kubectl: Kubectl, tmp_path: Path) -> Iterator[OperatorProcess]:
     yield op
     if op.proc.poll() is None:
         op.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The RBAC comparison runs last: it reads what every operator of the session asked the API server."""
+    items.sort(key=lambda item: item.path.name == "test_rbac.py")

@@ -222,7 +222,7 @@ def test_helm_install_cluster_wide(kubectl: Kubectl, helm: Helm, release: str) -
     assert _can(kubectl, account, "create", "httproutes.gateway.networking.k8s.io")
     assert _can(kubectl, account, "create", "events")
     assert _can(kubectl, account, "watch", "customresourcedefinitions.apiextensions.k8s.io")
-    assert _can(kubectl, account, "get", "secrets")
+    assert not _can(kubectl, account, "get", "secrets")
     # ... and what it refuses.
     assert not _can(kubectl, account, "create", "secrets")
     assert not _can(kubectl, account, "delete", "modelversions.mlops.io")

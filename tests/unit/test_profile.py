@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlops_operator.logic.profile import FORMAT
+from mlops_operator.outbound import UNRESTRICTED
 from mlops_operator.profiling import ProfileError, profile_dataset
 
 
@@ -45,7 +46,7 @@ def dataset(request: pytest.FixtureRequest, table: pa.Table, tmp_path: Path) -> 
 
 
 def test_profile_matches_numpy(dataset: str, table: pa.Table) -> None:
-    profile = profile_dataset(dataset, prediction="score")
+    profile = profile_dataset(dataset, UNRESTRICTED, prediction="score")
     assert profile["format"] == FORMAT and profile["rows"] == table.num_rows and profile["prediction"] == "score"
     assert set(profile["features"]) == {"amount", "age", "country", "constant", "score"}
 
@@ -80,13 +81,13 @@ def test_profile_matches_numpy(dataset: str, table: pa.Table) -> None:
 
 
 def test_selected_features_and_missing_columns(dataset: str) -> None:
-    profile = profile_dataset(dataset, features=["amount"])
+    profile = profile_dataset(dataset, UNRESTRICTED, features=["amount"])
     assert list(profile["features"]) == ["amount"]
     with pytest.raises(ProfileError, match="columns not in the dataset: nope"):
-        profile_dataset(dataset, features=["nope"])
+        profile_dataset(dataset, UNRESTRICTED, features=["nope"])
 
 
 def test_unknown_format_is_explained(tmp_path: Path) -> None:
     (tmp_path / "data.bin").write_bytes(b"x")
     with pytest.raises(ProfileError, match=r"spec.reference.format"):
-        profile_dataset(f"file://{tmp_path}/data.bin")
+        profile_dataset(f"file://{tmp_path}/data.bin", UNRESTRICTED)

@@ -20,6 +20,10 @@ def test_settings() -> None:
     assert settings.persistence.diffbase_storage.prefix == "mlops.io"
     assert settings.watching.server_timeout and settings.watching.client_timeout
     assert settings.watching.client_timeout > settings.watching.server_timeout
+    # Watching every namespace, new CRDs are noticed; watching named ones, nothing cluster-scoped is asked for.
+    assert settings.scanning.disabled is False
+    configure(settings, namespaced=True)
+    assert settings.scanning.disabled is True
 
 
 def test_every_kind_has_handlers() -> None:

@@ -97,8 +97,4 @@ ClusterRole in cluster mode. Keep in step with what the controllers read and wri
 - apiGroups: [networking.istio.io]
   resources: [virtualservices]
   verbs: [get, list, watch, create, update, patch, delete]
-# AlertRule receivers read webhook URLs and keys from Secrets; read only.
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get, list, watch]
 {{- end }}

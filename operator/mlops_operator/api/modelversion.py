@@ -238,6 +238,9 @@ class ArtifactStatus(ApiModel):
     """The spec.checksum the artifact was checked against (the check is redone when it changes)."""
     mismatch: bool | None = None
     """The artifact did not match spec.checksum: final until spec.checksum changes."""
+    refused: bool | None = None
+    """The operator's outbound policy refuses the source (reason SourceNotAllowed): nothing was read. Looked at again
+    when the spec changes or the operator restarts."""
     error: str | None = None
     """The last error, when the check failed."""
 

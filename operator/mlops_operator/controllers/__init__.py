@@ -10,17 +10,22 @@ from mlops_operator import __version__, metrics
 from mlops_operator.api.crds import KINDS
 from mlops_operator.controllers import intake, modeldeployment, modelversion
 from mlops_operator.controllers.settings import configure
+from mlops_operator.outbound import Policy
 
 
-def build_registry(namespaces: tuple[str, ...] = (), metrics_bind: str | None = None) -> kopf.OperatorRegistry:
+def build_registry(
+    namespaces: tuple[str, ...] = (), metrics_bind: str | None = None, policy: Policy | None = None
+) -> kopf.OperatorRegistry:
     """A registry holding every handler of the operator; ``namespaces`` are the watched ones (empty: all);
-    ``metrics_bind`` (host:port) serves the operator's Prometheus metrics."""
+    ``metrics_bind`` (host:port) serves the operator's Prometheus metrics; ``policy`` decides what the operator
+    opens on its users' behalf (default: the strictest, no files, no internal addresses)."""
     registry = kopf.OperatorRegistry()
+    policy = policy or Policy()
     runners: list[Any] = []
 
     @kopf.on.startup(registry=registry)
     async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure(settings)
+        configure(settings, namespaced=bool(namespaces))
         if metrics_bind and not runners:
             runners.append(await metrics.serve(metrics_bind))
 
@@ -34,13 +39,17 @@ def build_registry(namespaces: tuple[str, ...] = (), metrics_bind: str | None = 
     # picks up rotated service account tokens.
     @kopf.on.login(registry=registry)
     def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        if info is not None:
+            # No URI of a user's may reach the API server through the operator.
+            policy.learn_apiserver(info.server)
+        return info
 
     @kopf.on.probe(id="version", registry=registry)
     def _version(**_: Any) -> str:
         return __version__
 
-    modelversion.register(registry)
+    modelversion.register(registry, policy)
     modeldeployment.register(registry, namespaces)
     own_controllers = {"ModelVersion", "ModelDeployment"}
     intake.register(registry, tuple(k for k in KINDS if k.kind not in own_controllers))

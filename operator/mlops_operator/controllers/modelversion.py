@@ -23,6 +23,7 @@ from mlops_operator.controllers.intake import in_background, plain
 from mlops_operator.logic import registry
 from mlops_operator.logic.conditions import ConditionStatus, get_condition, set_condition
 from mlops_operator.logic.conditions import now_rfc3339 as now
+from mlops_operator.outbound import Policy, Refused
 from mlops_operator.storage import UNREADABLE_SCHEMES, SourceUnreachable, redact, scheme, sha256
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ _written: dict[str, str] = {}
 _written_views: dict[str, registry.Version] = {}
 
 
-def register(registry_: kopf.OperatorRegistry) -> None:
+def register(registry_: kopf.OperatorRegistry, policy: Policy) -> None:
+    """Registers the handlers; ``policy`` decides which sources and datasets may be read."""
+
     @kopf.index(GROUP, VERSION, PLURAL, id=INDEX, registry=registry_)  # type: ignore[arg-type]
     def _index(body: kopf.Body, namespace: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
         # Per version: the rules' view, built once per event (decisions over thousands of versions of one model
@@ -57,7 +60,7 @@ def register(registry_: kopf.OperatorRegistry) -> None:
         started = time.monotonic()
         try:
             with kube.counting_writes() as writes:
-                await reconcile(plain(body), kwargs[INDEX])
+                await reconcile(plain(body), kwargs[INDEX], policy)
         except Exception:
             metrics.RECONCILES.labels(KIND, "error").inc()
             raise
@@ -74,7 +77,9 @@ def register(registry_: kopf.OperatorRegistry) -> None:
     async def _deleted(body: kopf.Body, **kwargs: Any) -> None:
         # Event handlers are not retried by kopf: failures are retried here, in the background.
         gone = plain(body)
-        _retry_in_background(lambda: after_deletion(gone, kwargs[INDEX]), f"after deleting {gone['metadata']['name']}")
+        _retry_in_background(
+            lambda: after_deletion(gone, kwargs[INDEX], policy), f"after deleting {gone['metadata']['name']}"
+        )
 
 
 def _retry_in_background(work: Any, what: str, attempts: int = 8) -> None:
@@ -92,7 +97,7 @@ def _retry_in_background(work: Any, what: str, attempts: int = 8) -> None:
     in_background(run())
 
 
-async def after_deletion(gone: dict[str, Any], index: Any) -> None:
+async def after_deletion(gone: dict[str, Any], index: Any, policy: Policy) -> None:
     """A version is gone: a duplicate may take its identity over, and production may change hands."""
     _written.pop(gone["metadata"]["uid"], None)
     _written_views.pop(gone["metadata"]["uid"], None)
@@ -100,7 +105,7 @@ async def after_deletion(gone: dict[str, Any], index: Any) -> None:
         if uid != gone["metadata"]["uid"] and view.version == str(gone["spec"]["version"]) and not view.claimed:
             sibling = json.loads(text)
             # Its artifact was never checked: a full reconcile, retried until the source answers.
-            retry_in = await reconcile(sibling, index, allow_retry=False)
+            retry_in = await reconcile(sibling, index, policy, allow_retry=False)
             if retry_in is not None:
                 await asyncio.sleep(retry_in)
                 raise RuntimeError(f"the artifact of {sibling['metadata']['name']} is not verified yet")
@@ -152,7 +157,7 @@ def artifact_ok(spec: dict[str, Any], status: dict[str, Any]) -> bool:
     return bool(artifact.get("verified")) and artifact.get("checksum") == spec.get("checksum")
 
 
-async def check_artifact(spec: dict[str, Any], status: dict[str, Any], generation: int) -> float | None:
+async def check_artifact(spec: dict[str, Any], status: dict[str, Any], generation: int, policy: Policy) -> float | None:
     """Verifies the artifact unless already verified for this checksum; updates ``status``.
 
     Returns the delay before a retry when the source was unreachable.
@@ -172,7 +177,18 @@ async def check_artifact(spec: dict[str, Any], status: dict[str, Any], generatio
         return None
     async with _artifact_slots:
         try:
-            digest = await asyncio.to_thread(sha256, source)
+            digest = await asyncio.to_thread(sha256, source, policy)
+        except Refused as exc:
+            # Final for this spec and this policy; looked at again on the next reconcile (a restart with other
+            # flags, a spec change), which costs no read.
+            status["artifact"] = {
+                "verified": False, "refused": True, "checkedAt": now(), "error": str(exc),
+                **({"checksum": expected} if expected else {}),
+            }  # fmt: skip
+            status["conditions"] = set_condition(
+                conditions, "ArtifactVerified", "False", Refused.reason, str(exc), generation
+            )
+            return None
         except SourceUnreachable as exc:
             same_request = artifact.get("checksum") == expected
             attempts = (int(artifact.get("attempts") or 0) if same_request else 0) + 1
@@ -200,12 +216,12 @@ async def check_artifact(spec: dict[str, Any], status: dict[str, Any], generatio
     return None
 
 
-def _profile_text(reference: dict[str, Any]) -> tuple[dict[str, Any], str]:
+def _profile_text(reference: dict[str, Any], policy: Policy) -> tuple[dict[str, Any], str]:
     """Profile and its JSON text; runs in a worker thread (numpy and pyarrow are imported there, on first use)."""
     from mlops_operator.profiling import ProfileError, profile_dataset
 
     profile = profile_dataset(
-        reference["uri"], reference.get("format"), reference.get("features"), reference.get("prediction")
+        reference["uri"], policy, reference.get("format"), reference.get("features"), reference.get("prediction")
     )
     text = json.dumps(profile, separators=(",", ":"), allow_nan=False)
     if len(text) > CONFIGMAP_LIMIT:
@@ -217,7 +233,7 @@ def _profile_text(reference: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
 
 async def ensure_profile(
-    body: dict[str, Any], spec: dict[str, Any], status: dict[str, Any], generation: int
+    body: dict[str, Any], spec: dict[str, Any], status: dict[str, Any], generation: int, policy: Policy
 ) -> float | None:
     """Computes the reference profile once per version (again only if spec.reference.uri changes).
 
@@ -240,7 +256,13 @@ async def ensure_profile(
     name = f"{meta['name']}-profile"
     async with _profile_slots:
         try:
-            profile, text = await asyncio.to_thread(_profile_text, reference)
+            profile, text = await asyncio.to_thread(_profile_text, reference, policy)
+        except Refused as exc:
+            status["profile"] = {"configMap": name, "uri": uri}
+            status["conditions"] = set_condition(
+                conditions, "ProfileReady", "False", Refused.reason, str(exc), generation
+            )
+            return None
         except SourceUnreachable as exc:
             attempts = int(current.get("attempts") or 0) + 1 if current.get("uri") == uri else 1
             delay = min(MAX_BACKOFF_SECONDS, 5 * 2 ** (attempts - 1))
@@ -276,7 +298,7 @@ OWN_FIELDS = ("requested", "artifact", "profile", "observedGeneration")
 OWN_CONDITIONS = ("ArtifactVerified", "ProfileReady")
 
 
-async def reconcile(body: dict[str, Any], index: Any, allow_retry: bool = True) -> float | None:
+async def reconcile(body: dict[str, Any], index: Any, policy: Policy, allow_retry: bool = True) -> float | None:
     """Brings one ModelVersion's status up to date, and its model's production holder with it.
 
     Returns the delay before a retry is due (an unreachable artifact or dataset); with ``allow_retry`` it raises
@@ -296,8 +318,8 @@ async def reconcile(body: dict[str, Any], index: Any, allow_retry: bool = True) 
     delays = []
     if owner.name == meta["name"]:
         # Slow (reads the artifact and the dataset): done before taking the model's lock.
-        delays = [d for d in (await check_artifact(spec, work, generation),
-                              await ensure_profile(body, spec, work, generation)) if d is not None]  # fmt: skip
+        delays = [d for d in (await check_artifact(spec, work, generation, policy),
+                              await ensure_profile(body, spec, work, generation, policy)) if d is not None]  # fmt: skip
     own = {key: work.get(key) for key in OWN_FIELDS}
     own_conditions = [c for c in work.get("conditions", []) if c.get("type") in OWN_CONDITIONS]
     await decide_model(meta["namespace"], spec["model"], index, trigger=(body, own, own_conditions))
@@ -391,6 +413,9 @@ def _ready(conditions: list[dict[str, Any]], verdict: registry.Verdict) -> tuple
         return "Unknown", "Verifying", "checking the artifact"
     if artifact["status"] == "False":
         return "False", artifact["reason"], artifact["message"]
+    profile = get_condition(conditions, "ProfileReady") or {}
+    if profile.get("reason") == Refused.reason:
+        return "False", Refused.reason, f"spec.reference: {profile['message']}"
     if verdict.ready:
         return "True", "Granted", verdict.message
     return "False", verdict.reason, verdict.message

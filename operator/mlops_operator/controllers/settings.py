@@ -17,8 +17,8 @@ WATCH_CLIENT_TIMEOUT = WATCH_SERVER_TIMEOUT + 30
 CONNECT_TIMEOUT = 30
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
-    """Apply the operator's settings to ``settings``."""
+def configure(settings: kopf.OperatorSettings, namespaced: bool = False) -> None:
+    """Apply the operator's settings to ``settings``; ``namespaced`` when it watches named namespaces only."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX, v1=False)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -32,3 +32,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.INFO
     # Several replicas are not supported yet: the chart runs one with the Recreate strategy.
     settings.peering.standalone = True
+    # Watching named namespaces, kopf would list Namespaces (cluster-scoped: a namespaced install has no right to)
+    # and try again for about a minute before serving; and it would watch CRDs. The namespaces are known and the
+    # kinds are discovered at the start either way.
+    settings.scanning.disabled = namespaced

@@ -61,11 +61,13 @@ def local_path(uri: str) -> str:
         return os.path.join(os.environ.get("MLOPS_PVC_ROOT", "/mnt/pvc"), parts.netloc, parts.path.lstrip("/"))
     import tempfile
 
+    from mlops_operator.outbound import UNRESTRICTED
     from mlops_operator.storage import download
 
     fd, path = tempfile.mkstemp(prefix="mlops-model-", suffix=os.path.splitext(parts.path)[1])
     with os.fdopen(fd, "wb") as destination:
-        download(uri, destination)
+        # The server reads inside the tenant's own Pod, with the Pod's rights: the operator's policy is not its.
+        download(uri, destination, UNRESTRICTED)
     return path
 
 
@@ -74,9 +76,10 @@ def load_model(state: ModelState, metrics: ServerMetrics, args: argparse.Namespa
     started = time.perf_counter()
     path = local_path(args.source)
     if args.checksum:
+        from mlops_operator.outbound import UNRESTRICTED
         from mlops_operator.storage import sha256
 
-        digest = "sha256:" + sha256(f"file://{path}").sha256
+        digest = "sha256:" + sha256(f"file://{path}", UNRESTRICTED).sha256
         if digest != args.checksum:
             raise ValueError(f"the artifact has {digest}, expected {args.checksum}")
     runtime = load(args.format, path)

@@ -1,0 +1,110 @@
+"""The chart's RBAC is as small as the code: the rights it grants are the rights the operator uses.
+
+Every operator the integration tests start runs as a service account bound to the chart's rules (conftest), and the
+API server's audit log records that account's requests (tests/cluster/audit-policy.yaml). This file runs last: it
+compares the rights those requests used with the rights the chart grants, per mode.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import (
+    OPERATOR_ACCOUNT,
+    RBAC_NAMESPACE,
+    ROOT,
+    SESSION_STARTED,
+    Kubectl,
+    account_kubeconfig,
+    apply_rbac,
+    render_chart,
+    start_operator,
+)
+from test_modeldeployment import deploy, register, serving, wait_md
+
+Right = tuple[str, str, str]  # (API group, resource[/subresource], verb)
+
+# Rights no request names: the OwnerReferencesPermissionEnforcement admission plugin asks for them when a child's
+# owner reference blocks its owner's deletion (blockOwnerDeletion).
+ADMISSION_ONLY: set[Right] = {
+    ("mlops.io", "modelversions/finalizers", "update"),
+    ("mlops.io", "modeldeployments/finalizers", "update"),
+}
+# Cluster-scoped: granted in cluster mode only. kopf reads CRDs to notice kinds installed after its start.
+CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces"}
+
+
+def granted(rules: list[dict[str, Any]]) -> set[Right]:
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def audited(account: str) -> list[dict[str, Any]]:
+    """This session's audited requests of ``account`` (a service account of RBAC_NAMESPACE)."""
+    out = subprocess.run([str(ROOT / "tests/cluster/audit-log.sh")], capture_output=True, text=True, check=True,
+                         timeout=60).stdout  # fmt: skip
+    user = f"system:serviceaccount:{RBAC_NAMESPACE}:{account}"
+    since = SESSION_STARTED.isoformat().replace("+00:00", "Z")
+    events = (json.loads(line) for line in out.splitlines() if line.startswith("{"))
+    return [e for e in events if e["user"]["username"] == user and e["requestReceivedTimestamp"] >= since]
+
+
+def right_of(event: dict[str, Any]) -> Right | None:
+    ref = event.get("objectRef")
+    if not ref or "resource" not in ref:
+        return None  # discovery (/api, /apis, /version): granted to every authenticated user
+    resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+    return ref.get("apiGroup", ""), resource, event["verb"]
+
+
+def forbidden(events: list[dict[str, Any]]) -> list[str]:
+    return sorted({f"{e['verb']} {e['requestURI']}" for e in events if e.get("responseStatus", {}).get("code") == 403})
+
+
+def test_namespaced_mode_serves_its_namespace_with_its_roles_alone(kubectl: Kubectl, tmp_path: Path) -> None:
+    """The chart's namespaced mode (a Role and RoleBinding in each watched namespace, nothing cluster-scoped): the
+    operator registers a version and serves it; what it asks beyond the Role is cluster-scoped and optional."""
+    namespace = kubectl.namespace or ""
+    account = "mlops-rbac-namespaced"
+    docs = render_chart("--set", f"fullnameOverride={account}", "--set", f"watchNamespaces={{{namespace}}}")
+    apply_rbac(kubectl, docs)
+    (role,) = [d for d in docs if d["kind"] == "Role"]
+    op = start_operator(tmp_path, "--namespace", namespace, kubeconfig=account_kubeconfig(kubectl, account, tmp_path))
+    try:
+        register(kubectl, tmp_path, "fraud", "1.0.0")
+        deploy(kubectl, "fraud", version="1.0.0", replicas=2)
+        wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    finally:
+        op.stop()
+    events = audited(account)
+    assert events, "the audit log recorded nothing of the namespaced operator"
+    used = {right for right in map(right_of, events) if right}
+    beyond = {right for right in used - granted(role["rules"]) if right[1] not in CLUSTER_SCOPED}
+    assert not beyond, f"the namespaced operator used rights its Role does not grant: {sorted(beyond)}"
+    denied = [line for line in forbidden(events) if not any(f"/{r}" in line for r in CLUSTER_SCOPED)]
+    assert not denied, f"refused requests: {denied}"
+
+
+def test_cluster_mode_grants_exactly_the_rights_the_operator_used(request: pytest.FixtureRequest) -> None:
+    (role,) = [d for d in render_chart("--set", f"fullnameOverride={OPERATOR_ACCOUNT}") if d["kind"] == "ClusterRole"]
+    rules = granted(role["rules"])
+    events = audited(OPERATOR_ACCOUNT)
+    assert events, "no operator request of this session in the audit log: did any test start the operator?"
+    assert not forbidden(events), f"the API server refused these requests of the operator: {forbidden(events)}"
+    used = {right for right in map(right_of, events) if right}
+    assert used <= rules, f"used but not granted: {sorted(used - rules)}"
+    # Whether every right was used can only be told when every test that starts the operator ran.
+    modules = {item.path.name for item in request.session.items}
+    everything = {p.name for p in (ROOT / "tests/integration").glob("test_*.py")}
+    if everything <= modules:
+        unused = rules - used - ADMISSION_ONLY
+        assert not unused, f"granted but never used by the operator in the whole suite: {sorted(unused)}"
