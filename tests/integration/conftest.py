@@ -224,8 +224,9 @@ def apply_rbac(kubectl: Kubectl, docs: list[dict[str, Any]]) -> None:
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RBAC_NAMESPACE}})
     for doc in docs:
         if doc["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
+            namespace = doc["metadata"].get("namespace", RBAC_NAMESPACE)
             kubectl.run("apply", "--server-side", "--force-conflicts", "--field-manager=mlops-tests", "-f", "-",
-                        input=yaml.safe_dump(doc))  # fmt: skip
+                        "--namespace", namespace, input=yaml.safe_dump(doc))  # fmt: skip
 
 
 @functools.cache

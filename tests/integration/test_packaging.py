@@ -127,6 +127,23 @@ def test_namespaced_mode_renders_roles_in_each_namespace_and_nothing_cluster_sco
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
 
 
+def test_outbound_values_become_the_operators_flags(helm: Helm) -> None:
+    default = [a for a in _container(helm.template())["args"] if a.startswith("--allow")]
+    assert default == []  # nothing allowed: no files, no internal addresses
+    docs = helm.template(
+        "--set", "outbound.fileRoots={/data/models}", "--set", "outbound.allowPrivate=true",
+        "--set", "outbound.allowHosts={minio.storage.svc:9000,10.20.0.0/16}", "--set", "outbound.allowBuckets={team-*}",
+    )  # fmt: skip
+    assert [a for a in _container(docs)["args"] if a.startswith("--allow")] == [
+        "--allow-file-root=/data/models", "--allow-private", "--allow-host=minio.storage.svc:9000",
+        "--allow-host=10.20.0.0/16", "--allow-bucket=team-*",
+    ]  # fmt: skip
+    # The operator parses every one of them.
+    from mlops_operator.outbound import HostRule
+
+    assert [HostRule.parse(h).port for h in ("minio.storage.svc:9000", "10.20.0.0/16")] == [9000, None]
+
+
 def test_operator_metrics_can_be_turned_off_moved_and_monitored(helm: Helm) -> None:
     off = helm.template("--set", "metrics.enabled=false")
     assert "Service" not in _by_kind(off)
@@ -220,6 +237,7 @@ def test_helm_install_cluster_wide(kubectl: Kubectl, helm: Helm, release: str) -
     assert _can(kubectl, account, "patch", "canaryrollouts.mlops.io/status")
     assert _can(kubectl, account, "delete", "deployments.apps")
     assert _can(kubectl, account, "create", "httproutes.gateway.networking.k8s.io")
+    assert not _can(kubectl, account, "update", "httproutes.gateway.networking.k8s.io")
     assert _can(kubectl, account, "create", "events")
     assert _can(kubectl, account, "watch", "customresourcedefinitions.apiextensions.k8s.io")
     assert not _can(kubectl, account, "get", "secrets")
@@ -255,7 +273,7 @@ def test_helm_install_namespaced(kubectl: Kubectl, helm: Helm, release: str) -> 
         account = f"system:serviceaccount:{namespace}:{fullname}"
         assert _can(kubectl, account, "watch", "modeldeployments.mlops.io", watched)
         assert _can(kubectl, account, "patch", "modelversions.mlops.io/status", watched)
-        assert _can(kubectl, account, "create", "services", watched)
+        assert _can(kubectl, account, "patch", "services", watched)
         # Nothing outside the watched namespace, nothing cluster-scoped.
         assert not _can(kubectl, account, "watch", "modeldeployments.mlops.io", namespace)
         assert not _can(kubectl, account, "watch", "modeldeployments.mlops.io")

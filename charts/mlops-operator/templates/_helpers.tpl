@@ -58,43 +58,51 @@ The operator's permissions inside the namespaces it watches: a Role's rules in n
 ClusterRole in cluster mode. Keep in step with what the controllers read and write.
 */}}
 {{- define "mlops-operator.namespacedRules" -}}
-# Our kinds: watched, annotated by kopf (progress, finalizer), their status written by their controllers.
+# Exactly the requests the operator makes (tests/integration/test_rbac.py compares these rules with the API server's
+# audit log of a whole test run). Our kinds: watched; kopf patches its annotations onto the kinds it handles with
+# change handlers (not ModelDeployments); every controller patches its kind's status.
 - apiGroups: [mlops.io]
-  resources: [modelversions, modeldeployments, canaryrollouts, driftmonitors, alertrules]
-  verbs: [get, list, watch, patch, update]
+  resources: [modelversions, canaryrollouts, driftmonitors, alertrules]
+  verbs: [list, watch, patch]
+- apiGroups: [mlops.io]
+  resources: [modeldeployments]
+  verbs: [list, watch]
 - apiGroups: [mlops.io]
   resources: [modelversions/status, modeldeployments/status, canaryrollouts/status, driftmonitors/status, alertrules/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
 # Children carry owner references that block their owner's deletion until they are gone; setting one needs
-# update on the owner's finalizers (the OwnerReferencesPermissionEnforcement admission plugin).
+# update on the owner's finalizers (the OwnerReferencesPermissionEnforcement admission plugin). No request names it.
 - apiGroups: [mlops.io]
   resources: [modelversions/finalizers, modeldeployments/finalizers]
   verbs: [update]
-# Events about our objects: kopf posts core/v1 Events; events.k8s.io for clients that use the newer API.
+# Events about our objects (core/v1, created once each).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
-# What the operator owns: reference profiles (ConfigMaps) and a ModelDeployment's serving children.
+  verbs: [create]
+# Reference profiles: applied (server-side apply is a patch, and a patch that creates the object is authorized as a
+# create too) and collected with their ModelVersion by the garbage collector.
 - apiGroups: [""]
-  resources: [configmaps, services]
-  verbs: [get, list, watch, create, update, patch, delete]
+  resources: [configmaps]
+  verbs: [create, patch]
+# A ModelDeployment's serving children and traffic routers (Gateway API HTTPRoutes, Istio VirtualServices; granted
+# whether or not their CRDs are installed): watched, applied (create and patch), pruned; get confirms that a name
+# the watch has not reported yet is taken.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, watch, create, update, patch, delete]
-# Traffic routers: Gateway API HTTPRoutes, Istio VirtualServices (granted whether or not their CRDs are installed).
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [networking.istio.io]
   resources: [virtualservices]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end }}
