@@ -20,6 +20,7 @@ tenant's own Pod.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import ipaddress
 import os
@@ -337,8 +338,6 @@ class _CheckingResolver(AbstractResolver):
         self.policy = policy
 
     async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
-        import asyncio
-
         addresses = await asyncio.to_thread(self.policy.resolve_checked, host, port)
         return [
             {"hostname": host, "host": str(a), "port": port, "family": socket.AF_INET6 if a.version == 6

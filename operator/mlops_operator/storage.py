@@ -182,8 +182,6 @@ def opened(uri: str, policy: Policy) -> Iterator[IO[bytes]]:
     if scheme(uri) == "file":
         try:
             f = policy.open_file(uri)
-        except Refused:
-            raise
         except OSError as exc:
             raise SourceUnreachable(describe(exc, uri)) from None
         with f:
