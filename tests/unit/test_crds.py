@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mlops_operator.api.common import DURATION_PATTERN, DURATION_SYNTAX
 from mlops_operator.api.crds import KINDS, Kind, crd_file_name
 from mlops_operator.cli import main
 
@@ -25,6 +26,12 @@ def walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]
     if isinstance(node.get("additionalProperties"), dict):
         out += walk(node["additionalProperties"], f"{path}{{}}")
     return out
+
+
+def openapi_schema(kind: Kind) -> dict[str, Any]:
+    """The schema of ``kind``'s only version, as generated from the models."""
+    schema: dict[str, Any] = kind.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
 
 
 def test_checked_in_crds_match_the_models() -> None:
@@ -55,7 +62,7 @@ def test_crd_shape(kind: Kind) -> None:
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_schema_is_structural_and_documented(kind: Kind) -> None:
-    schema = kind.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema = openapi_schema(kind)
     for path, node in walk(schema):
         typed = (
             "type" in node or node.get("x-kubernetes-int-or-string") or node.get("x-kubernetes-preserve-unknown-fields")
@@ -71,7 +78,7 @@ def test_schema_is_structural_and_documented(kind: Kind) -> None:
 
 def test_cel_rules_the_platform_promises() -> None:
     rules = {
-        k.kind: [r["rule"] for _, node in walk(k.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+        k.kind: [r["rule"] for _, node in walk(openapi_schema(k))
                  for r in node.get("x-kubernetes-validations", [])]
         for k in KINDS
     }  # fmt: skip
@@ -79,6 +86,20 @@ def test_cel_rules_the_platform_promises() -> None:
     assert any("oldSelf.lineage" in r for r in rules["ModelVersion"])
     assert any("isSorted()" in r for r in rules["CanaryRollout"])
     assert any("has(self.expr)" in r and "has(self.condition)" in r for r in rules["AlertRule"])
+
+
+def test_duration_fields_keep_their_own_description() -> None:
+    nodes = {f"{k.kind}{path}": node for k in KINDS for path, node in walk(openapi_schema(k))}
+    generic = [path for path, node in nodes.items() if node.get("description") == DURATION_SYNTAX]
+    assert not generic, f"the Duration type's description replaced the field's own: {generic}"
+    durations = {path: node["description"] for path, node in nodes.items() if node.get("pattern") == DURATION_PATTERN}
+    assert len(durations) >= 18 and all(text.endswith(DURATION_SYNTAX) for text in durations.values()), durations
+    assert durations["AlertRule.spec.for"] == (
+        f"How long the rule must hold before pending becomes firing. {DURATION_SYNTAX}"
+    )
+    assert durations["ModelDeployment.spec.rollout.drainDelay"].startswith(
+        "rolling and canary: how long a version that lost its traffic keeps running"
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)

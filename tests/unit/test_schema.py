@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import ConfigDict, Field
 
-from mlops_operator.api.common import ApiModel, Duration, Quantity, cel, exactly_one
+from mlops_operator.api.common import DURATION_SYNTAX, ApiModel, Duration, Quantity, cel, exactly_one
 from mlops_operator.api.schema import SchemaError, structural_schema
 
 
@@ -32,7 +32,8 @@ class Sample(ApiModel):
     quantity: Quantity | None = None
     """int or string."""
     every: Duration = "5m"
-    """A duration."""
+    """How often."""
+    wait: Duration | None = None
     free: dict[str, Any] | None = None
     """Anything."""
     labels: dict[str, str] = {}
@@ -61,6 +62,9 @@ def test_conversion() -> None:
     assert props["quantity"]["x-kubernetes-int-or-string"] is True and "type" not in props["quantity"]
     assert props["quantity"]["pattern"].startswith("^([+-]?")
     assert props["every"]["pattern"] and props["every"]["default"] == "5m"
+    # The type's words end the field's own; a field without any has only them.
+    assert props["every"]["description"] == f"How often. {DURATION_SYNTAX}"
+    assert props["wait"]["description"] == DURATION_SYNTAX
     assert props["free"] == {
         "type": "object",
         "description": "Anything.",

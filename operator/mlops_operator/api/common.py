@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from mlops_operator.api.schema import syntax
+
 # A subset of Go's time.ParseDuration syntax, so that CEL's duration() can read every value the schema accepts.
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 # Kubernetes' resource.Quantity syntax.
@@ -35,14 +37,8 @@ def duration_seconds(text: str) -> float:
     return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
 
 
-Duration = Annotated[
-    str,
-    Field(
-        pattern=DURATION_PATTERN,
-        max_length=32,
-        description="A duration such as 30s, 5m, 1h or 1h30m (units ms, s, m, h).",
-    ),
-]
+DURATION_SYNTAX = "A duration such as 30s, 5m, 1h or 1h30m (units ms, s, m, h)."
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32, json_schema_extra=syntax(DURATION_SYNTAX))]
 Quantity = Annotated[
     int | Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=64)],
     Field(description="A Kubernetes quantity: 500m, 1, 2Gi."),

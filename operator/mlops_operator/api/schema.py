@@ -13,11 +13,20 @@ from pydantic import BaseModel
 
 # Keys copied as they are from a pydantic node to the structural schema.
 _PASSTHROUGH = {
-    "description", "pattern", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "format",
+    "pattern", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "format",
     "minProperties", "maxProperties", "x-kubernetes-validations", "x-kubernetes-list-type",
     "x-kubernetes-list-map-keys", "x-kubernetes-map-type",
 }  # fmt: skip
 _DROPPED = {"title", "examples"}
+# A description on an Annotated type would replace the docstring of every field of that type, so a type says what
+# values it accepts under this key instead, and the field's description ends with it.
+_SYNTAX = "x-mlops-syntax"
+
+
+def syntax(text: str) -> dict[str, str]:
+    """``json_schema_extra`` for an ``Annotated`` type: ``text``, a sentence on the values the type accepts, ends the
+    description of each field of the type (and is the whole description of a field without one)."""
+    return {_SYNTAX: text}
 
 
 class SchemaError(ValueError):
@@ -70,7 +79,9 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
         out["enum"] = list(node["enum"])
         out.setdefault("type", _json_type(node["enum"][0]))
     for key, value in node.items():
-        if key in _PASSTHROUGH:
+        if key in ("description", _SYNTAX):
+            out.setdefault("description", _description(node))
+        elif key in _PASSTHROUGH:
             out[key] = value
         elif key == "exclusiveMinimum":
             out["minimum"], out["exclusiveMinimum"] = value, True
@@ -111,6 +122,14 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
     if "type" not in out and "x-kubernetes-int-or-string" not in out:
         raise SchemaError(f"{path}: node has no type: {node}")
     return out
+
+
+def _description(node: dict[str, Any]) -> str:
+    """The node's own description, followed by what its type says about the values it accepts."""
+    own, syntax_text = node.get("description"), node.get(_SYNTAX)
+    if own and syntax_text:
+        return f"{own.rstrip('.')}. {syntax_text}"
+    return str(own or syntax_text)
 
 
 def _without_nulls(value: Any) -> Any:
