@@ -53,8 +53,8 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 
 
 def _quiet_watch_handlers(record: logging.LogRecord) -> bool:
-    # The handlers that only feed caches run on every watch event of every child; their successes say nothing.
-    return not (record.levelno <= logging.INFO and str(record.msg).startswith("Handler 'modeldeployment-"))
+    # The handlers that only feed the runtime's stores run on every watch event; their successes say nothing.
+    return not (record.levelno <= logging.INFO and str(record.msg).startswith("Handler 'watch-"))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -9,11 +9,9 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import socket
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx2
@@ -26,7 +24,6 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
 from mlops_operator import GROUP, VERSION, metrics
-from mlops_operator.builders.ownership import owner_reference
 
 FIELD_MANAGER = "mlops-operator"
 log = logging.getLogger(__name__)
@@ -168,27 +165,11 @@ async def patch_status(
     return _to_dict(out)
 
 
-async def apply_configmap(namespace: str, name: str, data: dict[str, str], owner: dict[str, Any],
-                          labels: dict[str, str] | None = None) -> None:  # fmt: skip
-    """Server-side apply a ConfigMap owned by ``owner`` (deleted with it)."""
-    body = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels or {},
-            "ownerReferences": [owner_reference(owner)],
-        },
-        "data": data,
-    }
-    await _call("apply", lambda: client().apply(ConfigMap.from_dict(body), field_manager=FIELD_MANAGER, force=True))
-
-
 _BUILTIN: dict[tuple[str, str], Any] = {
     ("apps/v1", "Deployment"): Deployment,
     ("v1", "Service"): Service,
     ("v1", "ConfigMap"): ConfigMap,
+    ("v1", "Event"): Event,
     ("autoscaling/v2", "HorizontalPodAutoscaler"): HorizontalPodAutoscaler,
     ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
 }
@@ -283,32 +264,11 @@ async def delete(api_version: str, kind: str, namespace: str, name: str) -> None
             raise
 
 
-async def post_event(owner: dict[str, Any], reason: str, message: str, type_: str = "Normal") -> None:
-    """Record a Kubernetes Event about ``owner`` (shown by ``kubectl describe``); failures are logged, not raised."""
-    meta = owner["metadata"]
-    stamp = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    event = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-        "involvedObject": {
-            "apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"],
-            "namespace": meta["namespace"], "uid": meta["uid"],
-        },
-        "reason": reason,
-        "message": message[:1024],
-        "type": type_,
-        "source": {"component": FIELD_MANAGER},
-        "reportingComponent": FIELD_MANAGER,
-        "reportingInstance": socket.gethostname(),
-        "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
-        "count": 1,
-    }  # fmt: skip
-    try:
-        await _call("create", lambda: client().create(Event.from_dict(event)))
-    except ApiError as exc:
-        log.warning("could not record event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
+async def create(body: dict[str, Any]) -> dict[str, Any]:
+    """Create ``body`` (a create is tried again only when the server surely did not act on it)."""
+    res = _resource_of(body["apiVersion"], body["kind"])
+    out = await _call("create", lambda: client().create(res.from_dict(body)))
+    return _to_dict(out)
 
 
 def timings(values: Iterable[float]) -> str:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from mlops_operator.api.common import LABEL_VALUE_PATTERN
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
 from mlops_operator.builders.serving import (
-    ServedVersion,
+    Workload,
     child_name,
     deployment,
     front_name,
@@ -66,7 +66,7 @@ def spec(**fields: Any) -> ModelDeploymentSpec:
     return ModelDeploymentSpec.model_validate({"model": "fraud-detector", "version": "1.1.0", **fields})
 
 
-def served(**fields: Any) -> ServedVersion:
+def served(**fields: Any) -> Workload:
     base: dict[str, Any] = {
         "version": "1.1.0",
         "role": "stable",
@@ -74,7 +74,7 @@ def served(**fields: Any) -> ServedVersion:
         "source": "s3://models/fraud/1.1.0/model.onnx",
         "format": "onnx",
     }
-    return ServedVersion(**{**base, **fields})
+    return Workload(**{**base, **fields})
 
 
 # --- names -----------------------------------------------------------------------------------------------------------

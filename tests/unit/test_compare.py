@@ -1,10 +1,10 @@
-"""How the controller compares a child as stored with the child as built: pure logic, no cluster."""
+"""How the runtime compares a child as stored with the child as built: pure logic, no cluster."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mlops_operator.controllers.modeldeployment import _owns_replicas, _selectors_match, covers, first_difference
+from mlops_operator.runtime.apply import covers, exact_fields_match, first_difference, owns_replicas
 
 ROUTE = {"spec": {"rules": [{"filters": [{"type": "RequestMirror", "requestMirror": {"percent": 10}}]}]}}
 
@@ -27,18 +27,18 @@ def test_first_difference_names_the_field_an_older_crd_dropped() -> None:
 def test_selectors_must_match_exactly() -> None:
     desired = {"kind": "Service", "spec": {"selector": {"app": "fraud", "mlops.io/version": "1.0.0"}}}
     extra = {"kind": "Service", "spec": {"selector": {"app": "fraud", "mlops.io/version": "1.0.0", "x": "y"}}}
-    assert covers(extra, desired) and not _selectors_match(extra, desired)
-    assert _selectors_match(desired, desired)
+    assert covers(extra, desired) and not exact_fields_match(extra, desired)
+    assert exact_fields_match(desired, desired)
     # Other kinds: subset comparison only.
-    assert _selectors_match({"kind": "Deployment", "spec": {}}, {"kind": "Deployment", "spec": {"a": 1}})
+    assert exact_fields_match({"kind": "Deployment", "spec": {}}, {"kind": "Deployment", "spec": {"a": 1}})
 
 
-def test_owns_replicas_reads_the_managed_fields_of_our_applies() -> None:
+def testowns_replicas_reads_the_managed_fields_of_our_applies() -> None:
     def live(manager: str, operation: str, fields: dict[str, Any]) -> dict[str, Any]:
         return {"metadata": {"managedFields": [
             {"manager": manager, "operation": operation, "fieldsV1": {"f:spec": fields}}]}}  # fmt: skip
 
-    assert _owns_replicas(live("mlops-operator", "Apply", {"f:replicas": {}, "f:template": {}}))
-    assert not _owns_replicas(live("mlops-operator", "Apply", {"f:template": {}}))
-    assert not _owns_replicas(live("kube-controller-manager", "Update", {"f:replicas": {}}))
-    assert not _owns_replicas({"metadata": {}})
+    assert owns_replicas(live("mlops-operator", "Apply", {"f:replicas": {}, "f:template": {}}))
+    assert not owns_replicas(live("mlops-operator", "Apply", {"f:template": {}}))
+    assert not owns_replicas(live("kube-controller-manager", "Update", {"f:replicas": {}}))
+    assert not owns_replicas({"metadata": {}})

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mlops_operator.logic.registry import (
+from mlops_operator.logic.registry_rules import (
     MetricValue,
     Version,
     append_history,
@@ -234,8 +234,9 @@ def test_holder_keeps_production_while_no_one_else_qualifies() -> None:
 
 
 def test_an_unrecorded_request_is_timed_from_managed_fields() -> None:
-    """A sibling whose new stage request its own handler has not recorded yet is ordered by the write's time."""
-    from mlops_operator.controllers.modelversion import _compact, _view
+    """A sibling whose new stage request is not recorded yet is ordered by the write's time."""
+    from mlops_operator.controllers.kinds import compact_version
+    from mlops_operator.logic.version_status import view as view_of
 
     body: dict[str, Any] = {
         "apiVersion": "mlops.io/v1alpha1", "kind": "ModelVersion",
@@ -245,7 +246,7 @@ def test_an_unrecorded_request_is_timed_from_managed_fields() -> None:
         "spec": {"model": "m", "version": "2", "stage": "production", "source": "file:///x", "format": "onnx"},
         "status": {"requested": {"stage": "staging", "at": "2026-01-01T00:00:05Z"}, "stage": "staging"},
     }  # fmt: skip
-    view = _view(_compact(body), body["status"])
+    view = view_of(compact_version(body), body["status"])
     assert view.requested_at == datetime(2026, 1, 2, 10, tzinfo=UTC)
     body["status"]["requested"] = {"stage": "production", "at": "2026-01-02T10:00:00Z"}
-    assert _view(_compact(body), body["status"]).requested_at == datetime(2026, 1, 2, 10, tzinfo=UTC)
+    assert view_of(compact_version(body), body["status"]).requested_at == datetime(2026, 1, 2, 10, tzinfo=UTC)

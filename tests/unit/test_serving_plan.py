@@ -14,9 +14,9 @@ from mlops_operator.logic.serving import (
     deployment_health,
     plan,
     replicas,
-    stamp,
     traffic_line,
 )
+from mlops_operator.logic.times import stamp
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 EARLIER = stamp(T0 - timedelta(hours=1))

@@ -6,7 +6,6 @@ import kopf
 
 from mlops_operator.api.crds import BY_KIND
 from mlops_operator.controllers import build_registry
-from mlops_operator.controllers.intake import spec_problem
 from mlops_operator.controllers.settings import configure
 
 
@@ -47,11 +46,10 @@ def test_every_kind_has_handlers() -> None:
 def test_spec_problem_names_the_field() -> None:
     kind = BY_KIND["ModelVersion"]
     assert (
-        spec_problem(
-            kind,
+        kind.spec_problem(
             {"model": "m", "version": "1", "source": "file:///x", "format": "onnx"},
         )
         is None
     )
-    problem = spec_problem(kind, {"model": "m", "version": "1", "source": "file:///x", "format": "pickle"})
+    problem = kind.spec_problem({"model": "m", "version": "1", "source": "file:///x", "format": "pickle"})
     assert problem and problem.startswith("spec.format:")

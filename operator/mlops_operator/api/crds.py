@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from mlops_operator import GROUP, VERSION
 from mlops_operator.api import alertrule, canaryrollout, driftmonitor, modeldeployment, modelversion
@@ -61,6 +61,17 @@ class Kind:
     @property
     def description(self) -> str:
         return (self.spec.__doc__ or self.kind).strip()
+
+    def spec_problem(self, spec: dict[str, Any]) -> str | None:
+        """Why the typed model rejects ``spec`` (fields and reasons), or None when it parses: what the API server
+        admitted is also what the controllers read."""
+        try:
+            self.spec.model_validate(spec)
+        except ValidationError as exc:
+            return "; ".join(
+                f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+            )
+        return None
 
     def crd(self) -> dict[str, Any]:
         """The apiextensions.k8s.io/v1 CustomResourceDefinition of this kind."""

@@ -48,7 +48,7 @@ _LABEL_VALUE = re.compile(LABEL_VALUE_PATTERN)
 
 
 @dataclass(frozen=True)
-class ServedVersion:
+class Workload:
     """One version to serve, as resolved from its ModelVersion; the builders know nothing else about it."""
 
     version: str
@@ -70,6 +70,22 @@ class ServedVersion:
     """The ConfigMap (key profile.json) holding the version's reference profile, for drift sketches."""
     created: bool = True
     """Whether the version's Deployment exists already (under autoscaling, only a new one is given replicas)."""
+
+
+def workload(version: str, role: str, replicas: int, spec: Body, status: Body, created: bool = True) -> Workload:
+    """The workload of a ModelVersion (its ``spec`` and ``status``) serving as ``role``."""
+    profile = status.get("profile") or {}
+    return Workload(
+        version=version,
+        role=role,
+        replicas=replicas,
+        source=spec["source"],
+        format=spec["format"],
+        checksum=spec.get("checksum") or (status.get("artifact") or {}).get("sha256"),
+        signature=spec.get("signature"),
+        profile_configmap=profile.get("configMap") if profile.get("rows") is not None else None,
+        created=created,
+    )
 
 
 # --- names and labels ------------------------------------------------------------------------------------------------
@@ -158,7 +174,7 @@ def _metadata(owner: Body, name: str, object_labels: dict[str, str]) -> Body:
     }
 
 
-def _version_metadata(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion) -> Body:
+def _version_metadata(owner: Body, spec: ModelDeploymentSpec, served: Workload) -> Body:
     name = owner["metadata"]["name"]
     return _metadata(owner, child_name(name, served.version), labels(name, spec.model, served.version, served.role))
 
@@ -219,7 +235,7 @@ def _resources(resources: Resources) -> Body:
     return out
 
 
-def deployment(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion, image: str) -> Body:
+def deployment(owner: Body, spec: ModelDeploymentSpec, served: Workload, image: str) -> Body:
     """The apps/v1 Deployment running ``mlops-server`` for one version.
 
     ``image`` is used unless spec.server.image is set. Under autoscaling, ``replicas`` is set when the Deployment
@@ -349,7 +365,7 @@ def _service(metadata: Body, pod_selector: dict[str, str]) -> Body:
     }
 
 
-def version_service(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion) -> Body:
+def version_service(owner: Body, spec: ModelDeploymentSpec, served: Workload) -> Body:
     """The ClusterIP Service of one version (port 8080, named http): the backend routers weight, and the address
     of a preview."""
     return _service(_version_metadata(owner, spec, served), selector(owner["metadata"]["name"], served.version))
@@ -387,7 +403,7 @@ def owned(owner: Body, obj: Body) -> Body:
 # --- availability ----------------------------------------------------------------------------------------------------
 
 
-def hpa(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion) -> Body | None:
+def hpa(owner: Body, spec: ModelDeploymentSpec, served: Workload) -> Body | None:
     """The autoscaling/v2 HorizontalPodAutoscaler of one version's Deployment, on CPU utilisation; None without
     spec.autoscaling. CPU utilisation is relative to requests: without a cpu request the HPA cannot act."""
     auto = spec.autoscaling
@@ -415,7 +431,7 @@ def hpa(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion) -> Body |
     }
 
 
-def pdb(owner: Body, spec: ModelDeploymentSpec, served: ServedVersion) -> Body | None:
+def pdb(owner: Body, spec: ModelDeploymentSpec, served: Workload) -> Body | None:
     """The policy/v1 PodDisruptionBudget of one version (at most one Pod evicted at a time), when it runs more than
     one replica (autoscaling: minReplicas); None otherwise, since a budget on one replica would block node drains."""
     replicas = spec.autoscaling.min_replicas if spec.autoscaling else served.replicas

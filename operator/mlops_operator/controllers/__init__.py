@@ -1,4 +1,7 @@
-"""kopf handlers: thin, they read the object, call logic and builders, and write status."""
+"""The controllers, each one file on the runtime (``mlops_operator.runtime``): its declarations and its reconcile.
+
+``CONTROLLERS`` is the one list of them; a kind without a controller yet is acknowledged by ``intake``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,18 @@ import kopf
 
 from mlops_operator import __version__, metrics
 from mlops_operator.api.crds import KINDS
-from mlops_operator.controllers import intake, modeldeployment, modelversion
+from mlops_operator.controllers import intake
+from mlops_operator.controllers.modeldeployment import ModelDeployments
+from mlops_operator.controllers.modelversion import ModelVersions
 from mlops_operator.controllers.settings import configure
 from mlops_operator.outbound import Policy
+from mlops_operator.runtime.manager import Manager
+
+# Each makes its controller on a manager: kind -> factory(manager, policy).
+CONTROLLERS: dict[str, Any] = {
+    "ModelVersion": ModelVersions,
+    "ModelDeployment": lambda manager, _policy: ModelDeployments(manager),
+}
 
 
 def build_registry(
@@ -49,8 +61,9 @@ def build_registry(
     def _version(**_: Any) -> str:
         return __version__
 
-    modelversion.register(registry, policy)
-    modeldeployment.register(registry, namespaces)
-    own_controllers = {"ModelVersion", "ModelDeployment"}
-    intake.register(registry, tuple(k for k in KINDS if k.kind not in own_controllers))
+    manager = Manager(namespaces)
+    for make in CONTROLLERS.values():
+        make(manager, policy)
+    manager.register(registry)
+    intake.register(registry, tuple(k for k in KINDS if k.kind not in CONTROLLERS))
     return registry

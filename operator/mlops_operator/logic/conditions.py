@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal
 
+from mlops_operator.logic.times import now_rfc3339
+
 ConditionStatus = Literal["True", "False", "Unknown"]
-
-
-def now_rfc3339() -> str:
-    """The current time as the API server writes it (RFC 3339, seconds, UTC)."""
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def set_condition(

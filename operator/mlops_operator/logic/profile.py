@@ -85,7 +85,7 @@ def categorical_feature(categories: list[Any], counts: list[int], nulls: int) ->
         "count": count,
         "nulls": nulls,
         "nullRate": nulls / total if total else 0.0,
-        "categories": [_category(v) for v, _ in top],
+        "categories": [category(v) for v, _ in top],
         "counts": [int(c) for _, c in top],
         "shares": [c / count if count else 0.0 for _, c in top],
         "otherCount": int(other),
@@ -93,7 +93,8 @@ def categorical_feature(categories: list[Any], counts: list[int], nulls: int) ->
     }
 
 
-def _category(value: Any) -> str:
+def category(value: Any) -> str:
+    """A categorical value as profiles and sketches count it (booleans as true and false)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
+from mlops_operator.logic.times import parse_time, stamp
+
 TRAFFIC_ROLES = ("stable", "canary")
 MAX_RETIRING = 3
 """Retiring versions kept at most (the newest): each runs a full set of Pods while its delay lasts."""
@@ -109,14 +111,6 @@ def replica_split(total: int, weights: dict[str, int]) -> dict[str, int]:
             v = min(candidates, key=lambda v: (quota[v] - out[v], v))
             out[v] -= 1
     return out
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def stamp(when: datetime) -> str:
-    return when.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def deployment_health(deployment: dict[str, Any]) -> Health:
@@ -338,3 +332,64 @@ def _sized(s: Served) -> int:
 def traffic_line(served: list[Served]) -> str:
     """The weights in one line: ``1.0.0=90 1.1.0=10``."""
     return " ".join(f"{s.version}={s.weight}" for s in served if s.role in TRAFFIC_ROLES)
+
+
+def sized(
+    served: list[Served],
+    total: int,
+    split: bool,
+    shadow_percent: int,
+    health: dict[str, Health],
+    autoscaling_min: int | None,
+) -> dict[str, int]:
+    """The replicas each served version's Deployment is given.
+
+    Not autoscaled: ``replicas``, except that a retiring version never grows (a canary handing its share back
+    keeps its few Pods while it drains). Autoscaled (``autoscaling_min``): a version's Deployment starts with the
+    capacity the traffic has now (the stable version's replicas, at least the minimum), a canary or shadow with
+    the minimum; then the autoscaler owns its size.
+    """
+    if autoscaling_min is not None:
+        stable = next((health.get(s.version) for s in served if s.role == "stable"), None)
+        start = max(autoscaling_min, stable.desired if stable else 0)
+        return {s.version: autoscaling_min if s.role in ("canary", "shadow") else start for s in served}
+    out = replicas(served, total, split, shadow_percent)
+    for s in served:
+        h = health.get(s.version)
+        if s.role == "retiring" and h is not None and s.version in out:
+            out[s.version] = min(out[s.version], h.desired)
+    return out
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """What mirroring to a shadow version comes to."""
+
+    served: Served | None
+    """The shadow's entry among the served versions (None: not run)."""
+    mirror: tuple[str, int] | None
+    """(version, percent) mirrored, once its Pods are ready."""
+    note: str | None
+    """Why nothing is mirrored yet, for the Ready message."""
+
+
+def shadow(
+    version: str | None,
+    unresolved: str | None,
+    percent: int,
+    served: list[Served],
+    previous: list[Served],
+    health: Health | None,
+    now: str,
+) -> Shadow:
+    """The shadow rule: a resolved shadow ``version`` that is not served otherwise runs (keeping its ``since``) and
+    gets ``percent`` of the requests mirrored once it has a ready Pod; ``unresolved`` says why it cannot run."""
+    if version is None:
+        return Shadow(None, None, f"shadow not running: {unresolved}")
+    if version in {s.version for s in served}:
+        return Shadow(None, None, f"shadow {version} is already served; nothing mirrored")
+    since = next((s.since for s in previous if s.version == version and s.role == "shadow"), None)
+    entry = Served(version, "shadow", 0, since or now)
+    if health is not None and health.ready > 0:
+        return Shadow(entry, (version, percent), None)
+    return Shadow(entry, None, f"shadow {version} gets mirrored traffic once ready")

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mlops_operator.logic.profile import category
+
 OTHER, NULL = "__other__", "__null__"
 FLUSH_ROWS = 256
 
@@ -160,10 +162,4 @@ def _count_categories(values: npt.NDArray[Any], index: Mapping[str, int], counts
         if value is None:
             counts[null] += n
         else:
-            counts[index.get(_category(value), other)] += n
-
-
-def _category(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+            counts[index.get(category(value), other)] += n

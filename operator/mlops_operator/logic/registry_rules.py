@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 PRODUCTION = "production"
@@ -45,15 +45,6 @@ class Version:
     def request_key(self) -> tuple[datetime, datetime, str]:
         """The order of production requests: the latest request wins; same instant: the newer object, then name."""
         return (self.requested_at, self.created, self.name)
-
-
-def parse_time(value: str | datetime | None, default: datetime | None = None) -> datetime:
-    """An RFC 3339 timestamp as an aware datetime."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not value:
-        return default or datetime.fromtimestamp(0, UTC)
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def fmt(value: float) -> str:

@@ -1,0 +1,88 @@
+"""The kinds our controllers reconcile, own and watch, and how the stores they share keep them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops_operator import GROUP, VERSION, routers
+from mlops_operator.logic.times import now_rfc3339, parse_time
+from mlops_operator.runtime.kinds import Body, Resource
+from mlops_operator.runtime.manager import Manager
+from mlops_operator.runtime.store import Store, plain
+
+MODEL_VERSIONS = Resource(GROUP, VERSION, "modelversions", "ModelVersion")
+MODEL_DEPLOYMENTS = Resource(GROUP, VERSION, "modeldeployments", "ModelDeployment")
+CANARY_ROLLOUTS = Resource(GROUP, VERSION, "canaryrollouts", "CanaryRollout")
+
+DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
+SERVICES = Resource("", "v1", "services", "Service")
+AUTOSCALERS = Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler")
+DISRUPTION_BUDGETS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
+ROUTING_KINDS = tuple(Resource(k.group, k.version, k.plural, k.kind) for r in routers.every() for k in r.kinds)
+SERVING_KINDS = (DEPLOYMENTS, SERVICES, AUTOSCALERS, DISRUPTION_BUDGETS, *ROUTING_KINDS)
+"""The children of a ModelDeployment."""
+
+
+def stage_requested_at(body: Any) -> str:
+    """When spec.stage got its value: the latest write of a manager owning spec.stage (from managedFields), else
+    now."""
+    times = [
+        entry["time"]
+        for entry in body["metadata"].get("managedFields") or []
+        if entry.get("time") and "f:stage" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    ]
+    return max(times, key=parse_time) if times else now_rfc3339()
+
+
+def compact_version(body: Any) -> Body:
+    """What the controllers read of a ModelVersion: no managedFields (memory per object), but the time of the
+    current stage request read from them."""
+    meta = body["metadata"]
+    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp")
+    return {
+        "apiVersion": body.get("apiVersion") or MODEL_VERSIONS.api_version,
+        "kind": MODEL_VERSIONS.kind,
+        "metadata": plain({k: meta[k] for k in kept if k in meta}),
+        "spec": plain(body.get("spec") or {}),
+        "status": plain(body.get("status") or {}),
+        "stageRequestedAt": stage_requested_at(body),
+    }
+
+
+def model_of(body: Body) -> list[tuple[str, str]]:
+    """The (namespace, model) of a ModelVersion or a ModelDeployment."""
+    model = (body.get("spec") or {}).get("model")
+    return [(body["metadata"].get("namespace") or "", str(model))] if model else []
+
+
+def model_versions(manager: Manager) -> Store:
+    """The ModelVersions, indexed by (namespace, model) (index ``model``)."""
+    return manager.store(MODEL_VERSIONS, compact_version, {"model": model_of})
+
+
+def model_deployments(manager: Manager) -> Store:
+    """The ModelDeployments, indexed by (namespace, model) (index ``model``)."""
+    return manager.store(MODEL_DEPLOYMENTS, indexes={"model": model_of})
+
+
+def compact_rollout(body: Any) -> Body:
+    """What a ModelDeployment reads of a CanaryRollout: target, candidate, phase and weights."""
+    meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+    return {
+        "metadata": {k: meta[k] for k in kept if k in meta},
+        "spec": {"deploymentRef": spec.get("deploymentRef"), "candidate": str(spec.get("candidate"))},
+        "status": {"phase": status.get("phase"), "weights": plain(status.get("weights") or {})},
+    }
+
+
+def steered_deployment(body: Body) -> list[tuple[str, str]]:
+    """The (namespace, name) of the ModelDeployment a CanaryRollout steers."""
+    target = (body.get("spec") or {}).get("deploymentRef")
+    return [(body["metadata"].get("namespace") or "", str(target))] if target else []
+
+
+def canary_rollouts(manager: Manager) -> Store:
+    """The CanaryRollouts, indexed by the (namespace, name) of the ModelDeployment they steer (index
+    ``deployment``)."""
+    return manager.store(CANARY_ROLLOUTS, compact_rollout, {"deployment": steered_deployment})
