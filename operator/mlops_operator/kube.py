@@ -1,4 +1,6 @@
-"""The only place that talks to the API server (besides kopf's own watching): status patches, server-side apply.
+"""The API client: the only place that talks to the API server (besides kopf's own watching). It reads, applies,
+patches status and deletes; it builds no objects (``builders``, ``runtime.events`` do) and counts nothing itself
+(``telemetry`` times and counts each request).
 
 All writes use one field manager, so ``kubectl get --show-managed-fields`` tells our fields from the users'.
 """
@@ -6,12 +8,8 @@ All writes use one field manager, so ``kubectl get --show-managed-fields`` tells
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import logging
-import time
-from collections import Counter, defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx2
@@ -23,61 +21,10 @@ from lightkube.resources.core_v1 import ConfigMap, Event, Service
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
-from mlops_operator import GROUP, VERSION, metrics
+from mlops_operator import GROUP, VERSION, metrics, telemetry
 
 FIELD_MANAGER = "mlops-operator"
 log = logging.getLogger(__name__)
-
-# API requests this process made, by verb, and how long the latest ones took (for the closing log line and the
-# benchmarks).
-requests: Counter[str] = Counter()
-latencies: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=10_000))
-
-
-# The writes of the reconcile running in this task (and the tasks it starts): set by a reconcile, so that it can
-# tell whether it wrote, whatever other reconciles do meanwhile.
-writes_here: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("writes_here", default=None)
-WRITE_VERBS = frozenset({"apply", "patch", "delete", "create"})
-
-
-@contextlib.contextmanager
-def counting_writes() -> Iterator[list[int]]:
-    """Counts the successful writes made inside the block (and the tasks it starts) in the yielded list."""
-    writes = [0]
-    token = writes_here.set(writes)
-    try:
-        yield writes
-    finally:
-        writes_here.reset(token)
-
-
-@contextlib.asynccontextmanager
-async def _timed(verb: str) -> AsyncIterator[None]:
-    requests[verb] += 1
-    started = time.monotonic()
-    code = "ok"
-    try:
-        yield
-        if verb in WRITE_VERBS and (mine := writes_here.get()) is not None:
-            mine[0] += 1
-    except ApiError as exc:
-        code = str(exc.status.code or exc.response.status_code)
-        raise
-    except httpx2.HTTPStatusError as exc:
-        code = str(exc.response.status_code)
-        raise
-    except asyncio.CancelledError:
-        code = "cancelled"
-        raise
-    except Exception as exc:
-        code = type(exc).__name__
-        raise
-    finally:
-        took = time.monotonic() - started
-        latencies[verb].append(took)
-        metrics.API_REQUESTS.labels(verb, code).inc()
-        metrics.API_SECONDS.labels(verb).observe(took)
-
 
 # Answers that mean "not now" rather than "no": throttling (429, also sent while the storage of a just created
 # CustomResourceDefinition initialises), an API server or its etcd briefly unavailable (5xx), a refused connection
@@ -115,7 +62,7 @@ async def _call(verb: str, request: Callable[[], Awaitable[T]]) -> T:
     """``request()``, timed and counted under ``verb``, tried again on a transient failure with growing delays."""
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
-            async with _timed(verb):
+            async with telemetry.timed(verb):
                 return await request()
         except Exception as exc:
             hint = transient(exc, verb)
@@ -269,20 +216,6 @@ async def create(body: dict[str, Any]) -> dict[str, Any]:
     res = _resource_of(body["apiVersion"], body["kind"])
     out = await _call("create", lambda: client().create(res.from_dict(body)))
     return _to_dict(out)
-
-
-def timings(values: Iterable[float]) -> str:
-    """p50, p99 and max of durations in seconds, in milliseconds, for a log line."""
-    ordered = sorted(values)
-    if not ordered:
-        return "none"
-    p50, p99 = (ordered[min(len(ordered) - 1, int(q * len(ordered)))] for q in (0.5, 0.99))
-    return f"p50 {p50 * 1000:.0f} ms p99 {p99 * 1000:.0f} ms max {ordered[-1] * 1000:.0f} ms"
-
-
-def latency_summary() -> str:
-    """The latency of the latest requests by verb, for a log line."""
-    return ", ".join(f"{verb} {timings(values)}" for verb, values in sorted(latencies.items()) if values) or "none"
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import httpx2
 import pytest
 from lightkube import ApiError
 
-from mlops_operator import kube
+from mlops_operator import kube, telemetry
 
 
 def api_error(code: int, retry_after: int | None = None, header: str | None = None) -> ApiError:
@@ -89,9 +89,9 @@ def test_call_tries_a_transient_failure_again_and_counts_every_request(slept: li
             raise answer
         return answer
 
-    before = kube.requests["get-test"]
+    before = telemetry.requests["get-test"]
     assert asyncio.run(kube._call("get-test", request)) == "done"
-    assert kube.requests["get-test"] - before == 3
+    assert telemetry.requests["get-test"] - before == 3
     # The server's Retry-After first, then a growing delay of our own.
     assert slept == [1.0, 0.2]
 

@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 from lightkube import ApiError
 
-from mlops_operator import kube, metrics
+from mlops_operator import kube, metrics, telemetry
 from mlops_operator.runtime.api import Api
 from mlops_operator.runtime.controller import Controller, owner_ref
 from mlops_operator.runtime.kinds import Body, Key, Resource, controller_of, key_of
@@ -174,7 +174,7 @@ class Manager:
             metrics.QUEUE_WAIT_SECONDS.labels(controller.name).observe(stats.waits[-1])
             delay: float | None
             try:
-                with kube.counting_writes() as writes:
+                with telemetry.counting_writes() as writes:
                     delay = await controller.reconcile(key)
                 controller.backoff.succeeded(key)
                 quiet = writes[0] == 0
@@ -241,10 +241,10 @@ class Manager:
             stats = self.stats[controller.name]
             log.info("%s reconciles: %d (%d wrote nothing); API requests: %s", controller.name,
                      stats.counts["reconciles"], stats.counts["quiet"],
-                     json.dumps(dict(kube.requests), sort_keys=True))  # fmt: skip
-            log.info("%s queue wait: %s; reconcile: %s", controller.name, kube.timings(stats.waits),
-                     kube.timings(stats.durations))  # fmt: skip
-        log.info("API request latency: %s", kube.latency_summary())
+                     json.dumps(dict(telemetry.requests), sort_keys=True))  # fmt: skip
+            log.info("%s queue wait: %s; reconcile: %s", controller.name, telemetry.timings(stats.waits),
+                     telemetry.timings(stats.durations))  # fmt: skip
+        log.info("API request latency: %s", telemetry.latency_summary())
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         """One watch per stored kind, the start and the stop, in ``registry``."""
