@@ -305,7 +305,7 @@ def peer_deployment(i: int, namespace: str, artifacts: dict[str, tuple[str, str]
              "metadata": {"name": f"md-{i}", "namespace": namespace, "uid": "0"}}  # fmt: skip
     spec = ModelDeploymentSpec.model_validate(model_deployment(i)["spec"])
     source, checksum = artifacts[model_of(i)]
-    served = build.ServedVersion(version=VERSION, role="stable", replicas=replicas_of(i), source=source,
+    served = build.Workload(version=VERSION, role="stable", replicas=replicas_of(i), source=source,
                                  format="sklearn", checksum=checksum)  # fmt: skip
     body = build.deployment(owner, spec, served, DEFAULT_SERVER_IMAGE)
     meta = body["metadata"]

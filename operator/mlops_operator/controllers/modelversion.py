@@ -87,22 +87,29 @@ class ModelVersions:
             )
         )
         plan = rules.plan([version_status.view(b, statuses[b["metadata"]["name"]]) for b in bodies])
-        # Archive the old holder before granting the new one: never two production versions at once.
-        order = sorted(bodies, key=lambda b: plan.verdicts[b["metadata"]["name"]].granted == rules.PRODUCTION)
-        for body in order:
-            name = body["metadata"]["name"]
-            verdict = plan.verdicts[name]
-            status = statuses[name]
-            transition = version_status.apply_verdict(status, verdict, status.get("observedGeneration"), now_rfc3339())
-            if not await self.status.write(body, ModelVersionStatus.model_validate(status)):
-                # Changed or gone meanwhile: the next pass decides again, from what is there then. Nothing else
-                # of this plan is written (a grant must never come before the archive it follows).
+        # Every status at once, except production grants, which follow once the rest is written (the old holder
+        # archived): never two production versions at once.
+        grants = [b for b in bodies if plan.verdicts[b["metadata"]["name"]].granted == rules.PRODUCTION]
+        rest = [b for b in bodies if b not in grants]
+        for batch in (rest, grants):
+            written = await asyncio.gather(*(self._write(b, statuses[b["metadata"]["name"]], plan) for b in batch))
+            if not all(written):
+                # Changed or gone meanwhile: the next pass decides again, from what is there then.
                 return None
-            if transition:
-                message = verdict.transition_message or f"stage {verdict.granted}"
-                events.record(_whole(body), verdict.transition_reason, message)
         due = [d for d in delays if d is not None]
         return min(due) if due else None
+
+    async def _write(self, body: Body, status: Body, plan: rules.Plan) -> bool:
+        """Folds the plan's verdict into the version's status and writes it; an Event for a new stage."""
+        verdict = plan.verdicts[body["metadata"]["name"]]
+        transition = version_status.apply_verdict(status, verdict, status.get("observedGeneration"), now_rfc3339())
+        if not await self.status.write(body, ModelVersionStatus.model_validate(status)):
+            return False
+        if transition:
+            events.record(
+                _whole(body), verdict.transition_reason, verdict.transition_message or f"stage {verdict.granted}"
+            )
+        return True
 
     async def _check(self, body: Body, status: Body) -> float | None:
         """The artifact check and the reference profile of one version (each done once per spec)."""

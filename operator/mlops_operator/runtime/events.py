@@ -16,6 +16,9 @@ from mlops_operator.runtime.kinds import Body
 
 log = logging.getLogger(__name__)
 MESSAGE_LIMIT = 1024
+# Events posted at the same time: a burst of transitions would otherwise open a connection each.
+CONCURRENT_POSTS = 8
+_posting: asyncio.Semaphore | None = None
 
 _background: set[asyncio.Task[None]] = set()
 
@@ -54,8 +57,12 @@ def event(owner: Body, reason: str, message: str, type_: Literal["Normal", "Warn
 async def post(owner: Body, reason: str, message: str, type_: Literal["Normal", "Warning"] = "Normal") -> None:
     """Records an Event about ``owner``; a failure is logged, not raised (an Event is a courtesy, status is the
     record)."""
+    global _posting
+    if _posting is None:
+        _posting = asyncio.Semaphore(CONCURRENT_POSTS)
     try:
-        await kube.create(event(owner, reason, message, type_))
+        async with _posting:
+            await kube.create(event(owner, reason, message, type_))
     except ApiError as exc:
         meta = owner["metadata"]
         log.warning("could not record event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)

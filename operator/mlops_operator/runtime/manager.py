@@ -123,12 +123,13 @@ class Manager:
         store = self.stores[resource]
         key = key_of(body)
         self.touch(resource, key)
-        before = store.get(key)
+        before: Body | None
+        after: Body | None
         if type_ == "DELETED":
-            after = None
-            if store.remove(key, body["metadata"].get("uid")) is None:
-                before = before if before is not None else plain(body)
+            # What was deleted (a newer object of the same name, if one is held, stays).
+            before, after = store.remove(key, body["metadata"].get("uid")) or plain(body), None
         else:
+            before = store.get(key)
             after = store.put(body)
             if after is None:
                 return

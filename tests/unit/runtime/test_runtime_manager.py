@@ -204,3 +204,17 @@ def test_workers_back_off_a_failing_key_and_honour_a_requeue(api: FakeApi) -> No
     stats = r.manager.stats["App"]
     assert stats.counts["errors"] >= 2 and stats.counts["reconciles"] >= 2
     assert r.controller.backoff.failures((NS, "fraud")) == 0
+
+
+def test_the_deletion_of_an_older_object_of_a_name_leaves_the_newer_one(api: FakeApi) -> None:
+    r = Recorder(api)
+    forgotten: list[str] = []
+    r.controller.forget = lambda b: forgotten.append(b["metadata"]["uid"])
+    asyncio.run(r.manager.relist())
+    r.queued()
+    older = body("App", "fraud")
+    older["metadata"].update(uid="uid-before", resourceVersion="1")
+    r.manager.on_event(APPS, "DELETED", older)  # the object the name held before, deleted late
+    held = r.apps.get((NS, "fraud"))
+    assert held is not None and held["metadata"]["uid"] == "uid-fraud"
+    assert forgotten == ["uid-before"] and r.queued() == [(NS, "fraud")]
