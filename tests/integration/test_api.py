@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, Kubectl
+from support import ROOT, Kubectl
 
 
 def contains(stored: Any, given: Any) -> bool:

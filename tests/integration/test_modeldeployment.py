@@ -2,75 +2,31 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
-import re
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Kubectl, OperatorProcess, start_operator
+from support import (
+    Body,
+    Check,
+    Kubectl,
+    OperatorProcess,
+    assert_restart_writes_nothing,
+    condition,
+    condition_is,
+    deploy,
+    events,
+    patch,
+    register,
+    serving,
+    start_operator,
+    wait_serving,
+    wait_status,
+)
 
 from mlops_operator.builders.serving import child_name
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), {})
-
-
-def register(kubectl: Kubectl, tmp_path: Path, model: str, version: str, stage: str = "development") -> str:
-    """A ModelVersion with a real artifact; returns its object name once the registry made it Ready."""
-    path = tmp_path / f"{model}-{version}.bin"
-    path.write_bytes(random.Random(version).randbytes(20_000))
-    name = f"{model}-{version.replace('.', '-')}"
-    kubectl.apply({
-        "apiVersion": "mlops.io/v1alpha1", "kind": "ModelVersion", "metadata": {"name": name},
-        "spec": {"model": model, "version": version, "source": f"file://{path}", "format": "sklearn",
-                 "stage": stage, "checksum": "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(),
-                 "signature": {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]}},
-    })  # fmt: skip
-    kubectl.run("wait", "--for=condition=Ready", "--timeout=30s", f"modelversion/{name}")
-    return name
-
-
-def deploy(kubectl: Kubectl, name: str, **spec: Any) -> None:
-    kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
-                   "spec": {"model": "fraud", **spec}})  # fmt: skip
-
-
-def patch(kubectl: Kubectl, name: str, spec: dict[str, Any]) -> None:
-    kubectl.run("patch", "modeldeployment", name, "--type=merge", "-p", json.dumps({"spec": spec}))
-
-
-def wait_md(kubectl: Kubectl, name: str, what: str, check: Any, timeout: float = 40) -> dict[str, Any]:
-    def probe() -> dict[str, Any]:
-        obj = kubectl.get("modeldeployment", name)
-        if not check(obj):
-            # Kept by wait_for as the last answer: a timeout then shows where the object stood.
-            raise AssertionError(f"generation {obj['metadata'].get('generation')}, status {obj.get('status')}")
-        return obj
-
-    return kubectl.wait_for(probe, timeout=timeout, what=f"{name}: {what}")  # type: ignore[no-any-return]
-
-
-def serving(version: str) -> Any:
-    """The check: Ready, for the current generation, with ``version`` stable and taking all traffic."""
-
-    def check(obj: dict[str, Any]) -> bool:
-        ready = condition(obj, "Ready")
-        status = obj.get("status", {})
-        return (
-            ready.get("status") == "True"
-            and ready.get("observedGeneration") == obj["metadata"]["generation"]
-            and status.get("version") == version
-            and status.get("traffic") == f"{version}=100"
-            and len(status.get("versions", [])) == 1
-        )
-
-    return check
 
 
 def names(kubectl: Kubectl, kind: str) -> set[str]:
@@ -84,13 +40,26 @@ def running_pods(kubectl: Kubectl, version: str) -> int:
     return sum(1 for phase in out if phase == "Running")
 
 
-def test_pinned_version_scale_autoscale_change_and_delete(
+def traffic_is(split: str) -> Check:
+    """The check: status.traffic reads ``split``."""
+    return lambda obj: obj.get("status", {}).get("traffic") == split
+
+
+def given_serving(
+    kubectl: Kubectl, tmp_path: Path, *registered: str, ready_replicas: int | None = None, **spec: Any
+) -> Body:
+    """Given the versions ``registered`` of model fraud and the ModelDeployment fraud with ``spec``: waits until it
+    serves spec's version (on ``ready_replicas`` when given) and returns it."""
+    for version in registered:
+        register(kubectl, tmp_path, "fraud", version)
+    deploy(kubectl, "fraud", **spec)
+    return wait_serving(kubectl, "fraud", spec["version"], ready_replicas)
+
+
+def test_a_pinned_version_is_served_by_its_own_children_and_status_says_so(
     kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
 ) -> None:
-    register(kubectl, tmp_path, "fraud", "1.0.0")
-    register(kubectl, tmp_path, "fraud", "1.1.0")
-    deploy(kubectl, "fraud", version="1.0.0", replicas=2, resources={"requests": {"cpu": "100m", "memory": "128Mi"}})
-    obj = wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    obj = given_serving(kubectl, tmp_path, "1.0.0", version="1.0.0", replicas=2)
     v1 = child_name("fraud", "1.0.0")
     assert names(kubectl, "deployments") == {v1}
     assert names(kubectl, "services") == {"fraud", v1}
@@ -106,31 +75,51 @@ def test_pinned_version_scale_autoscale_change_and_delete(
     kubectl.run("wait", "--for=condition=Ready", "--timeout=10s", "modeldeployment/fraud")
     row = kubectl.run("get", "mdep", "fraud", "--no-headers").stdout.split()
     assert row[:5] == ["fraud", "fraud", "1.0.0", "True", "2"] and row[5] == "1.0.0=100"
+    assert kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.0.0"
 
-    # The Deployment runs the model server with the version's source, checksum and signature.
-    dep = kubectl.get("deployment", v1)
+
+def test_the_versions_deployment_runs_the_server_with_its_artifact_and_resources(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    resources = {"requests": {"cpu": "100m", "memory": "128Mi"}}
+    given_serving(kubectl, tmp_path, "1.0.0", version="1.0.0", replicas=1, resources=resources)
+    dep = kubectl.get("deployment", child_name("fraud", "1.0.0"))
     container = dep["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MLOPS_MODEL_VERSION"] == "1.0.0" and env["MLOPS_MODEL_SOURCE"].endswith("fraud-1.0.0.bin")
     assert env["MLOPS_MODEL_CHECKSUM"].startswith("sha256:") and json.loads(env["MLOPS_MODEL_SIGNATURE"])
     assert container["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
     assert dep["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
-    front = kubectl.get("service", "fraud")
-    assert front["spec"]["selector"]["mlops.io/version"] == "1.0.0"
 
-    # Scaled to zero: Ready, and saying what it means.
+
+def test_scaled_to_zero_is_ready_and_says_it_answers_nothing(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    given_serving(kubectl, tmp_path, "1.0.0", version="1.0.0", replicas=2, ready_replicas=2)
     patch(kubectl, "fraud", {"replicas": 0})
-    obj = wait_md(kubectl, "fraud", "scaled to zero", lambda o: condition(o, "Ready").get("reason") == "ScaledToZero")
+    obj = wait_status(
+        kubectl, "modeldeployment", "fraud", "scaled to zero", condition_is("Ready", reason="ScaledToZero")
+    )
     assert condition(obj, "Ready")["status"] == "True" and "answers nothing" in condition(obj, "Ready")["message"]
     kubectl.wait_for(lambda: running_pods(kubectl, "1.0.0") == 0, what="no Pods")
 
-    # Scale.
-    patch(kubectl, "fraud", {"replicas": 3})
-    wait_md(kubectl, "fraud", "3 ready", lambda o: o["status"].get("readyReplicas") == 3 and serving("1.0.0")(o))
-    assert kubectl.get("deployment", v1)["spec"]["replicas"] == 3
 
-    # Autoscale: one HPA per served version, and the operator stops setting replicas; the 3 running stay (the
-    # field is handed over, not dropped, which would fall back to 1).
+def test_a_replicas_change_scales_the_versions_deployment(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    given_serving(kubectl, tmp_path, "1.0.0", version="1.0.0", replicas=2)
+    patch(kubectl, "fraud", {"replicas": 3})
+    wait_serving(kubectl, "fraud", "1.0.0", ready_replicas=3)
+    assert kubectl.get("deployment", child_name("fraud", "1.0.0"))["spec"]["replicas"] == 3
+
+
+def test_autoscaling_hands_the_replicas_over_to_a_horizontal_pod_autoscaler(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    given_serving(kubectl, tmp_path, "1.0.0", version="1.0.0", replicas=3, ready_replicas=3)
+    v1 = child_name("fraud", "1.0.0")
+    # One HPA per served version, and the operator stops setting replicas; the 3 running stay (the field is handed
+    # over, not dropped, which would fall back to 1).
     patch(kubectl, "fraud", {"autoscaling": {"minReplicas": 2, "maxReplicas": 5}})
     hpa = kubectl.wait_for(lambda: v1 in names(kubectl, "hpa") and kubectl.get("hpa", v1), what="the HPA")
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": v1}
@@ -147,29 +136,36 @@ def test_pinned_version_scale_autoscale_change_and_delete(
     time.sleep(1)
     assert running_pods(kubectl, "1.0.0") == 3
 
-    # A version change rolls: the new Deployment first, then the traffic, then the old one goes.
+
+def test_a_version_change_rolls_to_the_new_version_and_removes_the_old(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    autoscaling = {"minReplicas": 2, "maxReplicas": 5}
+    given_serving(kubectl, tmp_path, "1.0.0", "1.1.0", version="1.0.0", autoscaling=autoscaling)
+    v1, v2 = child_name("fraud", "1.0.0"), child_name("fraud", "1.1.0")
+    kubectl.wait_for(lambda: names(kubectl, "hpa") == names(kubectl, "pdb") == {v1}, what="an HPA and a PDB of 1.0.0")
+    # To one replica without autoscaling: the new Deployment first, then the traffic, then the old one goes.
     patch(kubectl, "fraud", {"version": "1.1.0", "autoscaling": None, "replicas": 1})
-    obj = wait_md(kubectl, "fraud", "serving 1.1.0", serving("1.1.0"))
-    v2 = child_name("fraud", "1.1.0")
+    wait_serving(kubectl, "fraud", "1.1.0")
     kubectl.wait_for(lambda: names(kubectl, "deployments") == {v2}, what="only the new Deployment")
     assert names(kubectl, "services") == {"fraud", v2}
     assert names(kubectl, "hpa") == set() and names(kubectl, "pdb") == set()
     assert kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.1.0"
-    reasons = kubectl.run("get", "events", "--field-selector", "involvedObject.name=fraud,reason=VersionServed",
-                          "-o", "jsonpath={.items[*].message}").stdout  # fmt: skip
-    assert "serving 1.1.0 (was 1.0.0)" in reasons
+    assert any("serving 1.1.0 (was 1.0.0)" in e["message"] for e in events(kubectl, "fraud", "VersionServed"))
 
-    # Deleting cascades to every child.
+
+def test_deleting_a_deployment_cascades_to_every_child(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    given_serving(kubectl, tmp_path, "1.0.0", version="1.0.0", replicas=2)
+    assert names(kubectl, "deployments") and names(kubectl, "services")
     kubectl.run("delete", "modeldeployment", "fraud", "--wait=true")
     kubectl.wait_for(lambda: not names(kubectl, "deployments") and names(kubectl, "services") == set(),
                      timeout=60, what="children garbage-collected")  # fmt: skip
 
 
 def test_rolling_moves_traffic_only_to_ready_pods(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
-    register(kubectl, tmp_path, "fraud", "1.0.0")
-    register(kubectl, tmp_path, "fraud", "1.1.0")
-    deploy(kubectl, "fraud", version="1.0.0", replicas=1)
-    wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    given_serving(kubectl, tmp_path, "1.0.0", "1.1.0", version="1.0.0", replicas=1)
     # The new version asks for more CPU than any node has: its Pods stay Pending and never become ready (the old
     # version's own rollout keeps its ready Pod, since a Deployment never goes below its desired capacity).
     patch(kubectl, "fraud", {"version": "1.1.0", "resources": {"requests": {"cpu": "500"}},
@@ -179,7 +175,7 @@ def test_rolling_moves_traffic_only_to_ready_pods(kubectl: Kubectl, operator: Op
         versions = {v["version"]: v for v in obj.get("status", {}).get("versions", [])}
         return versions.get("1.1.0", {}).get("role") == "incoming"
 
-    obj = wait_md(kubectl, "fraud", "1.1.0 incoming", incoming)
+    obj = wait_status(kubectl, "modeldeployment", "fraud", "1.1.0 incoming", incoming)
     time.sleep(3)
     obj = kubectl.get("modeldeployment", "fraud")
     versions = {v["version"]: v for v in obj["status"]["versions"]}
@@ -192,7 +188,7 @@ def test_rolling_moves_traffic_only_to_ready_pods(kubectl: Kubectl, operator: Op
     assert "1.1.0 0/1 ready" in condition(obj, "Ready")["message"]
 
     # Past the progress deadline the version counts as failed: Degraded says why, the old version keeps serving.
-    obj = wait_md(kubectl, "fraud", "Degraded", lambda o: condition(o, "Degraded").get("status") == "True")
+    obj = wait_status(kubectl, "modeldeployment", "fraud", "Degraded", condition_is("Degraded", "True"))
     assert condition(obj, "Degraded")["reason"] == "ProgressDeadlineExceeded"
     assert "1.1.0: " in condition(obj, "Degraded")["message"]
     assert (condition(obj, "Progressing")["status"], condition(obj, "Progressing")["reason"]) == (
@@ -200,14 +196,14 @@ def test_rolling_moves_traffic_only_to_ready_pods(kubectl: Kubectl, operator: Op
     assert obj["status"]["traffic"] == "1.0.0=100"
 
     patch(kubectl, "fraud", {"resources": None})
-    wait_md(kubectl, "fraud", "serving 1.1.0", serving("1.1.0"))
+    wait_serving(kubectl, "fraud", "1.1.0")
     assert kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.1.0"
 
 
 def test_missing_version_is_reported_then_served(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
     deploy(kubectl, "fraud", version="2.0.0")
-    obj = wait_md(
-        kubectl, "fraud", "VersionNotFound", lambda o: condition(o, "Ready").get("reason") == "VersionNotFound"
+    obj = wait_status(
+        kubectl, "modeldeployment", "fraud", "VersionNotFound", condition_is("Ready", reason="VersionNotFound")
     )
     assert condition(obj, "Ready")["status"] == "False"
     assert "no ModelVersion of model fraud has version 2.0.0" in condition(obj, "Ready")["message"]
@@ -218,36 +214,33 @@ def test_missing_version_is_reported_then_served(kubectl: Kubectl, operator: Ope
     kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "ModelVersion", "metadata": {"name": "fraud-2-0-0"},
                    "spec": {"model": "fraud", "version": "2.0.0", "source": f"file://{bad}", "format": "sklearn",
                             "checksum": "sha256:" + "0" * 64}})  # fmt: skip
-    obj = wait_md(kubectl, "fraud", "VersionNotReady with the version's reason",
-                  lambda o: "ChecksumMismatch" in condition(o, "Ready").get("message", ""))  # fmt: skip
+    obj = wait_status(kubectl, "modeldeployment", "fraud", "VersionNotReady with the version's reason",
+                      lambda o: "ChecksumMismatch" in condition(o, "Ready").get("message", ""))  # fmt: skip
     assert condition(obj, "Ready")["reason"] == "VersionNotReady"
     assert names(kubectl, "deployments") == set()
     kubectl.run("delete", "modelversion", "fraud-2-0-0")
     register(kubectl, tmp_path, "fraud", "2.0.0")
-    wait_md(kubectl, "fraud", "serving 2.0.0", serving("2.0.0"))
+    wait_serving(kubectl, "fraud", "2.0.0")
 
 
 def test_follow_production(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
     register(kubectl, tmp_path, "fraud", "1.0.0", stage="production")
     second = register(kubectl, tmp_path, "fraud", "1.1.0", stage="staging")
     deploy(kubectl, "fraud", follow="production", replicas=2)
-    wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    wait_serving(kubectl, "fraud", "1.0.0")
     # The registry grants production to another version: the deployment rolls to it on its own.
     kubectl.run("patch", "modelversion", second, "--type=merge", "-p", '{"spec": {"stage": "production"}}')
-    wait_md(kubectl, "fraud", "serving 1.1.0", serving("1.1.0"))
+    wait_serving(kubectl, "fraud", "1.1.0")
     kubectl.wait_for(lambda: names(kubectl, "deployments") == {child_name("fraud", "1.1.0")}, what="old removed")
     kubectl.wait_for(lambda: running_pods(kubectl, "1.1.0") == 2, what="two Pods of 1.1.0")
 
 
 def test_blue_green_preview_promote_and_delay(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
-    register(kubectl, tmp_path, "fraud", "1.0.0")
-    register(kubectl, tmp_path, "fraud", "1.1.0")
     rollout = {"strategy": "blueGreen", "blueGreen": {"autoPromote": False, "scaleDownDelay": "4s"}}
-    deploy(kubectl, "fraud", version="1.0.0", rollout=rollout)
-    wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    given_serving(kubectl, tmp_path, "1.0.0", "1.1.0", version="1.0.0", rollout=rollout)
     patch(kubectl, "fraud", {"version": "1.1.0"})
-    obj = wait_md(kubectl, "fraud", "waiting for promotion",
-                  lambda o: condition(o, "Ready").get("reason") == "WaitingForPromotion")  # fmt: skip
+    waiting = condition_is("Ready", reason="WaitingForPromotion")
+    obj = wait_status(kubectl, "modeldeployment", "fraud", "waiting for promotion", waiting)
     preview = kubectl.get("service", "fraud-preview")
     assert preview["spec"]["selector"]["mlops.io/version"] == "1.1.0"
     assert obj["status"]["previewUrl"] == f"http://fraud-preview.{kubectl.namespace}.svc:8080"
@@ -257,38 +250,50 @@ def test_blue_green_preview_promote_and_delay(kubectl: Kubectl, operator: Operat
     assert condition(obj, "Progressing")["status"] == "False"
 
     kubectl.run("annotate", "modeldeployment", "fraud", "mlops.io/promote=1.1.0")
-    obj = wait_md(kubectl, "fraud", "switched", lambda o: o["status"].get("version") == "1.1.0")
+    obj = wait_status(kubectl, "modeldeployment", "fraud", "switched", lambda o: o["status"].get("version") == "1.1.0")
     switched = time.monotonic()
     roles = {v["version"]: v["role"] for v in obj["status"]["versions"]}
     assert roles == {"1.1.0": "stable", "1.0.0": "retiring"}
     assert kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.1.0"
     assert child_name("fraud", "1.0.0") in names(kubectl, "deployments")
     assert "fraud-preview" not in names(kubectl, "services")
-    wait_md(kubectl, "fraud", "old removed after the delay", serving("1.1.0"), timeout=20)
+    wait_serving(kubectl, "fraud", "1.1.0", timeout=20)
     assert time.monotonic() - switched > 2
     kubectl.wait_for(lambda: names(kubectl, "deployments") == {child_name("fraud", "1.1.0")}, what="old removed")
 
 
-def test_gateway_api_and_istio_routers(
-    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str]
-) -> None:
+SHADOW = {"version": "1.1.0", "percent": 25}
+GATEWAY = {"type": "gatewayAPI", "parentRefs": [{"name": "gw", "sectionName": "http"}], "hostnames": ["fraud.ml"]}
+
+
+def serving_with_shadow(obj: dict[str, Any]) -> bool:
+    roles = {v["version"]: v["role"] for v in obj.get("status", {}).get("versions", [])}
+    ready = condition(obj, "Ready")
+    return roles == {"1.0.0": "stable", "1.1.0": "shadow"} and ready.get("status") == "True"
+
+
+def mirrors(kubectl: Kubectl, router: str) -> bool:
+    """Whether the routing object of ``router`` (gatewayAPI or istio) exists and mirrors requests."""
+    kind = "httproute" if router == "gatewayAPI" else "virtualservice"
+    if "fraud" not in names(kubectl, f"{kind}s"):
+        return False
+    spec = kubectl.get(kind, "fraud")["spec"]
+    return bool(spec["rules"][0].get("filters")) if router == "gatewayAPI" else "mirror" in spec["http"][0]
+
+
+def given_a_shadow(kubectl: Kubectl, tmp_path: Path, router: dict[str, Any]) -> None:
+    """Given 1.0.0 served through ``router`` with 1.1.0 as its shadow, mirrored by the routing object."""
     register(kubectl, tmp_path, "fraud", "1.0.0")
     register(kubectl, tmp_path, "fraud", "1.1.0")
-    # A route of the user's own in the same namespace: never touched.
-    kubectl.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "other"},
-                   "spec": {"parentRefs": [{"name": "gw"}],
-                            "rules": [{"backendRefs": [{"name": "elsewhere", "port": 80}]}]}})  # fmt: skip
-    other = kubectl.get("httproute", "other")["metadata"]["resourceVersion"]
-    router = {"type": "gatewayAPI", "parentRefs": [{"name": "gw", "sectionName": "http"}], "hostnames": ["fraud.ml"]}
-    deploy(kubectl, "fraud", version="1.0.0", router=router, shadow={"version": "1.1.0", "percent": 25})
+    deploy(kubectl, "fraud", version="1.0.0", router=router, shadow=SHADOW)
+    wait_status(kubectl, "modeldeployment", "fraud", "serving with a mirrored shadow",
+                lambda o: serving_with_shadow(o) and mirrors(kubectl, router["type"]))  # fmt: skip
 
-    def mirrored(obj: dict[str, Any]) -> bool:
-        return bool(
-            serving_with_shadow(obj) and "fraud" in names(kubectl, "httproutes")
-            and kubectl.get("httproute", "fraud")["spec"]["rules"][0].get("filters")
-        )  # fmt: skip
 
-    wait_md(kubectl, "fraud", "serving with a shadow", mirrored)
+def test_a_gateway_api_route_sends_the_traffic_and_mirrors_the_shadow(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str]
+) -> None:
+    given_a_shadow(kubectl, tmp_path, GATEWAY)
     route = kubectl.get("httproute", "fraud")
     rule = route["spec"]["rules"][0]
     v1, v2 = child_name("fraud", "1.0.0"), child_name("fraud", "1.1.0")
@@ -300,33 +305,50 @@ def test_gateway_api_and_istio_routers(
     assert route["metadata"]["ownerReferences"][0]["name"] == "fraud"
     assert names(kubectl, "deployments") == {v1, v2}
 
-    # Switch to Istio: the HTTPRoute goes, a VirtualService comes; the user's route is untouched.
-    patch(kubectl, "fraud", {"router": {"type": "istio", "parentRefs": None, "hostnames": None}})
-    kubectl.wait_for(
-        lambda: names(kubectl, "virtualservices") == {"fraud"} and names(kubectl, "httproutes") == {"other"},
-        what="VirtualService instead of HTTPRoute",
-    )
+
+def test_an_istio_virtual_service_sends_the_traffic_and_mirrors_the_shadow(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str]
+) -> None:
+    given_a_shadow(kubectl, tmp_path, {"type": "istio"})
     vs = kubectl.get("virtualservice", "fraud")["spec"]
     ns = kubectl.namespace
+    v1, v2 = child_name("fraud", "1.0.0"), child_name("fraud", "1.1.0")
     assert vs["hosts"] == [f"fraud.{ns}.svc.cluster.local"]
     http = vs["http"][0]
     assert http["route"] == [{"destination": {"host": f"{v1}.{ns}.svc.cluster.local", "port": {"number": 8080}},
                               "weight": 100}]  # fmt: skip
     assert http["mirror"] == {"host": f"{v2}.{ns}.svc.cluster.local", "port": {"number": 8080}}
     assert http["mirrorPercentage"] == {"value": 25}
+    assert names(kubectl, "deployments") == {v1, v2}
+
+
+def test_switching_from_gateway_api_to_istio_replaces_our_route_and_spares_the_users(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str]
+) -> None:
+    # A route of the user's own in the same namespace: never touched.
+    kubectl.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "other"},
+                   "spec": {"parentRefs": [{"name": "gw"}],
+                            "rules": [{"backendRefs": [{"name": "elsewhere", "port": 80}]}]}})  # fmt: skip
+    other = kubectl.get("httproute", "other")["metadata"]["resourceVersion"]
+    given_a_shadow(kubectl, tmp_path, GATEWAY)
+    patch(kubectl, "fraud", {"router": {"type": "istio", "parentRefs": None, "hostnames": None}})
+    kubectl.wait_for(
+        lambda: names(kubectl, "virtualservices") == {"fraud"} and names(kubectl, "httproutes") == {"other"},
+        what="VirtualService instead of HTTPRoute",
+    )
+    wait_status(kubectl, "modeldeployment", "fraud", "the VirtualService mirroring",
+                lambda o: serving_with_shadow(o) and mirrors(kubectl, "istio"))  # fmt: skip
     assert kubectl.get("httproute", "other")["metadata"]["resourceVersion"] == other
 
-    # Without the shadow, the mirror and the shadow's children go.
+
+def test_removing_the_shadow_removes_its_mirror_and_its_children(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str]
+) -> None:
+    given_a_shadow(kubectl, tmp_path, {"type": "istio"})
     patch(kubectl, "fraud", {"shadow": None})
     kubectl.wait_for(lambda: "mirror" not in kubectl.get("virtualservice", "fraud")["spec"]["http"][0],
                      what="mirror removed")  # fmt: skip
-    kubectl.wait_for(lambda: names(kubectl, "deployments") == {v1}, what="shadow removed")
-
-
-def serving_with_shadow(obj: dict[str, Any]) -> bool:
-    roles = {v["version"]: v["role"] for v in obj.get("status", {}).get("versions", [])}
-    ready = condition(obj, "Ready")
-    return roles == {"1.0.0": "stable", "1.1.0": "shadow"} and ready.get("status") == "True"
+    kubectl.wait_for(lambda: names(kubectl, "deployments") == {child_name("fraud", "1.0.0")}, what="shadow removed")
 
 
 def test_name_taken_by_someone_else_is_not_taken_over(
@@ -336,60 +358,51 @@ def test_name_taken_by_someone_else_is_not_taken_over(
     kubectl.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "fraud"},
                    "spec": {"selector": {"app": "mine"}, "ports": [{"port": 80}]}})  # fmt: skip
     deploy(kubectl, "fraud", version="1.0.0")
-    obj = wait_md(kubectl, "fraud", "Conflict", lambda o: condition(o, "Ready").get("reason") == "Conflict")
+    obj = wait_status(kubectl, "modeldeployment", "fraud", "Conflict", condition_is("Ready", reason="Conflict"))
     assert "Service fraud exists and is not owned by this ModelDeployment" in condition(obj, "Ready")["message"]
     assert condition(obj, "Degraded")["status"] == "True"
     assert kubectl.get("service", "fraud")["spec"]["selector"] == {"app": "mine"}
     kubectl.run("delete", "service", "fraud")
-    wait_md(kubectl, "fraud", "serving once the name is free", serving("1.0.0"))
+    wait_serving(kubectl, "fraud", "1.0.0")
 
 
-def test_tampered_children_are_restored_and_a_restart_writes_nothing(kubectl: Kubectl, tmp_path: Path) -> None:
-    namespace = kubectl.namespace or "default"
-    op = start_operator(tmp_path, "--namespace", namespace)
+def test_changed_replicas_and_selector_are_restored(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    given_serving(kubectl, tmp_path, "1.0.0", version="1.0.0", replicas=2)
+    v1 = child_name("fraud", "1.0.0")
+    kubectl.run("scale", "deployment", v1, "--replicas=5")
+    kubectl.run("patch", "service", "fraud", "--type=merge", "-p", '{"spec": {"selector": {"mlops.io/version": "x"}}}')
+    kubectl.wait_for(lambda: kubectl.get("deployment", v1)["spec"]["replicas"] == 2, what="replicas restored")
+    kubectl.wait_for(lambda: kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.0.0",
+                     what="selector restored")  # fmt: skip
+
+
+def test_a_key_added_to_a_selector_is_removed(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
+    given_serving(kubectl, tmp_path, "1.0.0", version="1.0.0", replicas=2)
+    # It changes which Pods get traffic.
+    selector = kubectl.get("service", "fraud")["spec"]["selector"]
+    kubectl.run("patch", "service", "fraud", "--type=merge", "-p", '{"spec": {"selector": {"extra": "key"}}}')
+    kubectl.wait_for(lambda: kubectl.get("service", "fraud")["spec"]["selector"] == selector,
+                     what="extra selector key removed")  # fmt: skip
+
+
+def test_a_deleted_child_is_recreated(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
+    given_serving(kubectl, tmp_path, "1.0.0", version="1.0.0", replicas=2, ready_replicas=2)
+    v1 = child_name("fraud", "1.0.0")
+    kubectl.run("delete", "service", v1)
+    kubectl.wait_for(lambda: v1 in names(kubectl, "services"), what="Service recreated")
+    wait_serving(kubectl, "fraud", "1.0.0", ready_replicas=2)
+
+
+def test_a_restarted_operator_writes_nothing_to_a_deployment_it_serves(kubectl: Kubectl, tmp_path: Path) -> None:
+    op = start_operator(tmp_path, "--namespace", kubectl.namespace or "default")
     try:
-        register(kubectl, tmp_path, "fraud", "1.0.0")
-        deploy(kubectl, "fraud", version="1.0.0", replicas=2)
-        wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
-        v1 = child_name("fraud", "1.0.0")
-        kubectl.run("scale", "deployment", v1, "--replicas=5")
-        kubectl.run(
-            "patch", "service", "fraud", "--type=merge", "-p", '{"spec": {"selector": {"mlops.io/version": "x"}}}'
-        )
-        kubectl.wait_for(lambda: kubectl.get("deployment", v1)["spec"]["replicas"] == 2, what="replicas restored")
-        kubectl.wait_for(lambda: kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.0.0",
-                         what="selector restored")  # fmt: skip
-        # A key added to a selector changes which Pods get traffic: it goes too.
-        selector = kubectl.get("service", "fraud")["spec"]["selector"]
-        kubectl.run("patch", "service", "fraud", "--type=merge", "-p", '{"spec": {"selector": {"extra": "key"}}}')
-        kubectl.wait_for(lambda: kubectl.get("service", "fraud")["spec"]["selector"] == selector,
-                         what="extra selector key removed")  # fmt: skip
-        kubectl.run("delete", "service", v1)
-        kubectl.wait_for(lambda: v1 in names(kubectl, "services"), what="Service recreated")
-        wait_md(kubectl, "fraud", "serving 1.0.0", lambda o: serving("1.0.0")(o) and o["status"]["readyReplicas"] == 2)
+        given_serving(kubectl, tmp_path, "1.0.0", version="1.0.0", replicas=2, ready_replicas=2)
         time.sleep(2)
     finally:
         assert op.stop() == 0
-
-    def versions() -> dict[str, str]:
-        out = {}
-        for kind in ("modeldeployment", "deployment", "service", "pdb"):
-            items = json.loads(kubectl.run("get", kind, "-o", "json").stdout)["items"]
-            out.update({f"{kind}/{i['metadata']['name']}": i["metadata"]["resourceVersion"] for i in items})
-        return out
-
-    before = versions()
-    op = start_operator(tmp_path, "--namespace", namespace)
-    try:
-        # Long enough for the initial listings and a reconcile of everything they delivered.
-        time.sleep(6)
-    finally:
-        assert op.stop(signal.SIGTERM) == 0
-    assert versions() == before
-    line = next(line for line in op.log().splitlines() if "ModelDeployment reconciles:" in line)
-    requests = json.loads(line.split("API requests: ", 1)[1])
-    assert not {"apply", "patch", "delete", "create"} & set(requests), line
-    assert int(re.search(r"reconciles: (\d+)", line).group(1)) >= 1  # type: ignore[union-attr]
+    assert_restart_writes_nothing(kubectl, tmp_path)
 
 
 def routed(kubectl: Kubectl, router: str) -> dict[str, int]:
@@ -417,17 +430,17 @@ def test_lifecycle_per_router(
     routing = {"gatewayAPI": "httproutes", "istio": "virtualservices"}.get(router)
 
     deploy(kubectl, "fraud", version="1.0.0", replicas=1, router=spec)
-    wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    wait_serving(kubectl, "fraud", "1.0.0")
     assert routed(kubectl, router) == {v1: 100}
     assert routing is None or names(kubectl, routing) == {"fraud"}
     kubectl.wait_for(lambda: running_pods(kubectl, "1.0.0") == 1, what="a Pod of 1.0.0 Running")
 
     patch(kubectl, "fraud", {"replicas": 2})
-    wait_md(kubectl, "fraud", "2 ready", lambda o: serving("1.0.0")(o) and o["status"]["readyReplicas"] == 2)
+    wait_serving(kubectl, "fraud", "1.0.0", ready_replicas=2)
     assert names(kubectl, "pdb") == {v1}
 
     patch(kubectl, "fraud", {"version": "1.1.0"})
-    wait_md(kubectl, "fraud", "serving 1.1.0", serving("1.1.0"))
+    wait_serving(kubectl, "fraud", "1.1.0")
     kubectl.wait_for(lambda: routed(kubectl, router) == {v2: 100}, what="weights on 1.1.0")
     kubectl.wait_for(lambda: names(kubectl, "deployments") == {v2}, what="1.0.0 removed")
     kubectl.wait_for(lambda: running_pods(kubectl, "1.1.0") == 2, what="two Pods of 1.1.0 Running")
@@ -447,12 +460,9 @@ def test_lifecycle_per_router(
 def test_canary_weights_come_from_the_canary_rollout(
     kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
 ) -> None:
-    register(kubectl, tmp_path, "fraud", "1.0.0")
-    register(kubectl, tmp_path, "fraud", "1.1.0")
-    deploy(kubectl, "fraud", version="1.0.0", replicas=10, rollout={"strategy": "canary"})
-    wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    given_serving(kubectl, tmp_path, "1.0.0", "1.1.0", version="1.0.0", replicas=10, rollout={"strategy": "canary"})
     patch(kubectl, "fraud", {"version": "1.1.0"})
-    obj = wait_md(kubectl, "fraud", "canary at 0", lambda o: condition(o, "Ready").get("reason") == "Canary")
+    obj = wait_status(kubectl, "modeldeployment", "fraud", "canary at 0", condition_is("Ready", reason="Canary"))
     assert obj["status"]["traffic"] == "1.0.0=100 1.1.0=0"
     assert kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.0.0"
 
@@ -466,14 +476,14 @@ def test_canary_weights_come_from_the_canary_rollout(
         kubectl.run("patch", "canaryrollout", "fraud-1-1-0", "--subresource=status", "--type=merge", "-p", body)
 
     set_weight(30)
-    obj = wait_md(kubectl, "fraud", "70/30", lambda o: o["status"].get("traffic") == "1.0.0=70 1.1.0=30")
+    obj = wait_status(kubectl, "modeldeployment", "fraud", "70/30", traffic_is("1.0.0=70 1.1.0=30"))
     replicas = {d["metadata"]["labels"]["mlops.io/version"]: d["spec"]["replicas"]
                 for d in json.loads(kubectl.run("get", "deployments", "-o", "json").stdout)["items"]}  # fmt: skip
     assert replicas == {"1.0.0": 7, "1.1.0": 3}
     assert "mlops.io/version" not in kubectl.get("service", "fraud")["spec"]["selector"]
 
     set_weight(100)
-    wait_md(kubectl, "fraud", "promoted", serving("1.1.0"))
+    wait_serving(kubectl, "fraud", "1.1.0")
     kubectl.wait_for(lambda: names(kubectl, "deployments") == {child_name("fraud", "1.1.0")}, what="old removed")
     kubectl.wait_for(lambda: kubectl.get("deployment", child_name("fraud", "1.1.0"))["spec"]["replicas"] == 10,
                      what="full size")  # fmt: skip
@@ -482,16 +492,14 @@ def test_canary_weights_come_from_the_canary_rollout(
 def test_a_canary_pinned_back_hands_its_share_back_then_drains(
     kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
 ) -> None:
-    register(kubectl, tmp_path, "fraud", "1.0.0")
-    register(kubectl, tmp_path, "fraud", "1.1.0")
-    deploy(kubectl, "fraud", version="1.0.0", replicas=10, rollout={"strategy": "canary", "drainDelay": "3s"})
-    wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+    rollout = {"strategy": "canary", "drainDelay": "3s"}
+    given_serving(kubectl, tmp_path, "1.0.0", "1.1.0", version="1.0.0", replicas=10, rollout=rollout)
     patch(kubectl, "fraud", {"version": "1.1.0"})
     kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "CanaryRollout", "metadata": {"name": "fraud-1-1-0"},
                    "spec": {"deploymentRef": "fraud", "candidate": "1.1.0", "steps": [{"setWeight": 30}]}})  # fmt: skip
     body = json.dumps({"status": {"weights": {"stable": 70, "canary": 30}}})
     kubectl.run("patch", "canaryrollout", "fraud-1-1-0", "--subresource=status", "--type=merge", "-p", body)
-    wait_md(kubectl, "fraud", "70/30", lambda o: o["status"].get("traffic") == "1.0.0=70 1.1.0=30")
+    wait_status(kubectl, "modeldeployment", "fraud", "70/30", traffic_is("1.0.0=70 1.1.0=30"))
 
     def sizes() -> dict[str, int]:
         return {d["metadata"]["labels"]["mlops.io/version"]: d["spec"]["replicas"]
@@ -526,13 +534,12 @@ def test_a_restart_continues_a_rollout_where_it_was(kubectl: Kubectl, tmp_path: 
     namespace = kubectl.namespace or "default"
     op = start_operator(tmp_path, "--namespace", namespace)
     try:
-        register(kubectl, tmp_path, "fraud", "1.0.0")
-        register(kubectl, tmp_path, "fraud", "1.1.0")
         rollout = {"strategy": "blueGreen", "blueGreen": {"scaleDownDelay": "8s"}}
-        deploy(kubectl, "fraud", version="1.0.0", rollout=rollout)
-        wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+        given_serving(kubectl, tmp_path, "1.0.0", "1.1.0", version="1.0.0", rollout=rollout)
         patch(kubectl, "fraud", {"version": "1.1.0"})
-        obj = wait_md(kubectl, "fraud", "switched", lambda o: o["status"].get("version") == "1.1.0")
+        obj = wait_status(
+            kubectl, "modeldeployment", "fraud", "switched", lambda o: o["status"].get("version") == "1.1.0"
+        )
     finally:
         assert op.stop() == 0
     retiring = {v["version"]: v for v in obj["status"]["versions"]}["1.0.0"]
@@ -542,7 +549,7 @@ def test_a_restart_continues_a_rollout_where_it_was(kubectl: Kubectl, tmp_path: 
     time.sleep(8)
     op = start_operator(tmp_path, "--namespace", namespace)
     try:
-        obj = wait_md(kubectl, "fraud", "old version removed", serving("1.1.0"), timeout=15)
+        obj = wait_serving(kubectl, "fraud", "1.1.0", timeout=15)
         kubectl.wait_for(lambda: names(kubectl, "deployments") == {child_name("fraud", "1.1.0")}, what="old removed")
         stable = obj["status"]["versions"][0]
         assert stable["version"] == "1.1.0" and stable["since"] == retiring["since"]
@@ -570,22 +577,20 @@ def test_quantities_are_applied_as_the_api_server_stores_them(kubectl: Kubectl) 
 def test_pods_lost_after_the_rollout_make_it_degraded(
     kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
 ) -> None:
-    register(kubectl, tmp_path, "fraud", "1.0.0")
-    deploy(kubectl, "fraud", version="1.0.0", replicas=2)
-    wait_md(kubectl, "fraud", "serving 1.0.0", lambda o: serving("1.0.0")(o) and o["status"]["readyReplicas"] == 2)
+    given_serving(kubectl, tmp_path, "1.0.0", version="1.0.0", replicas=2, ready_replicas=2)
     # A Pod stops being ready (as a crashing or failing container would), long after the rollout completed.
     pod = kubectl.run("get", "pods", "-l", "mlops.io/version=1.0.0", "-o", "name").stdout.split()[0]
     unready = {"status": {"conditions": [{"type": "Ready", "status": "False"},
                                          {"type": "ContainersReady", "status": "False"}]}}  # fmt: skip
     kubectl.run("patch", pod, "--subresource=status", "--type=strategic", "-p", json.dumps(unready))
-    obj = wait_md(kubectl, "fraud", "Degraded", lambda o: condition(o, "Degraded").get("status") == "True")
+    obj = wait_status(kubectl, "modeldeployment", "fraud", "Degraded", condition_is("Degraded", "True"))
     assert condition(obj, "Degraded")["reason"] == "ReplicasUnavailable"
     assert "1.0.0 1/2 ready after the rollout completed" in condition(obj, "Degraded")["message"]
     assert (condition(obj, "Ready")["status"], condition(obj, "Ready")["reason"]) == ("False", "PodsNotReady")
     assert condition(obj, "Progressing")["status"] == "False"
     # The Pod is replaced: healthy again.
     kubectl.run("delete", pod, "--wait=false")
-    obj = wait_md(kubectl, "fraud", "healthy", lambda o: condition(o, "Degraded").get("status") == "False")
+    obj = wait_status(kubectl, "modeldeployment", "fraud", "healthy", condition_is("Degraded", "False"))
     kubectl.run("wait", "--for=condition=Ready", "--timeout=30s", "modeldeployment/fraud")
 
 
@@ -602,7 +607,7 @@ def test_a_refused_write_is_reported_in_status_and_retried(
     def refused(obj: dict[str, Any]) -> bool:
         return condition(obj, "Ready").get("reason") == "ApplyFailed"
 
-    obj = wait_md(kubectl, "fraud", "the refusal in status", refused)
+    obj = wait_status(kubectl, "modeldeployment", "fraud", "the refusal in status", refused)
     ready, degraded = condition(obj, "Ready"), condition(obj, "Degraded")
     assert ready["status"] == "False" and f"Deployment {v1}: 403" in ready["message"], ready
     assert "exceeded quota" in ready["message"] or "forbidden" in ready["message"].lower(), ready
@@ -612,4 +617,4 @@ def test_a_refused_write_is_reported_in_status_and_retried(
     assert names(kubectl, "services") == {"fraud", v1}
 
     kubectl.run("delete", "resourcequota", "no-deployments")
-    wait_md(kubectl, "fraud", "serving once the quota is gone", serving("1.0.0"), timeout=60)
+    wait_serving(kubectl, "fraud", "1.0.0", timeout=60)

@@ -17,71 +17,36 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import Kubectl, OperatorProcess, start_operator
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), {})
-
-
-def artifact(tmp_path: Path, name: str, size: int = 50_000) -> tuple[str, str]:
-    path = tmp_path / name
-    path.write_bytes(random.Random(name).randbytes(size))
-    return f"file://{path}", "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def version(name: str, model: str, ver: str, source: str, checksum: str | None = None, stage: str = "development",
-            metrics: dict[str, float] | None = None, gates: list[dict[str, Any]] | None = None,
-            **spec: Any) -> dict[str, Any]:  # fmt: skip
-    body: dict[str, Any] = {
-        "apiVersion": "mlops.io/v1alpha1", "kind": "ModelVersion", "metadata": {"name": name},
-        "spec": {"model": model, "version": ver, "source": source, "format": "sklearn", "stage": stage,
-                 "metrics": [{"name": k, "value": v} for k, v in (metrics or {}).items()], "gates": gates or [],
-                 **spec},
-    }  # fmt: skip
-    if checksum:
-        body["spec"]["checksum"] = checksum
-    return body
-
-
-def wait_status(kubectl: Kubectl, name: str, what: str, timeout: float = 30, **expect: Any) -> dict[str, Any]:
-    """Waits until the ModelVersion's status has the stage and Ready condition fields in ``expect``."""
-
-    def check() -> dict[str, Any] | None:
-        obj = kubectl.get("modelversion", name)
-        ready = condition(obj, "Ready")
-        if "stage" in expect and obj.get("status", {}).get("stage") != expect["stage"]:
-            return None
-        if "ready" in expect and ready.get("status") != expect["ready"]:
-            return None
-        if "reason" in expect and ready.get("reason") != expect["reason"]:
-            return None
-        return obj
-
-    return kubectl.wait_for(check, timeout=timeout, what=f"{name}: {what}")  # type: ignore[no-any-return]
+from support import (
+    Kubectl,
+    OperatorProcess,
+    artifact,
+    condition,
+    condition_is,
+    events,
+    start_operator,
+    version,
+    wait_status,
+    wait_version,
+)
 
 
 def set_stage(kubectl: Kubectl, name: str, stage: str) -> None:
     kubectl.run("patch", "modelversion", name, "--type=merge", "-p", json.dumps({"spec": {"stage": stage}}))
 
 
-def events(kubectl: Kubectl, name: str) -> list[dict[str, Any]]:
-    out = kubectl.run("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json").stdout
-    return json.loads(out)["items"]  # type: ignore[no-any-return]
-
-
 def test_promotion_through_the_stages(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
     source, checksum = artifact(tmp_path, "a.bin")
     kubectl.apply(version("fraud-1", "fraud", "1.0.0", source, checksum, metrics={"auc": 0.95},
                           gates=[{"metric": "auc", "min": 0.9}]))  # fmt: skip
-    obj = wait_status(kubectl, "fraud-1", "development", stage="development", ready="True")
+    obj = wait_version(kubectl, "fraud-1", "development", stage="development", ready="True")
     assert obj["status"]["artifact"]["sha256"] == checksum and obj["status"]["artifact"]["verified"] is True
     assert condition(obj, "ArtifactVerified")["reason"] == "Verified"
     for stage in ("staging", "production"):
         set_stage(kubectl, "fraud-1", stage)
         # kubectl wait reads the conventions: Ready, with observedGeneration following the spec.
         kubectl.run("wait", "--for=condition=Ready", "--timeout=30s", "modelversion/fraud-1")
-        obj = wait_status(kubectl, "fraud-1", stage, stage=stage, ready="True")
+        obj = wait_version(kubectl, "fraud-1", stage, stage=stage, ready="True")
         assert condition(obj, "Ready")["observedGeneration"] == obj["metadata"]["generation"]
     history = obj["status"]["history"]
     assert [h["stage"] for h in history] == ["development", "staging", "production"]
@@ -98,7 +63,7 @@ def test_failing_gate_blocks_production_and_says_why(kubectl: Kubectl, operator:
                           metrics={"auc": 0.85, "logloss": 0.3},
                           gates=[{"metric": "auc", "min": 0.9}, {"metric": "recall", "min": 0.5},
                                  {"metric": "logloss", "max": 0.5}]))  # fmt: skip
-    obj = wait_status(kubectl, "weak", "gates fail", reason="GatesFailed")
+    obj = wait_version(kubectl, "weak", "gates fail", reason="GatesFailed")
     assert obj["status"]["stage"] == "development"
     ready = condition(obj, "Ready")
     assert ready["status"] == "False" and "auc 0.85 < 0.9" in ready["message"]
@@ -119,13 +84,13 @@ def test_new_production_archives_the_old_with_history_and_events(
     gates = [{"metric": "auc", "notWorseThan": "production", "tolerance": 0.01}]
     kubectl.apply(version("v1", "churn", "1.0.0", s1, c1, stage="production", metrics={"auc": 0.95, "loss": 0.3},
                           gates=gates))  # fmt: skip
-    wait_status(kubectl, "v1", "production", stage="production", ready="True")
+    wait_version(kubectl, "v1", "production", stage="production", ready="True")
     kubectl.apply(version("v2", "churn", "1.1.0", s2, c2, stage="staging", metrics={"auc": 0.945, "loss": 0.2},
                           gates=gates))  # fmt: skip
-    wait_status(kubectl, "v2", "staging", stage="staging")
+    wait_version(kubectl, "v2", "staging", stage="staging")
     set_stage(kubectl, "v2", "production")
-    new = wait_status(kubectl, "v2", "production", stage="production", ready="True")
-    old = wait_status(kubectl, "v1", "archived", stage="archived", reason="SupersededBy")
+    new = wait_version(kubectl, "v2", "production", stage="production", ready="True")
+    old = wait_version(kubectl, "v1", "archived", stage="archived", reason="SupersededBy")
     assert "1.1.0" in condition(old, "Ready")["message"]
     assert [h["stage"] for h in old["status"]["history"]] == ["production", "archived"]
     assert old["status"]["history"][-1]["reason"] == "SupersededBy"
@@ -141,7 +106,7 @@ def test_new_production_archives_the_old_with_history_and_events(
     assert "1.1.0" in old_events[0]["message"]
     # Everything else compares with the new production now.
     kubectl.apply(version("v3", "churn", "1.2.0", s2, c2, metrics={"auc": 0.9, "loss": 0.1}))
-    v3 = kubectl.wait_for(lambda: (o := kubectl.get("mv", "v3")).get("status", {}).get("comparison") and o)
+    v3 = wait_status(kubectl, "modelversion", "v3", "a comparison", lambda o: o.get("status", {}).get("comparison"))
     rows = {r["name"]: r for r in v3["status"]["comparison"]["metrics"]}
     assert v3["status"]["comparison"]["against"] == "1.1.0"
     assert rows["auc"]["change"] == pytest.approx(-0.045) and rows["auc"]["improved"] is False
@@ -153,7 +118,7 @@ def test_two_requests_at_once_one_production(kubectl: Kubectl, operator: Operato
     for i in (1, 2, 3):
         kubectl.apply(version(f"r{i}", "ranker", f"{i}.0", source, checksum, stage="staging", metrics={"ndcg": 0.5}))
     for i in (1, 2, 3):
-        wait_status(kubectl, f"r{i}", "staging", stage="staging")
+        wait_version(kubectl, f"r{i}", "staging", stage="staging")
     # One request, all three at once.
     kubectl.run("patch", "mv", "r1", "r2", "r3", "--type=merge", "-p", '{"spec":{"stage":"production"}}')
 
@@ -190,9 +155,9 @@ def test_two_requests_at_once_one_production(kubectl: Kubectl, operator: Operato
 def test_duplicate_version_and_immutable_source(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
     source, checksum = artifact(tmp_path, "d.bin")
     kubectl.apply(version("orig", "dup", "1.0", source, checksum))
-    wait_status(kubectl, "orig", "verified", ready="True")
+    wait_version(kubectl, "orig", "verified", ready="True")
     kubectl.apply(version("copy", "dup", "1.0", source, checksum, stage="production"))
-    copy = wait_status(kubectl, "copy", "duplicate", reason="DuplicateVersion")
+    copy = wait_version(kubectl, "copy", "duplicate", reason="DuplicateVersion")
     assert "ModelVersion orig" in condition(copy, "Ready")["message"]
     assert copy["status"].get("stage") is None
     assert kubectl.get("mv", "orig")["status"]["stage"] == "development"
@@ -201,7 +166,7 @@ def test_duplicate_version_and_immutable_source(kubectl: Kubectl, operator: Oper
     assert result.returncode != 0 and "spec.source" in result.stderr and "source is immutable" in result.stderr
     # The holder goes: the duplicate takes the identity over.
     kubectl.run("delete", "mv", "orig")
-    wait_status(kubectl, "copy", "takes over", stage="production", ready="True")
+    wait_version(kubectl, "copy", "takes over", stage="production", ready="True")
 
 
 class _Files(http.server.SimpleHTTPRequestHandler):
@@ -232,16 +197,14 @@ def test_unreachable_source_is_retried_until_it_appears(
     payload = random.Random(3).randbytes(3_000_000)
     checksum = "sha256:" + hashlib.sha256(payload).hexdigest()
     kubectl.apply(version("remote", "web", "1", f"{url}/models/model.bin?token=secret", checksum, stage="staging"))
-    obj = kubectl.wait_for(
-        lambda: (o := kubectl.get("mv", "remote")) and (o if condition(o, "ArtifactVerified").get("reason") else None)
-    )
+    obj = wait_status(kubectl, "modelversion", "remote", "a first check", condition_is("ArtifactVerified"))
     verified = condition(obj, "ArtifactVerified")
     assert verified["status"] == "False" and verified["reason"] == "SourceUnreachable"
     assert "not found" in verified["message"] and "secret" not in json.dumps(obj["status"])
     assert condition(obj, "Ready")["reason"] == "SourceUnreachable" and obj["status"].get("stage") is None
     (root / "models").mkdir()
     (root / "models" / "model.bin").write_bytes(payload)
-    obj = wait_status(kubectl, "remote", "recovered", stage="staging", ready="True", timeout=60)
+    obj = wait_version(kubectl, "remote", "recovered", stage="staging", ready="True", timeout=60)
     assert obj["status"]["artifact"]["size"] == len(payload) and obj["status"]["artifact"]["sha256"] == checksum
     assert "attempts" not in obj["status"]["artifact"]
 
@@ -252,13 +215,13 @@ def test_checksum_mismatch_is_final_until_the_spec_changes(
     source, checksum = artifact(tmp_path, "e.bin")
     wrong = "sha256:" + "0" * 64
     kubectl.apply(version("bad", "sum", "1", source, wrong, stage="staging"))
-    obj = wait_status(kubectl, "bad", "mismatch", reason="ChecksumMismatch")
+    obj = wait_version(kubectl, "bad", "mismatch", reason="ChecksumMismatch")
     assert checksum in condition(obj, "Ready")["message"] and wrong in condition(obj, "Ready")["message"]
     checked_at = obj["status"]["artifact"]["checkedAt"]
     time.sleep(6)  # longer than the first retry delay: a mismatch is not retried
     assert kubectl.get("mv", "bad")["status"]["artifact"]["checkedAt"] == checked_at
     kubectl.run("patch", "mv", "bad", "--type=merge", "-p", json.dumps({"spec": {"checksum": checksum}}))
-    wait_status(kubectl, "bad", "fixed", stage="staging", ready="True")
+    wait_version(kubectl, "bad", "fixed", stage="staging", ready="True")
 
 
 def test_reference_profile_in_an_owned_configmap(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
@@ -268,7 +231,7 @@ def test_reference_profile_in_an_owned_configmap(kubectl: Kubectl, operator: Ope
     pq.write_table(pa.table({"x": x, "y": y}), tmp_path / "ref.parquet")
     source, checksum = artifact(tmp_path, "f.bin")
     kubectl.apply(version("prof", "prof", "1", source, checksum, reference={"uri": f"file://{tmp_path}/ref.parquet"}))
-    obj = kubectl.wait_for(lambda: (o := kubectl.get("mv", "prof")) and (o if condition(o, "ProfileReady") else None))
+    obj = wait_status(kubectl, "modelversion", "prof", "a profile", condition_is("ProfileReady"))
     assert condition(obj, "ProfileReady")["status"] == "True", condition(obj, "ProfileReady")
     assert obj["status"]["profile"]["rows"] == 50_000 and obj["status"]["profile"]["features"] == 2
     cm = kubectl.get("configmap", obj["status"]["profile"]["configMap"])
@@ -293,16 +256,16 @@ def test_sigkill_in_the_middle_of_promotions(kubectl: Kubectl, tmp_path: Path) -
             kubectl.apply(version(f"k{i}-a", f"k{i}", "1", source, checksum, stage="production"))
             kubectl.apply(version(f"k{i}-b", f"k{i}", "2", source, checksum, stage="staging"))
         for i, _ in enumerate(delays):
-            wait_status(kubectl, f"k{i}-a", "production", stage="production", ready="True")
-            wait_status(kubectl, f"k{i}-b", "staging", stage="staging", ready="True")
+            wait_version(kubectl, f"k{i}-a", "production", stage="production", ready="True")
+            wait_version(kubectl, f"k{i}-b", "staging", stage="staging", ready="True")
         for i, delay in enumerate(delays):
             set_stage(kubectl, f"k{i}-b", "production")
             time.sleep(delay)
             op.stop(signal.SIGKILL)
             op = start_operator(tmp_path, "--namespace", namespace)
         for i, _ in enumerate(delays):
-            new = wait_status(kubectl, f"k{i}-b", "production", stage="production", ready="True")
-            old = wait_status(kubectl, f"k{i}-a", "archived", stage="archived", reason="SupersededBy")
+            new = wait_version(kubectl, f"k{i}-b", "production", stage="production", ready="True")
+            old = wait_version(kubectl, f"k{i}-a", "archived", stage="archived", reason="SupersededBy")
             assert [(h["stage"], h["reason"]) for h in old["status"]["history"]] == [
                 ("production", "Promoted"), ("archived", "SupersededBy")]  # fmt: skip
             assert [h["stage"] for h in new["status"]["history"]] == ["staging", "production"]
@@ -362,8 +325,8 @@ def test_a_slow_check_does_not_let_an_earlier_request_win(
         if condition(a, "ArtifactVerified").get("status") == "True" and condition(a, "Ready").get("reason"):
             break
         time.sleep(0.2)
-    b = wait_status(kubectl, "b", "production", stage="production", ready="True")
-    a = wait_status(kubectl, "a", "lost", reason="SupersededBy")
+    b = wait_version(kubectl, "b", "production", stage="production", ready="True")
+    a = wait_version(kubectl, "a", "lost", reason="SupersededBy")
     assert not seen_a_production and a["status"].get("stage") != "production"
     assert "ModelVersion b" in condition(a, "Ready")["message"]
     assert [h["stage"] for h in b["status"]["history"]] == ["production"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, Kubectl, Result
+from support import ROOT, Kubectl, Result
 
 CHART = ROOT / "charts" / "mlops-operator"
 INSTALL = ROOT / "manifests" / "install.yaml"
@@ -200,7 +200,10 @@ def _wait_available(kubectl: Kubectl, namespace: str, name: str) -> None:
 
 
 def _can(kubectl: Kubectl, account: str, verb: str, resource: str, namespace: str | None = None) -> bool:
+    """Whether ``account`` may ``verb`` ``resource`` (``plural.group`` or ``plural.group/subresource``)."""
+    resource, _, subresource = resource.partition("/")
     args = ["auth", "can-i", verb, resource, f"--as={account}"]
+    args += [f"--subresource={subresource}"] if subresource else []
     args += ["--namespace", namespace] if namespace else ["--all-namespaces"]
     result = kubectl.run(*args, check=False)
     assert result.stdout.strip() in ("yes", "no"), result.stderr

@@ -1,6 +1,6 @@
 """The chart's RBAC is as small as the code: the rights it grants are the rights the operator uses.
 
-Every operator the integration tests start runs as a service account bound to the chart's rules (conftest), and the
+Every operator the integration tests start runs as a service account bound to the chart's rules (support.py), and the
 API server's audit log records that account's requests (tests/cluster/audit-policy.yaml). This file runs last: it
 compares the rights those requests used with the rights the chart grants, per mode.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+from support import (
     OPERATOR_ACCOUNT,
     RBAC_NAMESPACE,
     ROOT,
@@ -22,10 +22,12 @@ from conftest import (
     Kubectl,
     account_kubeconfig,
     apply_rbac,
+    deploy,
+    register,
     render_chart,
     start_operator,
+    wait_serving,
 )
-from test_modeldeployment import deploy, register, serving, wait_md
 
 Right = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 
@@ -101,7 +103,7 @@ def test_namespaced_mode_serves_its_namespace_with_its_roles_alone(kubectl: Kube
     try:
         register(kubectl, tmp_path, "fraud", "1.0.0")
         deploy(kubectl, "fraud", version="1.0.0", replicas=2)
-        wait_md(kubectl, "fraud", "serving 1.0.0", serving("1.0.0"))
+        wait_serving(kubectl, "fraud", "1.0.0")
     finally:
         op.stop()
     events = audited(account)

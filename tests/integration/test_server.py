@@ -21,9 +21,9 @@ import numpy as np
 import onnxruntime as ort
 import pyarrow as pa
 import pytest
-from conftest import free_port
 from skl2onnx import to_onnx
 from sklearn.linear_model import LogisticRegression
+from support import free_port
 
 from mlops_operator.profiling import profile_column
 
@@ -106,6 +106,19 @@ def sklearn_server(model: dict[str, Any]) -> Iterator[Server]:
     yield server
     server.process.terminate()
     server.process.wait(30)
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    """Every line of the log at ``path`` as a JSON object; fails on the first line that is not one."""
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"{path.name}:{number} is not JSON: {line!r}") from None
+        assert isinstance(entry, dict), f"{path.name}:{number} is not a JSON object: {line!r}"
+        entries.append(entry)
+    return entries
 
 
 def infer_body(rows: np.ndarray, name: str = "features", **extra: Any) -> dict[str, Any]:
@@ -297,8 +310,9 @@ def test_sigterm_finishes_in_flight_requests(model: dict[str, Any], tmp_path: Pa
     assert server.process.wait(30) == 0
     with pytest.raises(OSError):
         server.call("/v2/health/live")
-    log = server.log.read_text()
-    assert all(json.loads(line)["level"] for line in log.splitlines() if line.startswith("{"))
+    # Its log, from start to shutdown, is JSON lines only.
+    entries = json_lines(server.log)
+    assert entries and all(entry.get("level") for entry in entries), entries
 
 
 def test_openapi_fuzzing_finds_no_server_error(sklearn_server: Server) -> None:

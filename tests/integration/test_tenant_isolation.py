@@ -19,8 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import Kubectl, OperatorProcess, start_operator
-from test_modelversion import artifact, condition, version, wait_status
+from support import Kubectl, OperatorProcess, artifact, condition, start_operator, version, wait_version
 
 
 def published(kubectl: Kubectl, op: OperatorProcess) -> str:
@@ -31,7 +30,7 @@ def published(kubectl: Kubectl, op: OperatorProcess) -> str:
 
 
 def refused(kubectl: Kubectl, name: str, rule: str) -> dict[str, Any]:
-    obj = wait_status(kubectl, name, "refused", ready="False", reason="SourceNotAllowed")
+    obj = wait_version(kubectl, name, "refused", ready="False", reason="SourceNotAllowed")
     message = condition(obj, "Ready")["message"]
     assert rule in message, message
     return obj
@@ -152,7 +151,7 @@ def test_allowances_open_only_what_they_name(
             ("to-apiserver", f"{api}/version"),
         ):
             kubectl.apply(version(name, name, "1", f"http://127.0.0.1:{port}/to?url={target}", checksum))
-        obj = wait_status(kubectl, "local", "verified", ready="True")
+        obj = wait_version(kubectl, "local", "verified", ready="True")
         assert obj["status"]["artifact"]["verified"] is True
         refused(
             kubectl, "api", f"is the Kubernetes API server (refused unless --allow-host names 127.0.0.1:{api_port})"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Kubectl
+from support import Kubectl
 
 
 def httproute() -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, Kubectl
+from support import ROOT, Kubectl
 
 
 def example(kind: str) -> dict[str, Any]:

@@ -59,13 +59,13 @@ ClusterRole in cluster mode. Keep in step with what the controllers read and wri
 */}}
 {{- define "mlops-operator.namespacedRules" -}}
 # Exactly the requests the operator makes (tests/integration/test_rbac.py compares these rules with the API server's
-# audit log of a whole test run). Our kinds: watched; kopf patches its annotations onto the kinds it handles with
-# change handlers (not ModelDeployments); every controller patches its kind's status.
+# audit log of a whole test run). Our kinds: watched; kopf patches its annotations onto the kinds without a
+# controller yet, which it acknowledges with change handlers; every controller patches its kind's status only.
 - apiGroups: [mlops.io]
-  resources: [modelversions, canaryrollouts, driftmonitors, alertrules]
+  resources: [canaryrollouts, driftmonitors, alertrules]
   verbs: [list, watch, patch]
 - apiGroups: [mlops.io]
-  resources: [modeldeployments]
+  resources: [modelversions, modeldeployments]
   verbs: [list, watch]
 - apiGroups: [mlops.io]
   resources: [modelversions/status, modeldeployments/status, canaryrollouts/status, driftmonitors/status, alertrules/status]
