@@ -18,10 +18,10 @@ from mlops_operator.controllers.settings import configure
 from mlops_operator.outbound import Policy
 from mlops_operator.runtime.manager import Manager
 
-# Each makes its controller on a manager: kind -> factory(manager, policy).
+# Every controller, by the kind it reconciles: each is made on the manager with the outbound policy.
 CONTROLLERS: dict[str, Any] = {
     "ModelVersion": ModelVersions,
-    "ModelDeployment": lambda manager, _policy: ModelDeployments(manager),
+    "ModelDeployment": ModelDeployments,
 }
 
 

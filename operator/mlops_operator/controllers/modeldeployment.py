@@ -25,6 +25,7 @@ from mlops_operator.logic.conditions import set_condition
 from mlops_operator.logic.deployment_status import Facts, Summary, Verdict, summarize
 from mlops_operator.logic.resolution import Resolved, Unresolved, resolve
 from mlops_operator.logic.times import stamp
+from mlops_operator.outbound import Policy
 from mlops_operator.runtime import events
 from mlops_operator.runtime.apply import Applier, ChildKey, Report
 from mlops_operator.runtime.controller import Controller, Watch
@@ -48,9 +49,9 @@ REASONS = {"KindNotServed": "RouterUnavailable"}
 
 
 class ModelDeployments:
-    """The controller; ``controller`` is what the manager runs."""
+    """The controller; ``controller`` is what the manager runs (it opens nothing for users: no ``policy``)."""
 
-    def __init__(self, manager: Manager) -> None:
+    def __init__(self, manager: Manager, policy: Policy | None = None) -> None:
         self.deployments = kinds.model_deployments(manager)
         self.versions = kinds.model_versions(manager)
         self.rollouts = kinds.canary_rollouts(manager)
