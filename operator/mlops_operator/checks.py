@@ -23,6 +23,27 @@ _artifact_slots = asyncio.Semaphore(8)
 _profile_slots = asyncio.Semaphore(1)
 
 
+# What the checks own in a status.
+FIELDS = ("artifact", "profile")
+CONDITIONS = ("ArtifactVerified", "ProfileReady")
+
+
+def settled(spec: dict[str, Any], status: dict[str, Any]) -> bool:
+    """Whether nothing is left to check for ``spec``: the artifact verified or found not to match its checksum
+    (or of a kind only the model server reads), the reference profile computed or failed for good (or none asked
+    for). A refusal by the outbound policy is not settled: it is looked at again once per process."""
+    artifact = status.get("artifact") or {}
+    done = scheme(spec["source"]) in UNREADABLE_SCHEMES or (
+        artifact.get("checksum") == spec.get("checksum") and bool(artifact.get("verified") or artifact.get("mismatch"))
+    )
+    reference = spec.get("reference")
+    if not done or not reference:
+        return done and not status.get("profile")
+    ready = get_condition(status.get("conditions"), "ProfileReady") or {}
+    profiled = ready.get("status") == "True" or ready.get("reason") == "ProfileFailed"
+    return (status.get("profile") or {}).get("uri") == redact(reference["uri"]) and profiled
+
+
 def retry_delay(attempts: int) -> float:
     """Seconds before attempt ``attempts + 1`` at an unreachable source: 5 s doubling, at most 5 minutes."""
     return float(min(MAX_BACKOFF_SECONDS, 5 * 2 ** (attempts - 1)))

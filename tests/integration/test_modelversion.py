@@ -174,7 +174,9 @@ class _Files(http.server.SimpleHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        if "slow" in self.path:
+        if "slowest" in self.path:
+            time.sleep(15)  # a very large artifact
+        elif "slow" in self.path:
             time.sleep(4)  # a large artifact on a slow link
         super().do_GET()
 
@@ -330,3 +332,25 @@ def test_a_slow_check_does_not_let_an_earlier_request_win(
     assert not seen_a_production and a["status"].get("stage") != "production"
     assert "ModelVersion b" in condition(a, "Ready")["message"]
     assert [h["stage"] for h in b["status"]["history"]] == ["production"]
+
+
+def test_a_long_artifact_read_does_not_hold_the_other_versions_of_its_model(
+    kubectl: Kubectl, operator: OperatorProcess, http_root: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The model's versions are decided together, but reading one's artifact is not part of the decision: while it
+    takes 15 s, another version is verified and promoted, and the slow one says it is still being checked."""
+    root, url = http_root
+    payload = random.Random(11).randbytes(50_000)
+    (root / "slowest.bin").write_bytes(payload)
+    kubectl.apply(
+        version("big", "tortoise", "1", f"{url}/slowest.bin", "sha256:" + hashlib.sha256(payload).hexdigest())
+    )
+    time.sleep(1)
+    source, checksum = artifact(tmp_path, "quick.bin")
+    started = time.monotonic()
+    kubectl.apply(version("quick", "tortoise", "2", source, checksum, stage="production"))
+    wait_version(kubectl, "quick", "production", timeout=10, stage="production", ready="True")
+    assert time.monotonic() - started < 10
+    big = kubectl.get("mv", "big")
+    assert (condition(big, "Ready").get("status"), condition(big, "Ready").get("reason")) == ("Unknown", "Verifying")
+    wait_version(kubectl, "big", "verified", timeout=40, stage="development", ready="True")

@@ -166,6 +166,9 @@ class ModelDeployments:
         report = Report()
         # At once: traffic cannot reach a version before its objects exist, since it only ever moves to ready Pods.
         await self.children.apply(uid, desired, report)
+        # What the applies made (and what the watches changed meanwhile): what is pruned and reported comes from it.
+        children = self.children.children(uid)
+        health = {s.version: h for s in served if (h := health_of(s.version)) is not None}
         await self._prune(body, served, resolved, desired, children, report)
         wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in desired}
         for child, path in self.children.dropped(uid).items():

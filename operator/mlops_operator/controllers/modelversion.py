@@ -10,6 +10,8 @@ that two versions never hold production at once.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from typing import Any
 
 from mlops_operator import checks, metrics
@@ -22,12 +24,18 @@ from mlops_operator.outbound import Policy
 from mlops_operator.runtime import events
 from mlops_operator.runtime.controller import Controller
 from mlops_operator.runtime.kinds import Body, Key, key_of
-from mlops_operator.runtime.manager import Manager
+from mlops_operator.runtime.manager import Manager, error_text
+from mlops_operator.runtime.queue import Backoff
 from mlops_operator.runtime.status import StatusWriter
+
+log = logging.getLogger(__name__)
 
 KIND = kinds.MODEL_VERSIONS.kind
 WORKERS = 16
 CONFLICT_RETRY_SECONDS = 2
+# How long a pass waits for the checks it started before writing what it has.
+CHECK_WAIT_SECONDS = 2.0
+CONCURRENT_WRITES = 16
 
 
 def model_key(body: Body) -> Key:
@@ -43,6 +51,11 @@ class ModelVersions:
         self.policy = policy
         # uid -> (generation, loop time): an unreachable source of this generation is not tried before then.
         self._not_before: dict[str, tuple[int, float]] = {}
+        # uid -> the running check of a version; uid -> (generation, status fields, conditions) it found.
+        self._checks: dict[str, asyncio.Task[None]] = {}
+        self._found: dict[str, tuple[int, Body, list[Body]]] = {}
+        self._failures = Backoff(base=5, limit=checks.MAX_BACKOFF_SECONDS)
+        self._writing = asyncio.Semaphore(CONCURRENT_WRITES)
         self.versions = kinds.model_versions(manager)
         self.status = StatusWriter(kinds.MODEL_VERSIONS, self._changed_meanwhile, self._forget)
         self.controller = manager.add(
@@ -65,9 +78,11 @@ class ModelVersions:
         self.controller.queue.add_after(model_key(body), CONFLICT_RETRY_SECONDS)
 
     def _forget(self, body: Body) -> None:
-        self.versions.remove(key_of(body), body["metadata"]["uid"])
-        self.status.forget(body["metadata"]["uid"])
-        self._not_before.pop(body["metadata"]["uid"], None)
+        uid = body["metadata"]["uid"]
+        self.versions.remove(key_of(body), uid)
+        self.status.forget(uid)
+        for memo in (self._not_before, self._found):
+            memo.pop(uid, None)
 
     async def reconcile(self, key: Key) -> float | None:
         """One pass over the versions of one model; returns the delay before an unreachable source is tried
@@ -77,15 +92,14 @@ class ModelVersions:
         for body in bodies:
             statuses[body["metadata"]["name"]] = _acknowledged(body, self.status.status(body))
         holders = rules.identity_holders(version_status.view(b, statuses[b["metadata"]["name"]]) for b in bodies)
-        held = {h.name for h in holders.values()}
-        # The slow part (reads artifacts and datasets), for every identity holder at once.
-        delays = await asyncio.gather(
-            *(
-                self._check(body, statuses[body["metadata"]["name"]])
-                for body in bodies
-                if body["metadata"]["name"] in held
-            )
-        )
+        held = [b for b in bodies if b["metadata"]["name"] in {h.name for h in holders.values()}]
+        # The slow part (reading artifacts and datasets) runs on its own, one check per version at a time: a check
+        # that ends soon is waited for (one write then says everything), a long one does not hold the model's
+        # other versions; its end queues the model again.
+        started = [t for b in held if (t := self._start_check(key, b, statuses[b["metadata"]["name"]]))]
+        if started:
+            await asyncio.wait(started, timeout=CHECK_WAIT_SECONDS)
+        delays = [self._checked(b, statuses[b["metadata"]["name"]]) for b in held]
         plan = rules.plan([version_status.view(b, statuses[b["metadata"]["name"]]) for b in bodies])
         # Every status at once, except production grants, which follow once the rest is written (the old holder
         # archived): never two production versions at once.
@@ -94,7 +108,8 @@ class ModelVersions:
         for batch in (rest, grants):
             written = await asyncio.gather(*(self._write(b, statuses[b["metadata"]["name"]], plan) for b in batch))
             if not all(written):
-                # Changed or gone meanwhile: the next pass decides again, from what is there then.
+                # Changed or gone meanwhile: the next pass decides again, from what is there then (the check
+                # results are kept: nothing is read twice).
                 return None
         due = [d for d in delays if d is not None]
         return min(due) if due else None
@@ -103,29 +118,73 @@ class ModelVersions:
         """Folds the plan's verdict into the version's status and writes it; an Event for a new stage."""
         verdict = plan.verdicts[body["metadata"]["name"]]
         transition = version_status.apply_verdict(status, verdict, status.get("observedGeneration"), now_rfc3339())
-        if not await self.status.write(body, ModelVersionStatus.model_validate(status)):
-            return False
+        async with self._writing:
+            if not await self.status.write(body, ModelVersionStatus.model_validate(status)):
+                return False
         if transition:
             events.record(
                 _whole(body), verdict.transition_reason, verdict.transition_message or f"stage {verdict.granted}"
             )
         return True
 
-    async def _check(self, body: Body, status: Body) -> float | None:
-        """The artifact check and the reference profile of one version (each done once per spec)."""
+    def _start_check(self, key: Key, body: Body, status: Body) -> asyncio.Task[None] | None:
+        """The running check of the version, started if one is due: its artifact or profile is not settled, no
+        check of this generation has ended (or its retry time has come)."""
+        uid, generation = body["metadata"]["uid"], body["metadata"].get("generation", 1)
+        running = self._checks.get(uid)
+        if running is not None:
+            return running
+        found = self._found.get(uid)
+        if found is not None and found[0] == generation:
+            waiting = self._not_before.get(uid)
+            if waiting is None or waiting[1] > asyncio.get_running_loop().time():
+                return None  # this generation is checked, or its retry is not due yet
+        elif checks.settled(body["spec"], status):
+            return None
+        task = asyncio.get_running_loop().create_task(self._check(key, body, json.loads(json.dumps(status))))
+        self._checks[uid] = task
+        return task
+
+    async def _check(self, key: Key, body: Body, status: Body) -> None:
+        """The artifact check and the reference profile of one version, on a copy of its status; the findings are
+        kept for the model's passes, which are told."""
         spec, uid, generation = body["spec"], body["metadata"]["uid"], body["metadata"].get("generation", 1)
-        now = asyncio.get_running_loop().time()
-        waiting = self._not_before.get(uid)
-        if waiting is not None and waiting[0] == generation and waiting[1] > now:
-            return waiting[1] - now  # a source that did not answer: its backoff runs
-        artifact = await checks.check_artifact(spec, status, generation, self.policy)
-        profile = await checks.ensure_profile(_whole(body), spec, status, generation, self.policy)
-        due = min((d for d in (artifact, profile) if d is not None), default=None)
-        if due is None:
+        try:
+            artifact = await checks.check_artifact(spec, status, generation, self.policy)
+            profile = await checks.ensure_profile(_whole(body), spec, status, generation, self.policy)
+            delay = min((d for d in (artifact, profile) if d is not None), default=None)
+            self._failures.succeeded(key_of(body))
+        except Exception as exc:
+            delay = self._failures.failed(key_of(body))
+            log.warning("checking ModelVersion %s/%s failed (%s); trying again in %.0fs", *key_of(body),
+                        error_text(exc), delay)  # fmt: skip
+        finally:
+            self._checks.pop(uid, None)
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") in checks.CONDITIONS]
+        self._found[uid] = (generation, {k: status.get(k) for k in checks.FIELDS}, conditions)
+        if delay is None:
             self._not_before.pop(uid, None)
         else:
-            self._not_before[uid] = (generation, now + due)
-        return due
+            self._not_before[uid] = (generation, asyncio.get_running_loop().time() + delay)
+        self.controller.queue.add(key)
+
+    def _checked(self, body: Body, status: Body) -> float | None:
+        """Folds the version's latest check findings into ``status``; returns when its retry is due."""
+        uid, generation = body["metadata"]["uid"], body["metadata"].get("generation", 1)
+        found = self._found.get(uid)
+        if found is None or found[0] != generation:
+            return None
+        for field, value in found[1].items():
+            if value is None:
+                status.pop(field, None)
+            else:
+                status[field] = value
+        kept = [c for c in status.get("conditions") or [] if c.get("type") not in checks.CONDITIONS]
+        status["conditions"] = found[2] + kept
+        waiting = self._not_before.get(uid)
+        if waiting is None or uid in self._checks:
+            return None
+        return max(0.0, waiting[1] - asyncio.get_running_loop().time())
 
 
 def _acknowledged(body: Body, status: Body) -> Body:

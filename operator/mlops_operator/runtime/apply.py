@@ -204,6 +204,8 @@ class Applier:
         )
         for child, result in zip(stale, deleted, strict=True):
             if result is None:
+                self._applied.pop((uid, child), None)
+                self._dropped.pop((uid, child), None)
                 resource = self._resource(child[0], child[1])
                 self.manager.stores[resource].remove((namespace, child[2]))
                 self.manager.touch(resource, (namespace, child[2]))  # newer than a list that may be running
