@@ -282,7 +282,7 @@ class Applier:
         current = store.get((namespace, name))
         applied = {**applied, "apiVersion": api_version, "kind": kind}
         if current is None or newer(applied, current):
-            store.put(applied)
+            store.put(applied, as_is=True)  # ours, so kept whole: no copy of a fresh answer
         return applied
 
     def managed(self, child: Body) -> bool:

@@ -68,12 +68,13 @@ class Store:
         version = body["metadata"].get("resourceVersion")
         return cached is not None and bool(version) and cached["metadata"].get("resourceVersion") == version
 
-    def put(self, body: Any) -> Body | None:
+    def put(self, body: Any, as_is: bool = False) -> Body | None:
         """Takes ``body`` in unless it is the version held or older; returns what is now held, or None when
-        nothing changed."""
+        nothing changed. ``as_is``: ``body`` is a plain body nobody else holds (an API answer), kept without
+        compacting or copying it (the child stores keep ours whole anyway)."""
         if self.same(body):
             return None
-        compact = self._compact(body)
+        compact = body if as_is else self._compact(body)
         key = key_of(compact)
         cached = self._objects.get(key)
         if not newer(compact, cached):
