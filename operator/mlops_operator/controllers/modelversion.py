@@ -160,6 +160,8 @@ class ModelVersions:
                         error_text(exc), delay)  # fmt: skip
         finally:
             self._checks.pop(uid, None)
+        if (self.versions.get(key_of(body)) or {"metadata": {}})["metadata"].get("uid") != uid:
+            return  # deleted meanwhile: nothing to keep
         conditions = [c for c in status.get("conditions") or [] if c.get("type") in checks.CONDITIONS]
         self._found[uid] = (generation, {k: status.get(k) for k in checks.FIELDS}, conditions)
         if delay is None:
