@@ -18,7 +18,7 @@ DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
 SERVICES = Resource("", "v1", "services", "Service")
 AUTOSCALERS = Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler")
 DISRUPTION_BUDGETS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
-ROUTING_KINDS = tuple(Resource(k.group, k.version, k.plural, k.kind) for r in routers.every() for k in r.kinds)
+ROUTING_KINDS = tuple(k for r in routers.every() for k in r.kinds)
 SERVING_KINDS = (DEPLOYMENTS, SERVICES, AUTOSCALERS, DISRUPTION_BUDGETS, *ROUTING_KINDS)
 """The children of a ModelDeployment."""
 

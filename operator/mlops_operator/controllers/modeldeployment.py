@@ -67,9 +67,6 @@ class ModelDeployments:
                     Watch(kinds.MODEL_VERSIONS, self._deployments_of_model),
                     Watch(kinds.CANARY_ROLLOUTS, kinds.steered_deployment),
                 ),
-                urgent=lambda md: (
-                    (md.get("status") or {}).get("observedGeneration") != md["metadata"].get("generation")
-                ),
                 forget=self._forget,
                 is_echo=self.status.is_echo,
                 workers=WORKERS,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from mlops_operator import checks, metrics
@@ -38,6 +39,17 @@ CHECK_WAIT_SECONDS = 2.0
 CONCURRENT_WRITES = 16
 
 
+@dataclass(frozen=True)
+class Findings:
+    """What the last check of a version found: its status fields and conditions, for one generation."""
+
+    generation: int
+    fields: Body
+    conditions: list[Body]
+    retry_at: float | None
+    """Loop time when an unreachable source or a failed check is tried again (None: nothing to retry)."""
+
+
 def model_key(body: Body) -> Key:
     """The key a ModelVersion is reconciled under: its namespace and model."""
     return (body["metadata"].get("namespace") or "", str(body["spec"]["model"]))
@@ -49,11 +61,9 @@ class ModelVersions:
 
     def __init__(self, manager: Manager, policy: Policy) -> None:
         self.policy = policy
-        # uid -> (generation, loop time): an unreachable source of this generation is not tried before then.
-        self._not_before: dict[str, tuple[int, float]] = {}
-        # uid -> the running check of a version; uid -> (generation, status fields, conditions) it found.
+        # uid -> the running check of a version; uid -> what the last one found.
         self._checks: dict[str, asyncio.Task[None]] = {}
-        self._found: dict[str, tuple[int, Body, list[Body]]] = {}
+        self._found: dict[str, Findings] = {}
         self._failures = Backoff(base=5, limit=checks.MAX_BACKOFF_SECONDS)
         self._writing = asyncio.Semaphore(CONCURRENT_WRITES)
         self.versions = kinds.model_versions(manager)
@@ -64,9 +74,6 @@ class ModelVersions:
                 resource=kinds.MODEL_VERSIONS,
                 reconcile=self.reconcile,
                 key=model_key,
-                urgent=lambda mv: (
-                    (mv.get("status") or {}).get("observedGeneration") != mv["metadata"].get("generation")
-                ),
                 forget=self._forget,
                 is_echo=self.status.is_echo,
                 workers=WORKERS,
@@ -81,8 +88,7 @@ class ModelVersions:
         uid = body["metadata"]["uid"]
         self.versions.remove(key_of(body), uid)
         self.status.forget(uid)
-        for memo in (self._not_before, self._found):
-            memo.pop(uid, None)
+        self._found.pop(uid, None)
 
     async def reconcile(self, key: Key) -> float | None:
         """One pass over the versions of one model; returns the delay before an unreachable source is tried
@@ -135,9 +141,8 @@ class ModelVersions:
         if running is not None:
             return running
         found = self._found.get(uid)
-        if found is not None and found[0] == generation:
-            waiting = self._not_before.get(uid)
-            if waiting is None or waiting[1] > asyncio.get_running_loop().time():
+        if found is not None and found.generation == generation:
+            if found.retry_at is None or found.retry_at > asyncio.get_running_loop().time():
                 return None  # this generation is checked, or its retry is not due yet
         elif checks.settled(body["spec"], status):
             return None
@@ -162,31 +167,30 @@ class ModelVersions:
             self._checks.pop(uid, None)
         if (self.versions.get(key_of(body)) or {"metadata": {}})["metadata"].get("uid") != uid:
             return  # deleted meanwhile: nothing to keep
-        conditions = [c for c in status.get("conditions") or [] if c.get("type") in checks.CONDITIONS]
-        self._found[uid] = (generation, {k: status.get(k) for k in checks.FIELDS}, conditions)
-        if delay is None:
-            self._not_before.pop(uid, None)
-        else:
-            self._not_before[uid] = (generation, asyncio.get_running_loop().time() + delay)
+        self._found[uid] = Findings(
+            generation,
+            {k: status.get(k) for k in checks.FIELDS},
+            [c for c in status.get("conditions") or [] if c.get("type") in checks.CONDITIONS],
+            None if delay is None else asyncio.get_running_loop().time() + delay,
+        )
         self.controller.queue.add(key)
 
     def _checked(self, body: Body, status: Body) -> float | None:
         """Folds the version's latest check findings into ``status``; returns when its retry is due."""
         uid, generation = body["metadata"]["uid"], body["metadata"].get("generation", 1)
         found = self._found.get(uid)
-        if found is None or found[0] != generation:
+        if found is None or found.generation != generation:
             return None
-        for field, value in found[1].items():
+        for field, value in found.fields.items():
             if value is None:
                 status.pop(field, None)
             else:
                 status[field] = value
         kept = [c for c in status.get("conditions") or [] if c.get("type") not in checks.CONDITIONS]
-        status["conditions"] = found[2] + kept
-        waiting = self._not_before.get(uid)
-        if waiting is None or uid in self._checks:
+        status["conditions"] = found.conditions + kept
+        if found.retry_at is None or uid in self._checks:
             return None
-        return max(0.0, waiting[1] - asyncio.get_running_loop().time())
+        return max(0.0, found.retry_at - asyncio.get_running_loop().time())
 
 
 def _acknowledged(body: Body, status: Body) -> Body:

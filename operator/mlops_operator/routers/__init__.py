@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
+from mlops_operator.runtime.kinds import Resource
 
 Body = dict[str, Any]
 
@@ -26,25 +27,11 @@ class Traffic:
     """A version receiving a copy of this percent of the requests (responses discarded)."""
 
 
-@dataclass(frozen=True)
-class RoutedKind:
-    """A kind of routing object, as the API server serves it."""
-
-    group: str
-    version: str
-    kind: str
-    plural: str
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-
 class Router(Protocol):
     """What every router implements."""
 
     name: str
-    kinds: tuple[RoutedKind, ...]
+    kinds: tuple[Resource, ...]
     """The kinds of object this router owns (the controller watches them and removes stale ones)."""
 
     def objects(self, owner: Body, spec: ModelDeploymentSpec, traffic: Traffic) -> list[Body]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
 from mlops_operator.builders.serving import SERVICE_PORT, child_name, front_name, labels
-from mlops_operator.routers import Body, RoutedKind, Traffic, stable_only
+from mlops_operator.routers import Body, Traffic, stable_only
+from mlops_operator.runtime.kinds import Resource
 
-HTTPROUTE = RoutedKind("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+HTTPROUTE = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
 
 
 class GatewayApiRouter:
     name = "gatewayAPI"
-    kinds: tuple[RoutedKind, ...] = (HTTPROUTE,)
+    kinds: tuple[Resource, ...] = (HTTPROUTE,)
 
     def objects(self, owner: Body, spec: ModelDeploymentSpec, traffic: Traffic) -> list[Body]:
         name = owner["metadata"]["name"]

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
 from mlops_operator.builders.serving import SERVICE_PORT, child_name, front_name, labels
-from mlops_operator.routers import Body, RoutedKind, Traffic, stable_only
+from mlops_operator.routers import Body, Traffic, stable_only
+from mlops_operator.runtime.kinds import Resource
 
-VIRTUALSERVICE = RoutedKind("networking.istio.io", "v1", "VirtualService", "virtualservices")
+VIRTUALSERVICE = Resource("networking.istio.io", "v1", "virtualservices", "VirtualService")
 ROUTE_NAME = "mlops-weights"
 
 
@@ -18,7 +19,7 @@ def _host(service: str, namespace: str) -> str:
 
 class IstioRouter:
     name = "istio"
-    kinds: tuple[RoutedKind, ...] = (VIRTUALSERVICE,)
+    kinds: tuple[Resource, ...] = (VIRTUALSERVICE,)
 
     def objects(self, owner: Body, spec: ModelDeploymentSpec, traffic: Traffic) -> list[Body]:
         name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]

@@ -4,12 +4,13 @@ approximated by replica counts (``logic.serving.replica_split``): 90/10 over 10 
 from __future__ import annotations
 
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
-from mlops_operator.routers import Body, RoutedKind, Traffic
+from mlops_operator.routers import Body, Traffic
+from mlops_operator.runtime.kinds import Resource
 
 
 class ReplicasRouter:
     name = "replicas"
-    kinds: tuple[RoutedKind, ...] = ()
+    kinds: tuple[Resource, ...] = ()
 
     def objects(self, owner: Body, spec: ModelDeploymentSpec, traffic: Traffic) -> list[Body]:
         return []

@@ -25,7 +25,8 @@ class Watch:
 class Controller:
     """A controller: ``reconcile`` runs for the keys of ``resource``'s objects (``key``, by default the object's
     namespace and name), of its children of the ``owns`` kinds (by their controller reference) and of what the
-    ``watches`` map to. An object whose ``urgent`` holds (a spec not acted on yet) goes before the others."""
+    ``watches`` map to. An object whose ``urgent`` holds (by default: a spec not acted on yet) goes before the
+    others."""
 
     name: str
     resource: Resource
@@ -33,7 +34,7 @@ class Controller:
     owns: tuple[Resource, ...] = ()
     watches: tuple[Watch, ...] = ()
     key: Callable[[Body], Key] = key_of
-    urgent: Callable[[Body], bool] = lambda _: False
+    urgent: Callable[[Body], bool] = lambda body: not_acted_on(body)  # defined below
     forget: Callable[[Body], None] = lambda _: None
     """Called when an object of ``resource`` is deleted: drops what the controller remembers of it."""
     is_echo: Callable[[Body], bool] = lambda _: False
@@ -68,6 +69,11 @@ class Controller:
                         keys.update(watch.keys(body))
         for key in keys:
             self.queue.add(key, urgent=urgent)
+
+
+def not_acted_on(body: Body) -> bool:
+    """Whether the object's spec is newer than what its status says was acted on (status.observedGeneration)."""
+    return bool((body.get("status") or {}).get("observedGeneration") != body["metadata"].get("generation"))
 
 
 def owner_ref(body: Body, owner: Resource) -> dict[str, str] | None:

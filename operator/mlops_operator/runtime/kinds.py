@@ -43,11 +43,3 @@ def newer(candidate: Body, current: Body | None) -> bool:
     if a.isdigit() and b.isdigit():
         return int(a) >= int(b)
     return True
-
-
-def controller_of(body: Body) -> dict[str, Any] | None:
-    """The owner reference marked as controller, if any."""
-    for ref in body["metadata"].get("ownerReferences") or []:
-        if ref.get("controller"):
-            return dict(ref)
-    return None

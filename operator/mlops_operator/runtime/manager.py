@@ -18,7 +18,7 @@ from lightkube import ApiError
 from mlops_operator import kube, metrics, telemetry
 from mlops_operator.runtime.api import Api
 from mlops_operator.runtime.controller import Controller, owner_ref
-from mlops_operator.runtime.kinds import Body, Key, Resource, controller_of, key_of
+from mlops_operator.runtime.kinds import Body, Key, Resource, key_of
 from mlops_operator.runtime.store import Index, Store, plain
 
 log = logging.getLogger(__name__)
@@ -267,6 +267,3 @@ class Manager:
 
             kopf.on.event(resource.group, resource.version, resource.plural, id=f"watch-{resource.plural}",
                           registry=registry)(event)  # fmt: skip
-
-
-__all__ = ["Manager", "Stats", "controller_of", "error_text"]
