@@ -188,7 +188,12 @@ def test_rolling_moves_traffic_only_to_ready_pods(kubectl: Kubectl, operator: Op
     assert "1.1.0 0/1 ready" in condition(obj, "Ready")["message"]
 
     # Past the progress deadline the version counts as failed: Degraded says why, the old version keeps serving.
-    obj = wait_status(kubectl, "modeldeployment", "fraud", "Degraded", condition_is("Degraded", "True"))
+    # (The old version's template takes the new resources too: its own rollout may time out first, so the wait is
+    # for the new version's line.)
+    def new_version_failed(o: dict[str, Any]) -> bool:
+        return condition_is("Degraded", "True")(o) and "1.1.0: " in condition(o, "Degraded").get("message", "")
+
+    obj = wait_status(kubectl, "modeldeployment", "fraud", "Degraded", new_version_failed)
     assert condition(obj, "Degraded")["reason"] == "ProgressDeadlineExceeded"
     assert "1.1.0: " in condition(obj, "Degraded")["message"]
     assert (condition(obj, "Progressing")["status"], condition(obj, "Progressing")["reason"]) == (
