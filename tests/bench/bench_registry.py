@@ -11,7 +11,9 @@ running (the physical limit here: the API server); the writes to the ModelVersio
 made them) and the API writes of the operator's own client (from the line it logs when stopped); the operator's CPU.
 
 Run with `make bench` (the local cluster must be up); BENCH_PROFILE=<file> runs the operator under cProfile.
-Goals: >= 50 versions/s and at least 0.9 times the create rate, RSS < 200 MB.
+Goals: >= 50 versions/s and at least 0.9 times the create rate, RSS < 200 MB. The create rate alone is no rate a
+registry can reach: each version also needs its status written and its Event posted, and the same client doing
+only that (the floor measured and printed here) already reaches about a third of it on this machine.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from typing import Any
 import psutil
 from lightkube import AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.core_v1 import Namespace
+from lightkube.resources.core_v1 import Event, Namespace
+from lightkube.types import PatchType
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = int(os.environ.get("BENCH_VERSIONS", "1000"))
@@ -94,22 +97,52 @@ STATS_LINE = re.compile(r"\w+ reconciles: (\d+) \((\d+) wrote nothing\); API req
 WRITE_VERBS = ("apply", "patch", "delete", "create")
 
 
-async def create_only(namespace: str, artifacts: list[tuple[str, str]]) -> float:
-    """Seconds the client takes to create the versions with no operator running."""
+async def create_only(namespace: str, artifacts: list[tuple[str, str]], write_status: bool = False) -> float:
+    """Seconds the client takes to create the versions with no operator running; with ``write_status``, the client
+    also writes each version's status and posts its Event itself: the least any controller adds to the API server's
+    work (one status write and one Event per version), with no controller cost at all."""
     client = AsyncClient()
     await client.create(Namespace.from_dict({"metadata": {"name": namespace}}))
     try:
         semaphore = asyncio.Semaphore(CONCURRENCY)
 
         async def create(i: int) -> None:
+            version = body(i, *artifacts[i])
+            name = version["metadata"]["name"]
             async with semaphore:
-                await client.create(ModelVersion.from_dict(body(i, *artifacts[i])), namespace=namespace)
+                await client.create(ModelVersion.from_dict(version), namespace=namespace)
+            if not write_status:
+                return
+            async with semaphore:
+                await client.patch(ModelVersion.Status, name, {"status": STATUS}, namespace=namespace,
+                                   patch_type=PatchType.MERGE)  # fmt: skip
+            async with semaphore:
+                await client.create(Event.from_dict(event_of(name, namespace)), namespace=namespace)
 
         started = time.monotonic()
         await asyncio.gather(*(create(i) for i in range(VERSIONS)))
         return time.monotonic() - started
     finally:
         await client.delete(Namespace, namespace)
+
+
+STATUS = {
+    "observedGeneration": 1,
+    "stage": "staging",
+    "conditions": [{"type": "Ready", "status": "True", "reason": "Registered", "message": "artifact verified",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}],
+}  # fmt: skip
+
+
+def event_of(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "metadata": {"generateName": f"{name}."},
+        "involvedObject": {"apiVersion": "mlops.io/v1alpha1", "kind": "ModelVersion", "name": name,
+                           "namespace": namespace},
+        "reason": "Staged", "message": "stage staging", "type": "Normal", "count": 1,
+        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z",
+        "source": {"component": "bench"},
+    }  # fmt: skip
 
 
 def start_operator(namespace: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -136,9 +169,21 @@ async def run_ours(namespace: str, artifacts: list[tuple[str, str]]) -> dict[str
         # Every write to a ModelVersion, whoever's client made it (the operator's, kopf's): one MODIFIED event.
         events: dict[str, int] = {}
 
+        # Readiness is read from the same watch (listing 1,000 objects every moment would load the API server
+        # that the operator is measured against): every version Ready, and each model's production holder.
+        ready: set[str] = set()
+        production: set[str] = set()
+        done = asyncio.Event()
+
         async def count_events() -> None:
-            async for op, _ in client.watch(ModelVersion, namespace=namespace):
+            async for op, obj in client.watch(ModelVersion, namespace=namespace):
                 events[op] = events.get(op, 0) + 1
+                name, status = obj.metadata.name, obj.status or {}
+                is_ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+                (ready.add if is_ready else ready.discard)(name)
+                (production.add if status.get("stage") == "production" else production.discard)(name)
+                if len(ready) == VERSIONS and len(production) == VERSIONS // PER_MODEL:
+                    done.set()
 
         watching = asyncio.get_running_loop().create_task(count_events())
         await asyncio.sleep(0.5)
@@ -152,25 +197,18 @@ async def run_ours(namespace: str, artifacts: list[tuple[str, str]]) -> dict[str
         started = time.monotonic()
         await asyncio.gather(*(create(i) for i in range(VERSIONS)))
         created = time.monotonic() - started
-        ready = 0
-        while True:
-            items = [o async for o in client.list(ModelVersion, namespace=namespace)]
-            ready = sum(
-                1 for o in items
-                if any(c["type"] == "Ready" and c["status"] == "True" for c in (o.status or {}).get("conditions", []))
-            )  # fmt: skip
-            if ready == VERSIONS:
-                break
-            if time.monotonic() - started > 600:
-                raise SystemExit(f"only {ready}/{VERSIONS} Ready after 600s; see {log}")
-            await asyncio.sleep(0.25)
+        try:
+            await asyncio.wait_for(done.wait(), 600)
+        except TimeoutError:
+            raise SystemExit(f"only {len(ready)}/{VERSIONS} Ready after 600s; see {log}") from None
         elapsed = time.monotonic() - started
         cpu = sum(rss.process.cpu_times()[:2]) - cpu_before
         await asyncio.sleep(2)  # the last writes' events arrive
         watching.cancel()
         settled_rss = rss.process.memory_info().rss
-        production = [o for o in items if (o.status or {}).get("stage") == "production"]
-        assert len(production) == VERSIONS // PER_MODEL, len(production)
+        items = [o async for o in client.list(ModelVersion, namespace=namespace)]
+        held = [o for o in items if (o.status or {}).get("stage") == "production"]
+        assert len(held) == VERSIONS // PER_MODEL, len(held)
         return {
             "log": log,  # type: ignore[dict-item]
             "modified": events.get("MODIFIED", 0),
@@ -233,6 +271,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-artifacts-") as tmp:
         artifacts = make_artifacts(Path(tmp))
         create_seconds = asyncio.run(create_only(f"bench-create-{int(time.time())}", artifacts))
+        floor_seconds = asyncio.run(create_only(f"bench-floor-{int(time.time())}", artifacts, write_status=True))
         ours = asyncio.run(run_ours(f"bench-registry-{int(time.time())}", artifacts))
         peer = run_mlflow(artifacts, mlflow_python) if mlflow_python and shutil.which(mlflow_python) else None
     rate = VERSIONS / ours["elapsed"]
@@ -250,6 +289,11 @@ def main() -> None:
     create_rate = VERSIONS / create_seconds
     print(f"registry: the same client creating the {VERSIONS} versions with no operator: {create_rate:.1f}/s; "
           f"reconciled/created = {rate / create_rate:.2f} (goal >= 0.9)")  # fmt: skip
+    floor_rate = VERSIONS / floor_seconds
+    print(f"registry: the same client creating each version and writing its status and one Event itself (the "
+          f"least API work of any registry controller, with no controller cost): {floor_rate:.1f}/s "
+          f"({floor_rate / create_rate:.2f} of the create rate); "
+          f"reconciled/that = {rate / floor_rate:.2f}")  # fmt: skip
     print(f"registry: writes to the ModelVersions (their MODIFIED events): {ours['modified']}, "
           f"{ours['modified'] / VERSIONS:.2f} per version; every API write of the operator's own client (status, "
           f"Events, ConfigMaps; kopf's not counted): {writes}, {writes / VERSIONS:.2f} per version")  # fmt: skip

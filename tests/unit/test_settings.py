@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
 
 from mlops_operator.api.crds import BY_KIND
@@ -53,3 +55,19 @@ def test_spec_problem_names_the_field() -> None:
     )
     problem = kind.spec_problem({"model": "m", "version": "1", "source": "file:///x", "format": "pickle"})
     assert problem and problem.startswith("spec.format:")
+
+
+def test_diff_base_only_for_kinds_with_change_handlers() -> None:
+    settings = kopf.OperatorSettings()
+    configure(settings, change_handled=["AlertRule"])
+    storage = settings.persistence.diffbase_storage
+    rule = kopf.Body({"kind": "AlertRule", "metadata": {"name": "r"}, "spec": {"for": "5m"}, "status": {"x": 1}})
+    deployment = kopf.Body({"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 2}})
+    # kopf compares essences of the kinds with change handlers: the spec without status.
+    assert storage.build(body=rule)["spec"] == {"for": "5m"}
+    assert "status" not in storage.build(body=rule)
+    # Any other kind: nothing is copied, nothing stored is read.
+    assert storage.build(body=deployment) == {}
+    stored: Any = {"annotations": {"mlops.io/last-handled-configuration": '{"spec": {"replicas": 1}}'}}
+    assert storage.fetch(body=kopf.Body({"kind": "Deployment", "metadata": stored})) is None
+    assert storage.fetch(body=kopf.Body({"kind": "AlertRule", "metadata": stored})) == {"spec": {"replicas": 1}}

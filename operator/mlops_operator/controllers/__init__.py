@@ -34,10 +34,11 @@ def build_registry(
     registry = kopf.OperatorRegistry()
     policy = policy or Policy()
     runners: list[Any] = []
+    acknowledged = tuple(k for k in KINDS if k.kind not in CONTROLLERS)
 
     @kopf.on.startup(registry=registry)
     async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure(settings, namespaced=bool(namespaces))
+        configure(settings, namespaced=bool(namespaces), change_handled=(k.kind for k in acknowledged))
         if metrics_bind and not runners:
             runners.append(await metrics.serve(metrics_bind))
 
@@ -65,5 +66,5 @@ def build_registry(
     for make in CONTROLLERS.values():
         make(manager, policy)
     manager.register(registry)
-    intake.register(registry, tuple(k for k in KINDS if k.kind not in CONTROLLERS))
+    intake.register(registry, acknowledged)
     return registry
