@@ -54,7 +54,7 @@ lint: venv
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-cluster:
+cluster: venv
 	tests/cluster/up.sh
 
 cluster-down:

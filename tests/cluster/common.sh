@@ -46,3 +46,44 @@ kwok_delete_cluster() {
   done
   rm -rf "$kwok_workdir"
 }
+
+# The address range of the kwok nodes' Pods (up.sh gives node i 10.244.i.0/24), local to this machine while the
+# cluster runs.
+pod_range=10.244.0.0/16
+
+# The Pod runner (tests/dataplane/runner.py) of a kwok cluster: model-server Pods become real local processes.
+runner_dir="$mlops_state/runner"
+runner_pidfile="$runner_dir/runner.pid"
+runner_python=${MLOPS_RUNNER_PYTHON:-$cluster_dir/../../.venv/bin/python}
+
+runner_alive() {
+  local pid
+  pid=$(cat "$runner_pidfile" 2>/dev/null || true)
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && grep -q runner.py "/proc/$pid/cmdline" 2>/dev/null
+}
+
+# Starts the runner unless it runs; it outlives this shell (its own session) and logs to $runner_dir/runner.log.
+runner_up() {
+  runner_alive && return 0
+  if [ ! -x "$runner_python" ]; then
+    printf 'no Python environment at %s (make venv): model-server Pods will stay not Ready\n' "$runner_python" >&2
+    return 0
+  fi
+  mkdir -p "$runner_dir"
+  KUBECONFIG=$mlops_kubeconfig setsid "$runner_python" "$cluster_dir/../dataplane/runner.py" --state "$runner_dir" \
+    >>"$runner_dir/runner.log" 2>&1 </dev/null &
+  echo $! >"$runner_pidfile"
+  sleep 0.5
+  runner_alive || { printf 'the Pod runner did not start; see %s\n' "$runner_dir/runner.log" >&2; return 1; }
+}
+
+# Stops the runner (it stops its server processes first).
+runner_down() {
+  local pid i
+  runner_alive || { rm -f "$runner_pidfile"; return 0; }
+  pid=$(cat "$runner_pidfile")
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$runner_pidfile"
+}

@@ -9,6 +9,9 @@ set -euo pipefail
 name=$mlops_cluster
 log() { printf '[down] %s\n' "$*" >&2; }
 
+"$cluster_dir/monitoring.sh" down
+runner_down
+ip route del local "$pod_range" dev lo 2>/dev/null || true
 if [ -d "$kwok_workdir" ]; then
   kwok_delete_cluster
   log "kwok cluster $name deleted"

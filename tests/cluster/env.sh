@@ -32,3 +32,4 @@ echo "export KUBECONFIG=$(q "$mlops_kubeconfig")"
 echo "export MLOPS_KUBE_CONTEXT=$(q "$context")"
 echo "export KWOK_WORKDIR=$(q "$KWOK_WORKDIR")"
 echo "export PATH=$(q "$mlops_bin"):\"\$PATH\""
+"$cluster_dir/monitoring.sh" env

@@ -72,7 +72,7 @@ metadata:
     node-role.kubernetes.io/agent: ""
     type: kwok
 spec:
-  # kwok gives Pods IPs from their node's range.
+  # kwok gives Pods IPs from their node's range, which this machine treats as its own (see pod_addresses_local).
   podCIDR: 10.244.$i.0/24
   podCIDRs: [10.244.$i.0/24]
 status:
@@ -100,6 +100,20 @@ kwok_forget_dead_components() {
       rm -f "$pidfile"
     fi
   done
+}
+
+# The Pods' addresses (10.244.0.0/16, every node's podCIDR) are made local to this machine, as the loopback range is:
+# the Pod runner binds each model server to its own Pod's IP, and Services' EndpointSlices take these addresses (the
+# API server refuses loopback ones). One route in the local table does it; it needs root (CAP_NET_ADMIN).
+pod_addresses_local() {
+  ip route show table local | grep -q "^local $pod_range " && return 0
+  if ! command -v ip >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
+  fi
+  ip route replace local "$pod_range" dev lo || {
+    log "could not make $pod_range local (ip route needs root): model-server Pods cannot bind their addresses"
+    return 1
+  }
 }
 
 up_kwok() {
@@ -163,6 +177,8 @@ up_kwok() {
   # kube-controller-manager makes it shortly after the start; without it Pods of the default namespace are refused.
   retry 60 "$kubectl" --kubeconfig "$mlops_kubeconfig" get serviceaccount default --namespace default
   kubectl_bin=$kubectl
+  pod_addresses_local
+  runner_up
 }
 
 up_kind() {
@@ -235,6 +251,8 @@ if [ "$current" != "$context" ]; then
   exit 1
 fi
 echo "$context" >"$mlops_state/context"
+# Prometheus and Alertmanager for the tests, installed from Debian on first use.
+"$cluster_dir/monitoring.sh" up >&2
 
 "$kubectl_bin" --kubeconfig "$mlops_kubeconfig" get nodes >&2
 cat <<EOF

@@ -191,10 +191,37 @@ def wait_version(kubectl: Kubectl, name: str, what: str, timeout: float = 30, st
     return wait_status(kubectl, "modelversion", name, what, check, timeout=timeout)
 
 
+FEATURES = 4
+
+
+@functools.cache
+def _model_bytes(seed: str) -> bytes:
+    import io
+
+    import joblib
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(int(hashlib.sha256(seed.encode()).hexdigest()[:8], 16))
+    x = rng.normal(size=(200, FEATURES))
+    y = (x @ rng.normal(size=FEATURES) > 0).astype(int)
+    out = io.BytesIO()
+    joblib.dump(LogisticRegression().fit(x, y), out)
+    return out.getvalue()
+
+
+def model_artifact(directory: Path, name: str) -> tuple[str, str]:
+    """A real scikit-learn model (a logistic regression on FEATURES inputs, its weights drawn from ``name``) saved
+    in ``directory``, which the model server loads: its file:// URI and its checksum."""
+    path = directory / name
+    path.write_bytes(_model_bytes(name))
+    return f"file://{path}", "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def register(kubectl: Kubectl, tmp_path: Path, model: str, ver: str, stage: str = "development") -> str:
-    """A ModelVersion of ``model`` with a real artifact (tmp_path/<model>-<ver>.bin); returns its object name once the
-    registry made it Ready."""
-    source, checksum = artifact(tmp_path, f"{model}-{ver}.bin", 20_000)
+    """A ModelVersion of ``model`` with a real scikit-learn model (tmp_path/<model>-<ver>.joblib), which the model
+    server Pods load and serve; returns its object name once the registry made it Ready."""
+    source, checksum = model_artifact(tmp_path, f"{model}-{ver}.joblib")
     name = f"{model}-{ver.replace('.', '-')}"
     signature = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]}
     kubectl.apply(version(name, model, ver, source, checksum, stage=stage, signature=signature))

@@ -86,7 +86,7 @@ def test_the_versions_deployment_runs_the_server_with_its_artifact_and_resources
     dep = kubectl.get("deployment", child_name("fraud", "1.0.0"))
     container = dep["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["MLOPS_MODEL_VERSION"] == "1.0.0" and env["MLOPS_MODEL_SOURCE"].endswith("fraud-1.0.0.bin")
+    assert env["MLOPS_MODEL_VERSION"] == "1.0.0" and env["MLOPS_MODEL_SOURCE"].endswith("fraud-1.0.0.joblib")
     assert env["MLOPS_MODEL_CHECKSUM"].startswith("sha256:") and json.loads(env["MLOPS_MODEL_SIGNATURE"])
     assert container["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
     assert dep["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
