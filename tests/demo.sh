@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: serves a real model on the local cluster. Trains a small scikit-learn model, registers it as a
-# ModelVersion, deploys it with a ModelDeployment, runs the model server as a local process with the environment of
-# the Deployment the operator generated, and checks its answers against the model's own. Then a better version
-# takes production over and the deployment rolls to it.
+# ModelVersion and deploys it with a ModelDeployment: its Deployment's Pods are real model-server processes (the
+# cluster's Pod runner), and requests go to them through the front Service's endpoints, their answers checked
+# against the model's own. Then a better version takes production over and the deployment rolls to it under a
+# steady load that must lose no request; Prometheus shows the requests each version served.
 #
 # Leaves the namespace ($MLOPS_DEMO_NAMESPACE, default mlops-demo) and the artifacts ($MLOPS_DEMO_DIR, default
 # $TMPDIR/mlops-demo) for a look afterwards; each run starts both afresh.
@@ -18,7 +19,7 @@ helper=tests/demo_model.py
 # Pods start in a second on an idle local cluster; a busy control plane can take tens of seconds per step.
 timeout=${MLOPS_DEMO_TIMEOUT:-120s}
 started=$SECONDS
-operator='' server=''
+operator='' load='' pods=''
 
 step() { printf '\n== %s  [%ss]\n' "$*" $((SECONDS - started)); }
 stop() { # pid: SIGTERM, then wait for the process to finish
@@ -28,7 +29,7 @@ stop() { # pid: SIGTERM, then wait for the process to finish
 }
 cleanup() {
   local rc=$?
-  stop "$server"
+  stop "$load"
   stop "$operator"
   if [ "$rc" -ne 0 ]; then
     printf '\n== the demo failed (exit %s); what the operator saw last:\n' "$rc" >&2
@@ -97,25 +98,17 @@ EOF
   kubectl wait --for=condition=Ready -n "$ns" --timeout="$timeout" "modelversion/$model-${version//./-}" >/dev/null
 }
 
-serve() { # version: the model server as a local process, configured from the Deployment that serves the version
-  local version=$1 dir="$work/$1" deployment configmap port settings
-  deployment=$(kubectl get deployment -n "$ns" -l "mlops.io/deployment=$md,mlops.io/version=$version" \
-    -o jsonpath='{.items[0].metadata.name}')
-  kubectl get deployment -n "$ns" "$deployment" -o json >"$dir/deployment.json"
-  # In a Pod the reference profile is the ConfigMap mounted at /etc/mlops/profile; here it is a file.
-  configmap=$(kubectl get deployment -n "$ns" "$deployment" \
-    -o jsonpath='{.spec.template.spec.volumes[?(@.name=="profile")].configMap.name}')
-  kubectl get configmap -n "$ns" "$configmap" -o jsonpath='{.data.profile\.json}' >"$dir/profile.json"
-  port=$("$py" "$helper" free-port)
-  "$py" "$helper" server-env "$port" "$dir/profile.json" <"$dir/deployment.json" >"$dir/server.env"
-  mapfile -t settings <"$dir/server.env"
-  echo "mlops-server with the env of container server of deployment/$deployment (port and profile made local):"
-  printf '  %.116s\n' "${settings[@]}"
-  env "${settings[@]}" mlops-server --host 127.0.0.1 >"$dir/server.log" 2>&1 &
-  server=$!
-  server_url=http://127.0.0.1:$port
-  wait_http "$server_url/v2/health/ready" "$server" "$dir/server.log"
-  echo "ready: $server_url (pid $server, log $dir/server.log)"
+front=$md # the front Service of the ModelDeployment, named after it
+endpoints() { # the ready addresses behind the front Service, as kube-proxy would pick from
+  kubectl get endpointslices -n "$ns" -l "kubernetes.io/service-name=$front" \
+    -o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\n"}{end}'
+}
+ask() { # version: each Pod behind the front Service answers as the version's own model does
+  local version=$1 ip
+  for ip in $(endpoints); do
+    echo "-- Pod $ip (front Service $front):"
+    "$py" "$helper" check "http://$ip:8080" "$model" "$work/$version"
+  done
 }
 
 step "train $model 1.0.0, register it, ask for production"
@@ -127,13 +120,19 @@ kubectl apply --server-side --field-manager=mlops-demo -n "$ns" -f manifests/exa
 kubectl wait --for=condition=Ready -n "$ns" --timeout="$timeout" "modeldeployment/$md" >/dev/null
 kubectl get modeldeployment -n "$ns" "$md"
 
-step "serve 1.0.0 locally and ask it"
-serve 1.0.0
-"$py" "$helper" check "$server_url" "$model" "$work/1.0.0"
-stop "$server"
-server=''
+step "its Pods are model servers: ask each through the front Service"
+kubectl wait --for=condition=Ready -n "$ns" --timeout="$timeout" pods -l "mlops.io/deployment=$md" >/dev/null
+kubectl get pods -n "$ns" -o wide
+ask 1.0.0
+pods=$(kubectl get pods -n "$ns" -l "mlops.io/deployment=$md" -o jsonpath='{.items[*].metadata.name}')
 
 old=$(kubectl get deployment -n "$ns" -l "mlops.io/deployment=$md,mlops.io/version=1.0.0" -o name)
+step "a steady load through the front Service (50 requests/s), kept up until 1.0.0's Pods are gone"
+"$py" "$helper" request >"$work/request.json"
+"$py" tests/dataplane/traffic.py --namespace "$ns" --entry "service/$front" --model "$model" \
+  --body "@$work/request.json" --rate 50 --duration 300 >"$work/load.json" 2>"$work/load.log" &
+load=$!
+
 step "train 1.1.0 (gradient-boosted trees), register it, ask for production: it takes over from 1.0.0"
 register 1.1.0 "Gradient-boosted trees: learns the night-time step."
 kubectl wait --for=jsonpath='{.status.stage}'=archived -n "$ns" --timeout="$timeout" "modelversion/$model-1-0-0" >/dev/null
@@ -152,11 +151,25 @@ echo
 kubectl get events -n "$ns" --field-selector involvedObject.kind=ModelDeployment --sort-by=.metadata.creationTimestamp \
   -o custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message
 
-step "serve 1.1.0 locally and ask it"
-serve 1.1.0
-"$py" "$helper" check "$server_url" "$model" "$work/1.1.0"
-stop "$server"
-server=''
+step "the load went on through the whole rollout: every request answered"
+sleep 2
+kill -TERM "$load"
+if ! wait "$load"; then
+  load=''
+  echo "requests failed during the rollout:" >&2
+  cat "$work/load.json" "$work/load.log" >&2
+  exit 1
+fi
+load=''
+"$py" "$helper" load-summary "$work/load.json"
+
+step "ask 1.1.0's Pods through the front Service"
+ask 1.1.0
+
+step "Prometheus scraped the servers: requests by version"
+pods="$pods $(kubectl get pods -n "$ns" -l "mlops.io/deployment=$md" -o jsonpath='{.items[*].metadata.name}')"
+# shellcheck disable=SC2086 # one argument per Pod
+"$py" "$helper" prometheus "$MLOPS_PROMETHEUS_URL" "$ns" $pods
 
 step "drift monitoring and alerting on the deployment (accepted; their controllers come later)"
 kubectl apply --server-side --field-manager=mlops-demo -n "$ns" \
@@ -170,6 +183,6 @@ kubectl get deploy,svc,pods -n "$ns"
 
 stop "$operator"
 operator=''
-step "done: the operator and the servers are stopped"
+step "done: the operator is stopped (the servers run as long as their Pods)"
 echo "look around: kubectl get mlops,deploy,svc,pods,configmaps -n $ns; logs and artifacts in $work"
 echo "remove: kubectl delete namespace $ns && rm -rf $work"

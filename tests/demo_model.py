@@ -4,8 +4,10 @@ server's environment, and checks the served predictions against the model's own.
     python tests/demo_model.py train DIR VERSION          model.joblib and reference.parquet in DIR; prints
                                                           "checksum auc logloss" (a summary goes to stderr)
     python tests/demo_model.py free-port                  a free local TCP port
-    python tests/demo_model.py server-env PORT PROFILE    a Deployment's JSON (stdin) as KEY=VALUE lines
     python tests/demo_model.py check URL MODEL DIR        inference requests; exits 1 when a prediction differs
+    python tests/demo_model.py request                    the inference request body of the demo's steady load
+    python tests/demo_model.py load-summary FILE          the traffic driver's JSON report in a few lines
+    python tests/demo_model.py prometheus URL NS POD...   the servers' requests by version, as Prometheus has them
 """
 
 from __future__ import annotations
@@ -81,17 +83,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_env(deployment: dict[str, Any], port: int, profile: str) -> list[str]:
-    """The env of the ``server`` container of an apps/v1 Deployment, for a local process: the port replaced, and the
-    reference profile read from ``profile`` instead of the mounted ConfigMap."""
-    (container,) = (c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "server")
-    env = {e["name"]: e["value"] for e in container["env"]}
-    env["MLOPS_SERVER_PORT"] = str(port)
-    if "MLOPS_REFERENCE_PROFILE" in env:
-        env["MLOPS_REFERENCE_PROFILE"] = f"@{profile}"
-    return [f"{key}={value}" for key, value in env.items()]
-
-
 def call(url: str, body: Any = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
@@ -151,6 +142,40 @@ def check(url: str, model: str, directory: Path) -> int:
     return 0
 
 
+def request() -> dict[str, Any]:
+    """One transaction per request, as the steady load of the demo sends them."""
+    rows, _ = transactions(1, seed=11)
+    return {"inputs": [{"name": "features", "datatype": "FP64", "shape": list(rows.shape), "data": rows.tolist()}]}
+
+
+def load_summary(path: Path) -> None:
+    report = json.loads(path.read_text())
+    latency = report["latency_ms"]
+    print(f"{report['total']} requests in {report['elapsed_s']:.0f}s: {report['ok']} answered, {report['failed']} "
+          f"failed; answered by version {report['by_version']}; latency p50 {latency['p50']:.1f} ms, "
+          f"p99 {latency['p99']:.1f} ms")  # fmt: skip
+
+
+def prometheus(url: str, namespace: str, pods: list[str]) -> int:
+    """Prints the request counters of the demo's server ``pods`` by version from Prometheus (scraped every 2 s:
+    waits for them)."""
+    import time
+    import urllib.parse
+
+    # The last value of each server's counter: 1.0.0's Pods are gone by now, their series ended.
+    selector = f'namespace="{namespace}", pod=~"{"|".join(pods)}"'
+    query = f"sum by (version) (max_over_time(mlops_server_requests_total{{{selector}}}[10m]))"
+    for _ in range(30):
+        result = call(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}")["data"]["result"]
+        if len(result) >= 2:
+            break
+        time.sleep(1)
+    print(f"{query}:")
+    for series in sorted(result, key=lambda r: r["metric"]["version"]):
+        print(f"  version {series['metric']['version']}: {float(series['value'][1]):.0f} requests")
+    return 0 if result else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -158,13 +183,17 @@ def main() -> int:
     p.add_argument("directory", type=Path)
     p.add_argument("version")
     commands.add_parser("free-port")
-    p = commands.add_parser("server-env")
-    p.add_argument("port", type=int)
-    p.add_argument("profile")
     p = commands.add_parser("check")
     p.add_argument("url")
     p.add_argument("model")
     p.add_argument("directory", type=Path)
+    commands.add_parser("request")
+    p = commands.add_parser("load-summary")
+    p.add_argument("file", type=Path)
+    p = commands.add_parser("prometheus")
+    p.add_argument("url")
+    p.add_argument("namespace")
+    p.add_argument("pods", nargs="+")
     args = parser.parse_args()
     if args.command == "train":
         result = train(args.directory, args.version)
@@ -173,8 +202,12 @@ def main() -> int:
         print(result["checksum"], result["auc"], result["logloss"])
     elif args.command == "free-port":
         print(free_port())
-    elif args.command == "server-env":
-        print("\n".join(server_env(json.load(sys.stdin), args.port, args.profile)))
+    elif args.command == "request":
+        print(json.dumps(request()))
+    elif args.command == "load-summary":
+        load_summary(args.file)
+    elif args.command == "prometheus":
+        return prometheus(args.url, args.namespace, args.pods)
     else:
         return check(args.url, args.model, args.directory)
     return 0

@@ -301,6 +301,8 @@ class OperatorProcess:
     log_path: Path
     metrics: str = ""
     """The URL of its Prometheus metrics."""
+    target: Path | None = None
+    """The file that has the local Prometheus scrape those metrics (while the process runs)."""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -315,7 +317,10 @@ class OperatorProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
+        code = self.proc.wait(timeout=timeout)
+        if self.target is not None:
+            self.target.unlink(missing_ok=True)
+        return code
 
     def closing(self) -> dict[str, Closing]:
         """Each controller's closing counts, by kind (after a stop with SIGTERM)."""
@@ -398,6 +403,21 @@ def operator_kubeconfig() -> Path:
     return account_kubeconfig(kubectl, OPERATOR_ACCOUNT, Path(tempfile.mkdtemp(prefix="mlops-rbac-")))
 
 
+def scrape_target(address: str) -> Path | None:
+    """Has the local cluster's Prometheus scrape ``address`` (job mlops-operator): a target file in the monitoring
+    folder that tests/cluster/env.sh names (none without it)."""
+    folder = os.environ.get("MLOPS_MONITORING_DIR")
+    if not folder:
+        return None
+    targets = Path(folder) / "targets"
+    targets.mkdir(parents=True, exist_ok=True)
+    path = targets / f"operator-{address.replace(':', '-')}.json"
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps([{"targets": [address]}]))
+    partial.rename(path)
+    return path
+
+
 def local_allowance(tmp_path: Path) -> tuple[str, ...]:
     """The outbound allowance of the local cluster's tests: files under pytest's base directory (every test's
     tmp_path) and servers on loopback. Tests of the policy itself pass their own."""
@@ -420,7 +440,8 @@ def start_operator(
              "--metrics", f"127.0.0.1:{metrics_port}", *args],
             stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
         )  # fmt: skip
-    op = OperatorProcess(proc, liveness, log_path, f"http://127.0.0.1:{metrics_port}/metrics")
+    op = OperatorProcess(proc, liveness, log_path, f"http://127.0.0.1:{metrics_port}/metrics",
+                         scrape_target(f"127.0.0.1:{metrics_port}"))  # fmt: skip
     deadline = time.monotonic() + 60
     while not op.alive():
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -6,29 +6,40 @@ The Pod runner (tests/dataplane/runner.py, started with the cluster) runs each P
 
 from __future__ import annotations
 
+import asyncio
 import io
 import ipaddress
 import json
+import os
 import shutil
+import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
+import pytest
 from support import (
     Body,
     Kubectl,
     OperatorProcess,
     _model_bytes,
+    condition,
     deploy,
     model_artifact,
     patch,
     register,
     wait_serving,
+    wait_status,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.dataplane import traffic
 
 PORT = 8080
 ROWS = np.array([[0.5, -1.0, 2.0, 0.1], [-2.0, 0.3, 0.0, 1.5], [1.0, 1.0, -1.0, -0.5]], dtype=np.float32)
@@ -112,15 +123,20 @@ def test_a_server_whose_artifact_fails_its_checksum_is_never_ready(kubectl: Kube
                      timeout=60, what="a running Pod of 1.1.0")  # fmt: skip
     new_ip = server_pods(kubectl, "1.1.0")[0]["status"]["podIP"]
     kubectl.wait_for(lambda: answers(new_ip), timeout=30, what="1.1.0's server process is live")
-    for path in ("/v2/health/ready", "/v2/models/fraud"):
+
+    def refusal(path: str) -> str:
         try:
             urllib.request.urlopen(f"http://{new_ip}:{PORT}{path}", timeout=2)
-            raise AssertionError(f"1.1.0's server answered {path}")
         except urllib.error.HTTPError as exc:
-            assert exc.code == 503
-            detail = exc.read().decode()
-    # The model's own answer says why.
-    assert "the model failed to load: the artifact has sha256:" in detail, detail
+            assert exc.code == 503, exc.code
+            return exc.read().decode()
+        raise AssertionError(f"1.1.0's server answered {path}")
+
+    # The model's own answer says why, once its load has ended; readiness says no all along.
+    kubectl.wait_for(lambda: "failed to load" in refusal("/v2/models/fraud"), timeout=30, what="1.1.0's load fails")
+    assert "the model failed to load: the artifact has sha256:" in refusal("/v2/models/fraud")
+    assert refusal("/v2/health/ready") == '{"ready":false}'
+
     # For as long as we look: the Pod is not Ready, the front Service's endpoints are 1.0.0's alone, and the
     # answers come from 1.0.0.
     old_ips = {p["status"]["podIP"] for p in server_pods(kubectl, "1.0.0")}
@@ -140,3 +156,132 @@ def front_endpoints(kubectl: Kubectl, service: str) -> set[str]:
                                     "-o", "json").stdout)["items"]  # fmt: skip
     return {a for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready")
             for a in e["addresses"]}  # fmt: skip
+
+
+# --- traffic through the routes the operator wrote -----------------------------------------------------------------
+
+REQUEST = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [0.5, -1.0, 2.0, 0.1]}]}
+GATEWAY = {"type": "gatewayAPI", "parentRefs": [{"name": "gw"}]}
+# Requests per measured split, and the tolerance: at 2,000 requests one standard deviation of a 10% share is 0.7
+# points, of a 30% share 1 point; the tolerance is more than three of them.
+REQUESTS = 2000
+TOLERANCE = 0.035
+
+
+def drive(kubectl: Kubectl, entry: str, rate: float = 400, count: int | None = REQUESTS,
+          duration: float | None = None) -> traffic.Report:  # fmt: skip
+    """Real inference requests routed as the data plane would route ``entry``, from the test's namespace."""
+    return asyncio.run(traffic.drive(kubectl.namespace or "", entry, REQUEST, "fraud", rate, duration=duration,
+                                     count=count, concurrency=32))  # fmt: skip
+
+
+def given_a_canary(kubectl: Kubectl, tmp_path: Path, weight: int, replicas: int, **spec: Any) -> None:
+    """1.0.0 stable and 1.1.0 its canary at ``weight`` percent, the weight set in a CanaryRollout's status (as its
+    controller would), the routes written and every Pod of both versions ready."""
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    register(kubectl, tmp_path, "fraud", "1.1.0")
+    deploy(kubectl, "fraud", version="1.0.0", replicas=replicas, rollout={"strategy": "canary"}, **spec)
+    wait_serving(kubectl, "fraud", "1.0.0", ready_replicas=replicas, timeout=90)
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    steps = [{"setWeight": weight}]
+    kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "CanaryRollout", "metadata": {"name": "fraud-1-1-0"},
+                   "spec": {"deploymentRef": "fraud", "candidate": "1.1.0", "steps": steps}})  # fmt: skip
+    body = json.dumps({"status": {"weights": {"stable": 100 - weight, "canary": weight}}})
+    kubectl.run("patch", "canaryrollout", "fraud-1-1-0", "--subresource=status", "--type=merge", "-p", body)
+    split = f"1.0.0={100 - weight} 1.1.0={weight}"
+    wait_status(kubectl, "modeldeployment", "fraud", f"traffic {split}, every replica ready",
+                lambda o: o.get("status", {}).get("traffic") == split
+                and o["status"].get("observedGeneration") == o["metadata"]["generation"]
+                and all(v.get("readyReplicas") == v.get("replicas") for v in o["status"].get("versions", [])),
+                timeout=90)  # fmt: skip
+
+
+def assert_split(report: traffic.Report, expected: dict[str, float]) -> None:
+    assert report.failed == 0 and report.ok == report.total == REQUESTS, report.summary()
+    measured = report.split()
+    assert set(measured) == set(expected), measured
+    for version, share in expected.items():
+        assert abs(measured[version] - share) <= TOLERANCE, (version, measured, expected)
+
+
+def test_the_replicas_router_splits_by_pods_behind_the_front_service(kubectl: Kubectl, operator: OperatorProcess,
+                                                                     tmp_path: Path) -> None:  # fmt: skip
+    # 90/10 over 10 replicas: 9 Pods of 1.0.0 and 1 of 1.1.0 behind the front Service, chosen at random per
+    # connection as kube-proxy does.
+    given_a_canary(kubectl, tmp_path, 10, replicas=10)
+    assert len(front_endpoints(kubectl, "fraud")) == 10
+    assert_split(drive(kubectl, "service/fraud"), {"1.0.0": 0.9, "1.1.0": 0.1})
+
+
+@pytest.mark.parametrize("router", ["gatewayAPI", "istio"])
+def test_route_weights_split_the_traffic(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path,
+                                         third_party_crds: list[str], router: str) -> None:  # fmt: skip
+    given_a_canary(kubectl, tmp_path, 30, replicas=2, router=GATEWAY if router == "gatewayAPI" else {"type": router})
+    entry = "httproute/fraud" if router == "gatewayAPI" else "virtualservice/fraud"
+    assert_split(drive(kubectl, entry), {"1.0.0": 0.7, "1.1.0": 0.3})
+
+
+def test_a_shadow_receives_its_mirror_percentage(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path,
+                                                 third_party_crds: list[str]) -> None:  # fmt: skip
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    register(kubectl, tmp_path, "fraud", "1.1.0")
+    deploy(kubectl, "fraud", version="1.0.0", replicas=1, router=GATEWAY, shadow={"version": "1.1.0", "percent": 25})
+    wait_status(kubectl, "modeldeployment", "fraud", "1.1.0 mirrored, every replica ready",
+                lambda o: {v["version"]: v["role"] for v in o.get("status", {}).get("versions", [])}
+                == {"1.0.0": "stable", "1.1.0": "shadow"} and condition(o, "Ready").get("status") == "True"
+                and all(v.get("readyReplicas") == v.get("replicas") for v in o["status"]["versions"]),
+                timeout=90)  # fmt: skip
+    report = drive(kubectl, "httproute/fraud")
+    # Every answer comes from the stable version; the shadow got a copy of about a quarter of the requests.
+    assert_split(report, {"1.0.0": 1.0})
+    mirrored = sum(report.mirrored_by_version.values())
+    assert set(report.mirrored_by_version) == {"1.1.0"}, report.summary()
+    assert abs(mirrored / REQUESTS - 0.25) <= TOLERANCE, report.summary()
+
+
+def test_a_rolling_update_under_load_loses_no_request(kubectl: Kubectl, operator: OperatorProcess,
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    register(kubectl, tmp_path, "fraud", "1.1.0")
+    deploy(kubectl, "fraud", version="1.0.0", replicas=2, rollout={"drainDelay": "2s"})
+    wait_serving(kubectl, "fraud", "1.0.0", ready_replicas=2, timeout=60)
+    reports: list[traffic.Report] = []
+    load = threading.Thread(target=lambda: reports.append(drive(kubectl, "service/fraud", rate=50, count=None,
+                                                                duration=40)))  # fmt: skip
+    load.start()
+    time.sleep(3)
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    wait_serving(kubectl, "fraud", "1.1.0", ready_replicas=2, timeout=40)
+    # The old version's Deployment goes after its drain delay; its Pods stop after preStop and SIGTERM.
+    kubectl.wait_for(lambda: not server_pods(kubectl, "1.0.0"), timeout=35, what="every Pod of 1.0.0 gone")
+    gone_at = time.monotonic()
+    load.join()
+    report = reports[0]
+    assert report.elapsed > time.monotonic() - gone_at, "the load ended before 1.0.0's Pods were gone"
+    assert report.total >= 1800 and report.failed == 0, report.summary()
+    assert set(report.by_code) == {200} and set(report.by_version) == {"1.0.0", "1.1.0"}, report.summary()
+
+
+def prometheus(query: str) -> list[Body]:
+    url = os.environ.get("MLOPS_PROMETHEUS_URL")
+    assert url, "MLOPS_PROMETHEUS_URL is not set: run tests/cluster/monitoring.sh up (make cluster does)"
+    with urllib.request.urlopen(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}", timeout=5) as r:
+        return json.loads(r.read())["data"]["result"]  # type: ignore[no-any-return]
+
+
+def test_prometheus_scrapes_both_versions_of_a_canary(kubectl: Kubectl, operator: OperatorProcess,
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    given_a_canary(kubectl, tmp_path, 30, replicas=2)
+    report = drive(kubectl, "service/fraud", count=600)
+    assert report.failed == 0, report.summary()
+    query = f'sum by (version) (mlops_server_requests_total{{namespace="{kubectl.namespace}", model="fraud"}})'
+    answered = dict(report.by_version)
+
+    def scraped() -> dict[str, float]:
+        return {r["metric"]["version"]: float(r["value"][1]) for r in prometheus(query)}
+
+    kubectl.wait_for(lambda: scraped() == {v: float(n) for v, n in answered.items()}, timeout=30,
+                     what=f"Prometheus counts {answered} by version")  # fmt: skip
+    targets = prometheus(f'up{{namespace="{kubectl.namespace}", job="model-servers"}}')
+    assert {t["metric"]["version"] for t in targets if t["value"][1] == "1"} == {"1.0.0", "1.1.0"}
+    assert {t["metric"]["deployment"] for t in targets} == {"fraud"}

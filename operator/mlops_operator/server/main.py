@@ -103,6 +103,20 @@ def load_model(state: ModelState, metrics: ServerMetrics, args: argparse.Namespa
     log.info("model loaded", extra={"model": state.name, "version": state.version, "seconds": round(seconds, 3)})
 
 
+def _limit_native_threads(threads: int) -> None:
+    """Caps the native thread pools of the model's libraries: OpenMP through its environment (read when it first
+    loads, with the model; a size set by the user stands) and BLAS, loaded already, through threadpoolctl. A
+    request of a few rows gains nothing from several threads, and pools sized to every core of the machine spin
+    against each other and against the other servers on it: latency then grows with load instead of staying flat.
+    Concurrency comes from requests in parallel and from replicas."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # no library with a native pool is installed
+        return
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="mlops-server", description=__doc__)
@@ -117,11 +131,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=int(env("MLOPS_SERVER_PORT", "8080")))
     p.add_argument("--max-body-bytes", type=int, default=int(env("MLOPS_MAX_REQUEST_BYTES", str(10 * 2**20))))
     p.add_argument("--graceful-seconds", type=float, default=float(env("MLOPS_GRACEFUL_SECONDS", "25")))
+    p.add_argument("--threads", type=int, default=int(env("MLOPS_INFERENCE_THREADS", "1")),
+                   help="native threads (OpenMP, BLAS) per inference; default 1 (MLOPS_INFERENCE_THREADS)")  # fmt: skip
     p.add_argument("--log-level", default=env("MLOPS_LOG_LEVEL", "info"))
     args = p.parse_args(argv)
     missing = [flag for flag, value in (("--model-name", args.model_name), ("--source", args.source)) if not value]
     if missing:
         p.error(f"{' and '.join(missing)} required (or MLOPS_MODEL_NAME / MLOPS_MODEL_SOURCE)")
+    if args.threads < 1:
+        p.error(f"--threads (MLOPS_INFERENCE_THREADS) must be at least 1, got {args.threads}")
     return args
 
 
@@ -158,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # uvicorn shuts down gracefully on SIGTERM (stops accepting, finishes in-flight requests), then raises the
     # signal again for the handler that was there before it: with this no-op one the process exits with 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    _limit_native_threads(args.threads)
     asyncio.run(serve(args))
     return 0
 
