@@ -111,7 +111,7 @@ def _limit_native_threads(threads: int) -> None:
     Concurrency comes from requests in parallel and from replicas."""
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
     except ImportError:  # no library with a native pool is installed
         return
     threadpool_limits(limits=threads, user_api="blas")
