@@ -199,6 +199,7 @@ def given_a_canary(kubectl: Kubectl, tmp_path: Path, weight: int, replicas: int,
 def assert_split(report: traffic.Report, expected: dict[str, float]) -> None:
     assert report.failed == 0 and report.ok == report.total == REQUESTS, report.summary()
     measured = report.split()
+    print(f"measured {measured} over {report.total} requests, expected {expected}")
     assert set(measured) == set(expected), measured
     for version, share in expected.items():
         assert abs(measured[version] - share) <= TOLERANCE, (version, measured, expected)
@@ -235,6 +236,7 @@ def test_a_shadow_receives_its_mirror_percentage(kubectl: Kubectl, operator: Ope
     # Every answer comes from the stable version; the shadow got a copy of about a quarter of the requests.
     assert_split(report, {"1.0.0": 1.0})
     mirrored = sum(report.mirrored_by_version.values())
+    print(f"mirrored {mirrored} of {REQUESTS} requests to the shadow, expected 25%")
     assert set(report.mirrored_by_version) == {"1.1.0"}, report.summary()
     assert abs(mirrored / REQUESTS - 0.25) <= TOLERANCE, report.summary()
 
