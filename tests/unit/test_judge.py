@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu  # type: ignore[import-untyped]
 
-from mlops_operator.logic.judge import EXACT_MAX, hodges_lehmann, mann_whitney
+from mlops_operator.logic.judge import (
+    EXACT_MAX,
+    MetricRule,
+    MetricVerdict,
+    classify,
+    hodges_lehmann,
+    mann_whitney,
+    score,
+)
 
 SIZES = [(3, 4), (5, 6), (8, 8), (8, 3), (9, 12), (20, 25), (40, 30), (100, 80)]
 ALTERNATIVES = ["two-sided", "greater", "less"]
@@ -94,3 +102,64 @@ def test_bad_input_is_refused_with_a_reason() -> None:
         hodges_lehmann([1.0], [])
     with pytest.raises(ValueError, match=r"confidence must be between 0 and 1, got 1\.5"):
         hodges_lehmann([1.0], [2.0], 1.5)
+
+
+# --- verdicts and the score --------------------------------------------------------------------------------------
+
+LATENCY = MetricRule("latencyP99", direction="increase", allowed_increase=1.1)
+
+
+def latencies(mean: float, n: int = 30, seed: int = 0) -> list[float]:
+    return list(np.random.default_rng(seed).normal(mean, 0.002, n))
+
+
+@pytest.mark.parametrize(
+    ("rule", "canary_mean", "expected"),
+    [
+        (LATENCY, 0.050, "Pass"),  # the same
+        (LATENCY, 0.080, "High"),  # 60 % slower: significant and above the allowed 10 %
+        (LATENCY, 0.053, "Pass"),  # significantly slower, but only 6 %: allowed
+        (LATENCY, 0.030, "Pass"),  # faster: not the bad direction
+        (MetricRule("requestRate", direction="decrease", allowed_decrease=0.9), 0.030, "Low"),
+        (MetricRule("requestRate", direction="decrease", allowed_decrease=0.9), 0.080, "Pass"),
+        (MetricRule("predictionShift", direction="either"), 0.080, "High"),
+        (MetricRule("predictionShift", direction="either"), 0.030, "Low"),
+    ],
+)
+def test_classify(rule: MetricRule, canary_mean: float, expected: str) -> None:
+    verdict = classify(rule, latencies(canary_mean, seed=1), latencies(0.050, seed=2))
+    assert verdict.classification == expected, verdict.reason
+    assert verdict.reason.startswith(rule.name)
+    assert verdict.ratio == pytest.approx(canary_mean / 0.050, rel=0.02)
+
+
+def test_too_few_samples_is_no_data_and_says_how_many() -> None:
+    verdict = classify(LATENCY, [0.1, 0.2], latencies(0.05))
+    assert verdict.classification == "NoData"
+    assert verdict.reason == "latencyP99: 2 canary and 30 stable samples, at least 3 of each are needed"
+
+
+def verdict(name: str, classification: Any) -> MetricVerdict:
+    return MetricVerdict(name, classification, f"{name} {classification.lower()}")
+
+
+RULES = [MetricRule("a", weight=3), MetricRule("b"), MetricRule("c", critical=True), MetricRule("d")]
+
+
+@pytest.mark.parametrize(
+    ("classes", "value", "result"),
+    [
+        ({"a": "Pass", "b": "Pass", "c": "Pass", "d": "Pass"}, 100, "Pass"),
+        ({"a": "Pass", "b": "High", "c": "Pass", "d": "NoData"}, 80, "Marginal"),  # 4 of 5 judged weight
+        ({"a": "High", "b": "Pass", "c": "Pass", "d": "Pass"}, 50, "Fail"),
+        ({"a": "Pass", "b": "Pass", "c": "High", "d": "Pass"}, 0, "Fail"),  # critical
+        ({"a": "NoData", "b": "NoData", "c": "NoData", "d": "NoData"}, 0, "NoData"),
+    ],
+)
+def test_score(classes: dict[str, str], value: float, result: str) -> None:
+    got = score(RULES, [verdict(name, c) for name, c in classes.items()])
+    assert got.value == pytest.approx(value) and got.result == result, got.reason
+    if result == "Fail" and classes["c"] == "High":
+        assert got.reason == "critical metric failed: c high"
+    if result == "Marginal":
+        assert got.reason == "score 80 (Marginal; pass at 90, marginal at 75): b high"

@@ -133,3 +133,90 @@ def hodges_lehmann(canary: Sequence[float], stable: Sequence[float], confidence:
     low = differences[k - 1] if k > 0 else differences[0]
     high = differences[total - k] if k > 0 else differences[-1]
     return Shift(estimate, low, high, confidence)
+
+
+Direction = Literal["increase", "decrease", "either"]
+Classification = Literal["Pass", "High", "Low", "NoData"]
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    """How one metric is judged: which ``direction`` of change is bad, and how large a change (the ratio of the
+    canary's mean to the stable version's) is tolerated even when it is significant."""
+
+    name: str
+    direction: Direction = "increase"
+    allowed_increase: float = 1.0
+    """A significant increase fails only above this ratio (1.1: up to 10 % more is fine)."""
+    allowed_decrease: float = 1.0
+    """A significant decrease fails only below this ratio (0.9: down to 10 % less is fine)."""
+    critical: bool = False
+    """A failure of this metric fails the whole run, whatever the score."""
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    name: str
+    classification: Classification
+    reason: str
+    shift: Shift | None = None
+    p_value: float | None = None
+    ratio: float | None = None
+    """The canary's mean over the stable version's."""
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def classify(rule: MetricRule, canary: Sequence[float], stable: Sequence[float],
+             confidence: float = 0.98) -> MetricVerdict:  # fmt: skip
+    """One metric's verdict: High or Low when the Hodges-Lehmann interval of the shift excludes 0 on a bad side
+    and the mean ratio passes the allowed one; Pass otherwise; NoData with fewer than MIN_SAMPLES values a side."""
+    if len(canary) < MIN_SAMPLES or len(stable) < MIN_SAMPLES:
+        return MetricVerdict(rule.name, "NoData", f"{rule.name}: {len(canary)} canary and {len(stable)} stable "
+                             f"samples, at least {MIN_SAMPLES} of each are needed")  # fmt: skip
+    shift = hodges_lehmann(canary, stable, confidence)
+    p = mann_whitney(canary, stable).p_value
+    base, mean = _mean(stable), _mean(canary)
+    ratio = mean / base if base else (1.0 if mean == base else math.inf if mean > base else -math.inf)
+    facts = (f"canary mean {mean:.4g} vs stable {base:.4g} (ratio {ratio:.3g}); shift {shift.estimate:.4g}, "
+             f"{round(confidence * 100)}% interval [{shift.low:.4g}, {shift.high:.4g}]")  # fmt: skip
+    if shift.low > 0 and rule.direction in ("increase", "either") and ratio > rule.allowed_increase:
+        return MetricVerdict(rule.name, "High", f"{rule.name} higher: {facts}", shift, p, ratio)
+    if shift.high < 0 and rule.direction in ("decrease", "either") and ratio < rule.allowed_decrease:
+        return MetricVerdict(rule.name, "Low", f"{rule.name} lower: {facts}", shift, p, ratio)
+    return MetricVerdict(rule.name, "Pass", f"{rule.name} passes: {facts}", shift, p, ratio)
+
+
+Result = Literal["Pass", "Marginal", "Fail", "NoData"]
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float
+    """100 x the weight of the passing metrics over the weight of the judged ones (NoData ones are not judged)."""
+    result: Result
+    reason: str
+
+
+def score(rules: Sequence[MetricRule], verdicts: Sequence[MetricVerdict], pass_at: float = 90,
+          marginal_at: float = 75) -> Score:  # fmt: skip
+    """The run's score and result: Pass at ``pass_at`` or more, Marginal at ``marginal_at`` or more, Fail below,
+    and Fail whatever the score when a critical metric fails; NoData when no metric could be judged."""
+    by_name = {r.name: r for r in rules}
+    judged = [v for v in verdicts if v.classification != "NoData"]
+    failed = [v for v in judged if v.classification != "Pass"]
+    if not judged:
+        return Score(0.0, "NoData", "no metric had enough samples to be judged")
+    critical = [v for v in failed if by_name[v.name].critical]
+    total = sum(by_name[v.name].weight for v in judged)
+    value = 100 * sum(by_name[v.name].weight for v in judged if v.classification == "Pass") / total
+    if critical:
+        return Score(0.0, "Fail", f"critical metric failed: {critical[0].reason}")
+    result: Result = "Pass" if value >= pass_at else "Marginal" if value >= marginal_at else "Fail"
+    why = "; ".join(v.reason for v in failed) or "every judged metric passes"
+    return Score(
+        value, result, f"score {value:.0f} ({result}; pass at {pass_at:g}, marginal at {marginal_at:g}): {why}"
+    )
