@@ -62,9 +62,20 @@ runner_alive() {
   [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && grep -q runner.py "/proc/$pid/cmdline" 2>/dev/null
 }
 
-# Starts the runner unless it runs; it outlives this shell (its own session) and logs to $runner_dir/runner.log.
+# What the runner runs with: its program, its Python and the cluster's kubeconfig (a cluster made anew has new
+# credentials and addresses).
+runner_inputs() {
+  cat "$cluster_dir/../dataplane/runner.py" "$mlops_kubeconfig" | sha256sum | cut -c1-16
+  echo "$runner_python"
+}
+
+# Starts the runner unless it runs with the same inputs; it outlives this shell (its own session) and logs to
+# $runner_dir/runner.log.
 runner_up() {
-  runner_alive && return 0
+  if runner_alive; then
+    [ "$(cat "$runner_dir/inputs" 2>/dev/null || true)" = "$(runner_inputs)" ] && return 0
+    runner_down
+  fi
   if [ ! -x "$runner_python" ]; then
     printf 'no Python environment at %s (make venv): model-server Pods will stay not Ready\n' "$runner_python" >&2
     return 0
@@ -73,6 +84,7 @@ runner_up() {
   KUBECONFIG=$mlops_kubeconfig setsid "$runner_python" "$cluster_dir/../dataplane/runner.py" --state "$runner_dir" \
     >>"$runner_dir/runner.log" 2>&1 </dev/null &
   echo $! >"$runner_pidfile"
+  runner_inputs >"$runner_dir/inputs"
   sleep 0.5
   runner_alive || { printf 'the Pod runner did not start; see %s\n' "$runner_dir/runner.log" >&2; return 1; }
 }
