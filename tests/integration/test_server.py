@@ -323,3 +323,35 @@ def test_openapi_fuzzing_finds_no_server_error(sklearn_server: Server) -> None:
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_a_client_library_we_did_not_write_talks_to_the_server_in_binary_and_json(
+    sklearn_server: Server, model: dict[str, Any]
+) -> None:
+    # Triton's V2 HTTP client sends tensors in binary by default (the binary tensor extension) and asks for outputs
+    # in binary or JSON per output.
+    import tritonclient.http as triton  # type: ignore[import-untyped]
+
+    rows = np.random.default_rng(2).normal(size=(16, 4)) * [100, 20, 1, 6] + [200, 40, 0, 12]
+    client = triton.InferenceServerClient(sklearn_server.url.removeprefix("http://"))
+    try:
+        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("fraud")
+        assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+        assert client.get_model_metadata("fraud")["inputs"][0]["name"] == "features"
+        for binary_in in (True, False):
+            for binary_out in (True, False):
+                features = triton.InferInput("features", list(rows.shape), "FP64")
+                features.set_data_from_numpy(rows, binary_data=binary_in)
+                outputs = [triton.InferRequestedOutput("predict", binary_data=binary_out),
+                           triton.InferRequestedOutput("predict_proba", binary_data=not binary_out)]  # fmt: skip
+                result = client.infer("fraud", [features], outputs=outputs, model_version="1.0.0")
+                assert result.as_numpy("predict").tolist() == model["clf"].predict(rows).tolist()
+                np.testing.assert_allclose(result.as_numpy("predict_proba").reshape(16, 2),
+                                           model["clf"].predict_proba(rows))  # fmt: skip
+        # A bad request through the library: its error carries our 400 message.
+        wrong = triton.InferInput("features", [2, 3], "FP64")
+        wrong.set_data_from_numpy(np.zeros((2, 3)))
+        with pytest.raises(Exception, match="does not match the signature"):
+            client.infer("fraud", [wrong])
+    finally:
+        client.close()

@@ -21,7 +21,7 @@ from mlops_operator.server.metrics import ServerMetrics
 from mlops_operator.server.openapi import document
 from mlops_operator.server.runtimes import Runtime
 from mlops_operator.server.sketch import Sketch
-from mlops_operator.server.validation import RequestError, Signature, output_tensor, parse_inputs
+from mlops_operator.server.validation import RequestError, Signature, binary_output, output_tensor, parse_inputs
 
 log = logging.getLogger("mlops_operator.server")
 
@@ -101,7 +101,7 @@ class InferenceServer:
         if path == "/v2/health/ready":
             return (200 if ready else 503), orjson.dumps({"ready": ready}), JSON_HEADERS
         if path == "/v2":
-            body = {"name": "mlops-server", "version": __version__, "extensions": []}
+            body = {"name": "mlops-server", "version": __version__, "extensions": ["binary_tensor_data"]}
             return 200, orjson.dumps(body), JSON_HEADERS
         if path == "/metrics":
             return 200, generate_latest(self.metrics.registry), [(b"content-type", CONTENT_TYPE_LATEST.encode())]
@@ -163,13 +163,14 @@ class InferenceServer:
             body = await self._read_body(scope, receive)
             if self.state.runtime is None:
                 raise HttpError(503, self.state.error or f"model {self.state.name!r} is not ready")
-            payload = self._predict(body)
+            payload, headers = self._predict(body, _header_length(scope))
         except HttpError as exc:
-            status, payload = exc.status, orjson.dumps({"error": str(exc)})
+            status, payload, headers = exc.status, orjson.dumps({"error": str(exc)}), JSON_HEADERS
         except Exception as exc:  # a model failure must not take the server down
             log.exception("inference failed")
-            status, payload = 500, orjson.dumps({"error": f"inference failed: {type(exc).__name__}: {exc}"})
-        await _respond(send, status, payload, JSON_HEADERS)
+            status, headers = 500, JSON_HEADERS
+            payload = orjson.dumps({"error": f"inference failed: {type(exc).__name__}: {exc}"})
+        await _respond(send, status, payload, headers)
         metrics.inflight.dec()
         metrics.count(status)
         metrics.latency.observe(time.perf_counter() - started)
@@ -192,30 +193,79 @@ class InferenceServer:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    def _predict(self, raw: bytes) -> bytes:
+    def _predict(self, raw: bytes, header_length: int | None) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """The answer's body and headers. With ``header_length`` (the binary tensor extension) the body is that
+        many bytes of JSON followed by the binary inputs."""
         state = self.state
         assert state.runtime is not None and state.signature is not None
+        binary = b""
+        if header_length is not None:
+            if header_length > len(raw):
+                raise HttpError(400, f"Inference-Header-Content-Length is {header_length}, larger than the body's "
+                                     f"{len(raw)} bytes")  # fmt: skip
+            raw, binary = raw[:header_length], raw[header_length:]
         try:
             request = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise HttpError(400, f"the body is not valid JSON: {exc}") from None
+            where = " (the JSON header of a binary request)" if header_length is not None else ""
+            raise HttpError(400, f"the body is not valid JSON{where}: {exc}") from None
         try:
-            inputs = parse_inputs(request, state.signature)
+            inputs = parse_inputs(request, state.signature, binary)
             wanted = _requested_outputs(request, state.runtime.output_names(), state.signature)
+            in_binary = _binary_outputs(request, wanted)
         except RequestError as exc:
             raise HttpError(400, str(exc)) from None
         results = state.runtime.predict(inputs, wanted)
         if state.sketch is not None and state.sketch_input is not None:
             # Inputs are always counted; the prediction when this request asked for that output.
             state.sketch.count(inputs[state.sketch_input], results.get(state.sketch_output or ""))
-        response: dict[str, Any] = {
-            "model_name": state.name,
-            "model_version": state.version,
-            "outputs": [output_tensor(name, np.asarray(results[name])) for name in wanted],
-        }
+        outputs, tails = [], []
+        for name in wanted:
+            if name in in_binary:
+                header, tail = binary_output(name, np.asarray(results[name]))
+                outputs.append(header)
+                tails.append(tail)
+            else:
+                outputs.append(output_tensor(name, np.asarray(results[name])))
+        response: dict[str, Any] = {"model_name": state.name, "model_version": state.version, "outputs": outputs}
         if isinstance(request.get("id"), str):
             response["id"] = request["id"]
-        return orjson.dumps(response)
+        head = orjson.dumps(response)
+        if not in_binary:
+            return head, JSON_HEADERS
+        headers = [(b"content-type", b"application/octet-stream"),
+                   (b"inference-header-content-length", str(len(head)).encode())]  # fmt: skip
+        return b"".join([head, *tails]), headers
+
+
+def _header_length(scope: Scope) -> int | None:
+    """The Inference-Header-Content-Length of a binary request (None: the body is all JSON)."""
+    for key, value in scope.get("headers", ()):
+        if key == b"inference-header-content-length":
+            if not value.isdigit():
+                raise HttpError(400, f"Inference-Header-Content-Length must be a byte count, got {value.decode()!r}")
+            return int(value)
+    return None
+
+
+def _binary_outputs(request: dict[str, Any], wanted: tuple[str, ...]) -> set[str]:
+    """The outputs asked for in binary: every one with the request's parameters.binary_data_output, else those
+    whose own parameters.binary_data is true."""
+    parameters = request.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise RequestError("'parameters' must be an object")
+    every = parameters.get("binary_data_output", False)
+    if not isinstance(every, bool):
+        raise RequestError("parameters.binary_data_output must be true or false")
+    chosen = set(wanted) if every else set()
+    for item in request.get("outputs") or []:
+        flag = (item.get("parameters") or {}).get("binary_data")
+        if flag is None:
+            continue
+        if not isinstance(flag, bool):
+            raise RequestError(f"output {item['name']!r}: parameters.binary_data must be true or false")
+        (chosen.add if flag else chosen.discard)(item["name"])
+    return chosen
 
 
 def _requested_outputs(request: dict[str, Any], available: tuple[str, ...], signature: Signature) -> tuple[str, ...]:

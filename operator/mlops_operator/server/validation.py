@@ -1,11 +1,16 @@
 """Open Inference Protocol V2 tensors: the signature, and requests checked against it.
 
+Tensors come as JSON ``data`` or, with the binary tensor extension, as raw bytes after the JSON header
+(``parameters.binary_data_size`` per input, in the order of the inputs): row-major, little-endian, one byte per
+BOOL, and each BYTES element a 4-byte little-endian length followed by its bytes (UTF-8 text here).
+
 Every problem is a ``RequestError`` whose message names the input and the reason; the server answers it with 400.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,14 +77,16 @@ def _fmt_shape(shape: Sequence[int]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def parse_inputs(body: Any, signature: Signature) -> dict[str, npt.NDArray[Any]]:
-    """The request's inputs as arrays of the signature's types and shapes; raises RequestError."""
+def parse_inputs(body: Any, signature: Signature, binary: bytes = b"") -> dict[str, npt.NDArray[Any]]:
+    """The request's inputs as arrays of the signature's types and shapes, binary ones read from ``binary`` (the
+    bytes after the JSON header); raises RequestError."""
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object")
     raw_inputs = body.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise RequestError("'inputs' must be a non-empty list of tensors")
     arrays: dict[str, npt.NDArray[Any]] = {}
+    offset = 0
     for position, item in enumerate(raw_inputs):
         if not isinstance(item, dict):
             raise RequestError(f"inputs[{position}] must be an object with name, shape, datatype and data")
@@ -92,14 +99,42 @@ def parse_inputs(body: Any, signature: Signature) -> dict[str, npt.NDArray[Any]]
             raise RequestError(f"input {name!r} is not in the signature (inputs: {known})")
         if name in arrays:
             raise RequestError(f"input {name!r} is given twice")
-        arrays[name] = _tensor(item, spec)
+        size = _binary_size(item, spec)
+        if size is None:
+            arrays[name] = _tensor(item, spec)
+        else:
+            if offset + size > len(binary):
+                raise RequestError(f"input {name!r}: binary_data_size {size} runs past the end of the binary data "
+                                   f"({len(binary) - offset} bytes left)")  # fmt: skip
+            arrays[name] = _binary_tensor(item, spec, binary[offset : offset + size])
+            offset += size
+    if offset != len(binary):
+        raise RequestError(f"{len(binary) - offset} bytes of binary data follow the last binary input")
     missing = [t.name for t in signature.inputs if t.name not in arrays]
     if missing:
         raise RequestError(f"missing input(s): {', '.join(repr(m) for m in missing)}")
     return arrays
 
 
-def _tensor(item: dict[str, Any], spec: TensorSpec) -> npt.NDArray[Any]:
+def _binary_size(item: dict[str, Any], spec: TensorSpec) -> int | None:
+    """The input's ``parameters.binary_data_size`` (None: its data is JSON)."""
+    parameters = item.get("parameters")
+    if parameters is None:
+        return None
+    if not isinstance(parameters, dict):
+        raise RequestError(f"input {spec.name!r}: parameters must be an object")
+    size = parameters.get("binary_data_size")
+    if size is None:
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise RequestError(f"input {spec.name!r}: binary_data_size must be a non-negative integer, got {size!r}")
+    if "data" in item:
+        raise RequestError(f"input {spec.name!r}: give data or parameters.binary_data_size, not both")
+    return size
+
+
+def _header(item: dict[str, Any], spec: TensorSpec) -> tuple[str, list[int]]:
+    """The input's datatype and shape, checked against the signature."""
     where = f"input {spec.name!r}"
     datatype = item.get("datatype")
     if datatype in UNSUPPORTED:
@@ -113,6 +148,43 @@ def _tensor(item: dict[str, Any], spec: TensorSpec) -> npt.NDArray[Any]:
     if not _shape_matches(shape, spec.shape):
         raise RequestError(f"{where}: shape {_fmt_shape(shape)} does not match the signature's "
                            f"{_fmt_shape(spec.shape)} (-1 is any size)")  # fmt: skip
+    return datatype, shape
+
+
+def _binary_tensor(item: dict[str, Any], spec: TensorSpec, raw: bytes) -> npt.NDArray[Any]:
+    where = f"input {spec.name!r}"
+    datatype, shape = _header(item, spec)
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        elements, position = [], 0
+        while position < len(raw):
+            if position + 4 > len(raw):
+                raise RequestError(f"{where}: a BYTES element's 4-byte length is cut off at byte {position}")
+            (length,) = struct.unpack_from("<I", raw, position)
+            position += 4
+            if position + length > len(raw):
+                raise RequestError(f"{where}: a BYTES element of {length} bytes runs past binary_data_size")
+            try:
+                elements.append(raw[position : position + length].decode())
+            except UnicodeDecodeError:
+                raise RequestError(f"{where}: BYTES element {len(elements)} is not UTF-8 text") from None
+            position += length
+        if len(elements) != count:
+            raise RequestError(f"{where}: {len(elements)} BYTES elements, shape {_fmt_shape(shape)} needs {count}")
+        return np.array(elements, dtype=object).reshape(shape)
+    dtype = np.dtype(DTYPES[datatype]).newbyteorder("<")
+    if len(raw) != count * dtype.itemsize:
+        raise RequestError(f"{where}: binary_data_size is {len(raw)} bytes; shape {_fmt_shape(shape)} of {datatype} "
+                           f"needs {count * dtype.itemsize}")  # fmt: skip
+    array = np.frombuffer(raw, dtype=dtype).astype(DTYPES[datatype])
+    if datatype == "BOOL" and raw.strip(b"\x00\x01"):
+        raise RequestError(f"{where}: BOOL bytes must be 0 or 1")
+    return array.reshape(shape)
+
+
+def _tensor(item: dict[str, Any], spec: TensorSpec) -> npt.NDArray[Any]:
+    where = f"input {spec.name!r}"
+    datatype, shape = _header(item, spec)
     data = item.get("data")
     if not isinstance(data, list):
         raise RequestError(f"{where}: data must be a list, flat or nested")
@@ -163,3 +235,20 @@ def output_tensor(name: str, array: npt.NDArray[Any]) -> dict[str, Any]:
     datatype = datatype_of(array)
     values = array.astype(str) if datatype == "BYTES" else array
     return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": values.ravel().tolist()}
+
+
+def binary_output(name: str, array: npt.NDArray[Any]) -> tuple[dict[str, Any], bytes]:
+    """An output tensor for the binary extension: its header (``parameters.binary_data_size``, no data) and its
+    bytes (row-major, little-endian; BYTES elements length-prefixed)."""
+    datatype = datatype_of(array)
+    if datatype == "BYTES":
+        parts = []
+        for element in array.astype(str).ravel():
+            encoded = str(element).encode()
+            parts += [struct.pack("<I", len(encoded)), encoded]
+        raw = b"".join(parts)
+    else:
+        raw = np.ascontiguousarray(array, dtype=np.dtype(DTYPES[datatype]).newbyteorder("<")).tobytes()
+    header = {"name": name, "shape": list(array.shape), "datatype": datatype,
+              "parameters": {"binary_data_size": len(raw)}}  # fmt: skip
+    return header, raw
