@@ -4,7 +4,6 @@ with JSON ones; malformed lengths refused with 400, never 500."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
+from asgi import call
 from sklearn.linear_model import LogisticRegression
 
 from mlops_operator.server.app import InferenceServer, ModelState
@@ -37,25 +37,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> tuple[InferenceServer, Logi
     joblib.dump(model, path)
     state = ModelState("m", "1", runtime=load("sklearn", str(path)), signature=Signature.parse(SIGNATURE))
     return InferenceServer(state, ServerMetrics("m", "1")), model
-
-
-def call(app: InferenceServer, body: bytes, headers: dict[str, str] | None = None,
-         path: str = "/v2/models/m/infer", method: str = "POST") -> tuple[int, dict[str, str], bytes]:  # fmt: skip
-    scope = {"type": "http", "method": method, "path": path,
-             "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]}  # fmt: skip
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    start = sent[0]
-    out_headers = {k.decode(): v.decode() for k, v in start["headers"]}
-    return start["status"], out_headers, b"".join(m.get("body", b"") for m in sent[1:])
 
 
 def binary_request(header: dict[str, Any], *tails: bytes) -> tuple[bytes, dict[str, str]]:

@@ -137,9 +137,7 @@ class InferenceServer:
         state = self.state
         if state.runtime is None or state.signature is None:
             raise HttpError(503, state.error or f"model {state.name!r} is loading")
-        outputs = [t.describe() for t in state.signature.outputs] or [
-            {"name": n, "datatype": "FP64", "shape": [-1]} for n in state.runtime.output_names()
-        ]
+        outputs = [t.describe() for t in state.signature.outputs or state.runtime.output_specs()]
         return {
             "name": state.name,
             "versions": [state.version],

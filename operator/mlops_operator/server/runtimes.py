@@ -6,13 +6,14 @@ from sources you trust; prefer ONNX for artifacts of unknown origin (ONNX Runtim
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from mlops_operator.server.validation import Signature, TensorSpec
+from mlops_operator.server.validation import Signature, TensorSpec, datatype_of
 
 
 class Runtime(Protocol):
@@ -26,6 +27,10 @@ class Runtime(Protocol):
 
     def output_names(self) -> tuple[str, ...]:
         """The outputs the model can produce."""
+        ...
+
+    def output_specs(self) -> tuple[TensorSpec, ...]:
+        """Each output's datatype and shape (-1 for the batch), as the model's answers have them."""
         ...
 
     def predict(self, inputs: Mapping[str, npt.NDArray[Any]], outputs: tuple[str, ...]) -> dict[str, Any]:
@@ -57,6 +62,26 @@ class SklearnRuntime:
 
     def output_names(self) -> tuple[str, ...]:
         return self._outputs
+
+    @functools.cached_property
+    def _specs(self) -> tuple[TensorSpec, ...]:
+        """From one prediction on a row of zeros: what the model answers (a classifier's labels, a multi-output
+        model's columns, predict_proba's classes), not a guess from its type. Where that row cannot be predicted
+        (a pipeline that needs named columns), each output is declared FP64 of any shape after the batch."""
+        n = int(getattr(self.model, "n_features_in_", 0))
+        try:
+            if n <= 0:
+                raise ValueError("the model does not say how many features it takes")
+            answers = self.predict({"input-0": np.zeros((1, n))}, self._outputs)
+            return tuple(
+                TensorSpec(name, datatype_of(np.asarray(a)), (-1, *np.asarray(a).shape[1:]))
+                for name, a in answers.items()
+            )
+        except Exception:  # any model may refuse a made-up row; the metadata then says less
+            return tuple(TensorSpec(name, "FP64", (-1,)) for name in self._outputs)
+
+    def output_specs(self) -> tuple[TensorSpec, ...]:
+        return self._specs
 
     def predict(self, inputs: Mapping[str, npt.NDArray[Any]], outputs: tuple[str, ...]) -> dict[str, Any]:
         (x,) = inputs.values()
@@ -93,6 +118,9 @@ class OnnxRuntime:
 
     def output_names(self) -> tuple[str, ...]:
         return self._outputs
+
+    def output_specs(self) -> tuple[TensorSpec, ...]:
+        return self.default_signature().outputs
 
     def predict(self, inputs: Mapping[str, npt.NDArray[Any]], outputs: tuple[str, ...]) -> dict[str, Any]:
         results = self.session.run(list(outputs), dict(inputs))
