@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
@@ -68,3 +70,54 @@ def test_requests_without_the_prediction_still_count_their_inputs() -> None:
     snap = sketch.snapshot()
     assert snap["samples"] == 4 and sum(snap["features"]["x"]["counts"]) == 4
     assert sum(snap["features"]["y"]["counts"]) == 3
+
+
+def test_the_server_counts_after_answering_so_no_request_pays_for_the_others() -> None:
+    import asyncio
+
+    from mlops_operator.server.app import InferenceServer, ModelState
+    from mlops_operator.server.metrics import ServerMetrics
+    from mlops_operator.server.validation import Signature
+
+    class Echo:
+        platform = "test"
+
+        def output_names(self) -> tuple[str, ...]:
+            return ("y",)
+
+        def predict(self, inputs: Any, outputs: tuple[str, ...]) -> dict[str, Any]:
+            return {"y": inputs["x"][:, 0]}
+
+    profile = profile_of({"x": np.arange(1000.0)})
+    signature = Signature.parse({"inputs": [{"name": "x", "datatype": "FP64", "shape": [-1, 1]}]})
+    state = ModelState("m", "1", Echo(), signature, Sketch(profile, ["x"]), "x", "y")  # type: ignore[arg-type]
+    app = InferenceServer(state, ServerMetrics("m", "1"))
+    events: list[str] = []
+    flush = state.sketch.flush  # type: ignore[union-attr]
+
+    def recorded_flush() -> None:
+        events.append("flush")
+        flush()
+
+    state.sketch.flush = recorded_flush  # type: ignore[method-assign,union-attr]
+    body = b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 1], "data": [10.0]}]}'
+
+    async def requests() -> None:
+        for _ in range(FLUSH_ROWS):
+            messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+            async def receive(messages: list[dict[str, Any]] = messages) -> dict[str, Any]:
+                return messages.pop(0)
+
+            async def send(message: dict[str, Any]) -> None:
+                events.append(message["type"])
+
+            scope = {"type": "http", "method": "POST", "path": "/v2/models/m/infer", "headers": []}
+            await app(scope, receive, send)
+            await asyncio.sleep(0)  # between requests: what the loop runs next
+
+    asyncio.run(requests())
+    # The last request made the flush due: it went out whole before the rows were counted.
+    assert events[-3:] == ["http.response.start", "http.response.body", "flush"]
+    assert events.count("flush") == 1
+    assert state.sketch.samples == FLUSH_ROWS  # type: ignore[union-attr]

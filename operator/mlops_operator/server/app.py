@@ -6,6 +6,7 @@ a visible share of the time. Bodies are parsed with orjson, which also refuses N
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -172,6 +173,10 @@ class InferenceServer:
         metrics.inflight.dec()
         metrics.count(status)
         metrics.latency.observe(time.perf_counter() - started)
+        sketch = self.state.sketch
+        if sketch is not None and sketch.due:
+            # Counted once this answer is on its way, between requests: none of them waits for it.
+            asyncio.get_running_loop().call_soon(sketch.flush)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.max_body_bytes

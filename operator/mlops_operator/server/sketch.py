@@ -76,7 +76,8 @@ class Sketch:
         """Counts a batch: ``rows`` is [batch, features] in the order of the feature names.
 
         Requests are small and numpy calls have a fixed cost, so rows are kept and counted together once
-        FLUSH_ROWS have gathered (or when the counts are read): a few microseconds a request instead of tens.
+        FLUSH_ROWS have gathered (``due``; the server flushes after it has answered, so that no request pays for
+        counting others' rows), and whenever the counts are read: a few microseconds a request instead of tens.
         """
         if rows.ndim == 1:
             rows = rows.reshape(1, -1)
@@ -85,8 +86,11 @@ class Sketch:
             # The first column of the prediction: the label or value the profile's prediction describes.
             self._predictions.append(np.asarray(predictions).reshape(rows.shape[0], -1)[:, 0])
         self._pending += rows.shape[0]
-        if self._pending >= FLUSH_ROWS:
-            self.flush()
+
+    @property
+    def due(self) -> bool:
+        """Whether enough rows have gathered to be counted (``flush``)."""
+        return self._pending >= FLUSH_ROWS
 
     def flush(self) -> None:
         """Counts the rows gathered so far."""
