@@ -18,6 +18,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mlops_operator import __version__
+from mlops_operator.server.batching import Batcher
 from mlops_operator.server.metrics import ServerMetrics
 from mlops_operator.server.openapi import document
 from mlops_operator.server.runtimes import Runtime
@@ -56,11 +57,20 @@ class ModelState:
 class InferenceServer:
     """The ASGI application."""
 
-    def __init__(self, state: ModelState, metrics: ServerMetrics, max_body_bytes: int = 10 * 1024 * 1024) -> None:
+    def __init__(self, state: ModelState, metrics: ServerMetrics, max_body_bytes: int = 10 * 1024 * 1024,
+                 max_batch_size: int = 16, max_batch_latency: float = 0.002) -> None:  # fmt: skip
         self.state = state
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.openapi = orjson.dumps(document(state.name))
+        self._busy = 0
+        """Inference requests being handled (read, waiting for a batch, predicted)."""
+        self.batcher = Batcher(self._run_model, max_batch_size, max_batch_latency, lambda: self._busy,
+                               metrics.observe_batch)  # fmt: skip
+
+    def _run_model(self, inputs: Any, outputs: tuple[str, ...]) -> dict[str, Any]:
+        assert self.state.runtime is not None
+        return self.state.runtime.predict(inputs, outputs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -152,6 +162,7 @@ class InferenceServer:
     async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = self.metrics
         metrics.inflight.inc()
+        self._busy += 1
         started = time.perf_counter()
         status = 200
         try:
@@ -162,13 +173,14 @@ class InferenceServer:
             body = await self._read_body(scope, receive)
             if self.state.runtime is None:
                 raise HttpError(503, self.state.error or f"model {self.state.name!r} is not ready")
-            payload, headers = self._predict(body, _header_length(scope))
+            payload, headers = await self._predict(body, _header_length(scope))
         except HttpError as exc:
             status, payload, headers = exc.status, orjson.dumps({"error": str(exc)}), JSON_HEADERS
         except Exception as exc:  # a model failure must not take the server down
             log.exception("inference failed")
             status, headers = 500, JSON_HEADERS
             payload = orjson.dumps({"error": f"inference failed: {type(exc).__name__}: {exc}"})
+        self._busy -= 1
         await _respond(send, status, payload, headers)
         metrics.inflight.dec()
         metrics.count(status)
@@ -196,7 +208,7 @@ class InferenceServer:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    def _predict(self, raw: bytes, header_length: int | None) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    async def _predict(self, raw: bytes, header_length: int | None) -> tuple[bytes, list[tuple[bytes, bytes]]]:
         """The answer's body and headers. With ``header_length`` (the binary tensor extension) the body is that
         many bytes of JSON followed by the binary inputs."""
         state = self.state
@@ -218,7 +230,7 @@ class InferenceServer:
             in_binary = _binary_outputs(request, wanted)
         except RequestError as exc:
             raise HttpError(400, str(exc)) from None
-        results = state.runtime.predict(inputs, wanted)
+        results = await self.batcher(inputs, wanted)
         if state.sketch is not None and state.sketch_input is not None:
             # Inputs are always counted; the prediction when this request asked for that output.
             state.sketch.count(inputs[state.sketch_input], results.get(state.sketch_output or ""))

@@ -131,6 +131,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=int(env("MLOPS_SERVER_PORT", "8080")))
     p.add_argument("--max-body-bytes", type=int, default=int(env("MLOPS_MAX_REQUEST_BYTES", str(10 * 2**20))))
     p.add_argument("--graceful-seconds", type=float, default=float(env("MLOPS_GRACEFUL_SECONDS", "25")))
+    p.add_argument("--max-batch-size", type=int, default=int(env("MLOPS_MAX_BATCH_SIZE", "16")),
+                   help="rows predicted together at most (1: no batching); default 16")  # fmt: skip
+    p.add_argument("--max-batch-latency", type=float, default=float(env("MLOPS_MAX_BATCH_LATENCY_MS", "2")),
+                   help="milliseconds a request waits for companions at most; default 2 "
+                        "(MLOPS_MAX_BATCH_LATENCY_MS)")  # fmt: skip
     p.add_argument("--threads", type=int, default=int(env("MLOPS_INFERENCE_THREADS", "1")),
                    help="native threads (OpenMP, BLAS) per inference; default 1 (MLOPS_INFERENCE_THREADS)")  # fmt: skip
     p.add_argument("--log-level", default=env("MLOPS_LOG_LEVEL", "info"))
@@ -138,6 +143,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     missing = [flag for flag, value in (("--model-name", args.model_name), ("--source", args.source)) if not value]
     if missing:
         p.error(f"{' and '.join(missing)} required (or MLOPS_MODEL_NAME / MLOPS_MODEL_SOURCE)")
+    if args.max_batch_size < 1:
+        p.error(f"--max-batch-size (MLOPS_MAX_BATCH_SIZE) must be at least 1, got {args.max_batch_size}")
+    if args.max_batch_latency < 0:
+        p.error(f"--max-batch-latency (MLOPS_MAX_BATCH_LATENCY_MS) must not be negative, got {args.max_batch_latency}")
     if args.threads < 1:
         p.error(f"--threads (MLOPS_INFERENCE_THREADS) must be at least 1, got {args.threads}")
     return args
@@ -148,7 +157,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     state = ModelState(args.model_name, args.model_version)
     metrics = ServerMetrics(args.model_name, args.model_version)
-    app = InferenceServer(state, metrics, args.max_body_bytes)
+    app = InferenceServer(state, metrics, args.max_body_bytes, args.max_batch_size, args.max_batch_latency / 1000)
     config = uvicorn.Config(
         app, host=args.host, port=args.port, loop="uvloop", http="httptools", lifespan="on", access_log=False,
         log_config=None, timeout_graceful_shutdown=args.graceful_seconds, log_level=args.log_level,

@@ -15,6 +15,8 @@ from mlops_operator.server.sketch import NULL, OTHER, Sketch
 # *_created series double the series count and nothing here uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -33,6 +35,12 @@ class ServerMetrics:
                                  registry=self.registry).labels(**labels)  # fmt: skip
         self.inflight = Gauge("mlops_server_inflight_requests", "Inference requests being served.",
                               ["model", "version"], registry=self.registry).labels(**labels)  # fmt: skip
+        self.batch_size = Histogram("mlops_server_batch_size", "Requests predicted together, per request.",
+                                    ["model", "version"], buckets=BATCH_BUCKETS,
+                                    registry=self.registry).labels(**labels)  # fmt: skip
+        self.batch_wait = Histogram("mlops_server_batch_wait_seconds", "Time a request waited for its batch.",
+                                    ["model", "version"], buckets=WAIT_BUCKETS,
+                                    registry=self.registry).labels(**labels)  # fmt: skip
         self.load_seconds = Gauge("mlops_server_model_load_seconds", "Time taken to load the model.",
                                   ["model", "version"], registry=self.registry).labels(**labels)  # fmt: skip
 
@@ -41,6 +49,11 @@ class ServerMetrics:
         if child is None:
             child = self._requests_by_code[code] = self.requests.labels(code=str(code), **self._labels)
         child.inc()
+
+    def observe_batch(self, size: int, wait: float) -> None:
+        """One request's batch: how many requests shared its predict call, and how long it waited for it."""
+        self.batch_size.observe(size)
+        self.batch_wait.observe(wait)
 
     def watch_sketch(self, sketch: Sketch) -> None:
         self.registry.register(_SketchCollector(sketch, self._labels))
