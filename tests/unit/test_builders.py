@@ -361,6 +361,18 @@ def test_deployment_server_settings_and_resources() -> None:
     assert template["metadata"]["annotations"]["prometheus.io/port"] == "9000"
 
 
+def test_batching_settings_reach_the_server_only_when_given() -> None:
+    batching = {"server": {"batching": {"maxSize": 64, "maxLatency": "500us"}}}
+    with pytest.raises(ValueError, match="maxLatency"):
+        spec(**batching)
+    batching["server"]["batching"]["maxLatency"] = "1.5ms"
+    env = deployment(OWNER, spec(**batching), served(), "img")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[-2:] == [{"name": "MLOPS_MAX_BATCH_SIZE", "value": "64"},
+                        {"name": "MLOPS_MAX_BATCH_LATENCY_MS", "value": "1.5"}]  # fmt: skip
+    plain = deployment(OWNER, spec(), served(), "img")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert not any(e["name"].startswith("MLOPS_MAX_BATCH") for e in plain)
+
+
 @pytest.mark.parametrize(
     ("fields", "replicas"),
     [({}, 2), ({"autoscaling": {"minReplicas": 2, "maxReplicas": 5}}, None)],

@@ -116,6 +116,15 @@ class Shadow(ApiModel):
     """The share of requests mirrored."""
 
 
+class Batching(ApiModel):
+    """Concurrent requests predicted together in one call of the model."""
+
+    max_size: int = Field(default=16, ge=1, le=1024)
+    """The most rows predicted together; 1 turns batching off."""
+    max_latency: Duration = "2ms"
+    """The longest a request waits for companions; a request alone never waits."""
+
+
 class ServerSettings(ApiModel):
     """Settings of the model server Pods."""
 
@@ -125,6 +134,8 @@ class ServerSettings(ApiModel):
     """The HTTP port of the Open Inference Protocol V2 endpoints."""
     max_request_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     """Requests with a larger body get 413."""
+    batching: Batching | None = None
+    """Adaptive batching of concurrent requests; without it the server's defaults (16 rows, 2ms)."""
 
 
 class ModelDeploymentSpec(ApiModel):

@@ -273,6 +273,13 @@ def deployment(owner: Body, spec: ModelDeploymentSpec, served: Workload, image: 
         ("MLOPS_MAX_REQUEST_BYTES", str(spec.server.max_request_bytes)),
         ("MLOPS_GRACEFUL_SECONDS", str(GRACEFUL_SECONDS)),
     ]
+    if spec.server.batching is not None:
+        # Only when asked for: the server's defaults stand otherwise (and the template stays as it was).
+        latency_ms = duration_seconds(spec.server.batching.max_latency) * 1000
+        env += [
+            ("MLOPS_MAX_BATCH_SIZE", str(spec.server.batching.max_size)),
+            ("MLOPS_MAX_BATCH_LATENCY_MS", f"{latency_ms:g}"),
+        ]
     container: Body = {
         "name": "server",
         "image": spec.server.image or image,
