@@ -123,7 +123,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--model-name", default=env("MLOPS_MODEL_NAME"), help="the served model's name")
     p.add_argument("--model-version", default=env("MLOPS_MODEL_VERSION", "1"), help="the served version")
     p.add_argument("--source", default=env("MLOPS_MODEL_SOURCE"), help="artifact URI (file, http(s), s3, gs, pvc)")
-    p.add_argument("--format", default=env("MLOPS_MODEL_FORMAT", "sklearn"), help="sklearn or onnx")
+    p.add_argument("--format", default=env("MLOPS_MODEL_FORMAT", "sklearn"), help="sklearn, onnx, xgboost or lightgbm")
     p.add_argument("--checksum", default=env("MLOPS_MODEL_CHECKSUM"), help="sha256:<hex> the artifact must have")
     p.add_argument("--signature", default=env("MLOPS_MODEL_SIGNATURE"), help="signature JSON, or @file")
     p.add_argument("--profile", default=env("MLOPS_REFERENCE_PROFILE"), help="reference profile JSON, or @file")

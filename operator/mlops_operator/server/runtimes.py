@@ -1,4 +1,4 @@
-"""Model runtimes behind one interface: each format is one class. Add XGBoost or LightGBM as one class each.
+"""Model runtimes behind one interface: each format is one class (scikit-learn, ONNX, XGBoost, LightGBM).
 
 Trust boundary: the sklearn runtime unpickles the artifact (joblib), which runs code from it. Serve pickles only
 from sources you trust; prefer ONNX for artifacts of unknown origin (ONNX Runtime only interprets a graph).
@@ -7,7 +7,7 @@ from sources you trust; prefer ONNX for artifacts of unknown origin (ONNX Runtim
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -68,17 +68,7 @@ class SklearnRuntime:
         """From one prediction on a row of zeros: what the model answers (a classifier's labels, a multi-output
         model's columns, predict_proba's classes), not a guess from its type. Where that row cannot be predicted
         (a pipeline that needs named columns), each output is declared FP64 of any shape after the batch."""
-        n = int(getattr(self.model, "n_features_in_", 0))
-        try:
-            if n <= 0:
-                raise ValueError("the model does not say how many features it takes")
-            answers = self.predict({"input-0": np.zeros((1, n))}, self._outputs)
-            return tuple(
-                TensorSpec(name, datatype_of(np.asarray(a)), (-1, *np.asarray(a).shape[1:]))
-                for name, a in answers.items()
-            )
-        except Exception:  # any model may refuse a made-up row; the metadata then says less
-            return tuple(TensorSpec(name, "FP64", (-1,)) for name in self._outputs)
+        return _probed_specs(self, int(getattr(self.model, "n_features_in_", 0)))
 
     def output_specs(self) -> tuple[TensorSpec, ...]:
         return self._specs
@@ -127,6 +117,79 @@ class OnnxRuntime:
         return {name: _plain_output(value) for name, value in zip(outputs, results, strict=True)}
 
 
+def _probed_specs(runtime: Any, width: int) -> tuple[TensorSpec, ...]:
+    """Each output's datatype and shape from one prediction on a row of zeros (FP64 of any shape when the model
+    refuses it)."""
+    try:
+        if width <= 0:
+            raise ValueError("the model does not say how many features it takes")
+        answers = runtime.predict({"input-0": np.zeros((1, width))}, runtime.output_names())
+        return tuple(
+            TensorSpec(name, datatype_of(np.asarray(a)), (-1, *np.asarray(a).shape[1:])) for name, a in answers.items()
+        )
+    except Exception:  # any model may refuse a made-up row; the metadata then says less
+        return tuple(TensorSpec(name, "FP64", (-1,)) for name in runtime.output_names())
+
+
+class _BoosterRuntime:
+    """A gradient-boosted trees model in its library's own file; one input [batch, features] and one output,
+    ``predict``: what the booster's own predict gives (probabilities for a classification objective, one column
+    per class for multi-class, values for regression)."""
+
+    platform = ""
+    width = 0
+    names: tuple[str, ...] = ()
+
+    def default_signature(self) -> Signature:
+        spec = TensorSpec("input-0", "FP64", (-1, self.width if self.width > 0 else -1), self.names)
+        return Signature((spec,), (), {spec.name: spec})
+
+    def output_names(self) -> tuple[str, ...]:
+        return ("predict",)
+
+    @functools.cached_property
+    def _specs(self) -> tuple[TensorSpec, ...]:
+        return _probed_specs(self, self.width)
+
+    def output_specs(self) -> tuple[TensorSpec, ...]:
+        return self._specs
+
+
+class XGBoostRuntime(_BoosterRuntime):
+    """XGBoost models saved with ``Booster.save_model`` (JSON or UBJSON)."""
+
+    platform = "xgboost"
+
+    def __init__(self, path: str) -> None:
+        import xgboost
+
+        self.booster = xgboost.Booster(model_file=path)
+        self.width = int(self.booster.num_features())
+        self.names = tuple(self.booster.feature_names or ())
+
+    def predict(self, inputs: Mapping[str, npt.NDArray[Any]], outputs: tuple[str, ...]) -> dict[str, Any]:
+        (x,) = inputs.values()
+        # Column names are checked by the server against the signature; the booster takes the columns in order.
+        return {"predict": self.booster.inplace_predict(x, validate_features=False)}
+
+
+class LightGBMRuntime(_BoosterRuntime):
+    """LightGBM models saved with ``Booster.save_model`` (text)."""
+
+    platform = "lightgbm"
+
+    def __init__(self, path: str) -> None:
+        import lightgbm
+
+        self.booster = lightgbm.Booster(model_file=path)
+        self.width = int(self.booster.num_feature())
+        self.names = tuple(self.booster.feature_name())
+
+    def predict(self, inputs: Mapping[str, npt.NDArray[Any]], outputs: tuple[str, ...]) -> dict[str, Any]:
+        (x,) = inputs.values()
+        return {"predict": self.booster.predict(x, num_threads=1)}
+
+
 def _plain_output(value: Any) -> Any:
     # skl2onnx classifiers return probabilities as a list of {label: probability} maps (ZipMap).
     if isinstance(value, list) and value and isinstance(value[0], dict):
@@ -135,7 +198,12 @@ def _plain_output(value: Any) -> Any:
     return np.asarray(value)
 
 
-RUNTIMES: dict[str, type[SklearnRuntime] | type[OnnxRuntime]] = {"sklearn": SklearnRuntime, "onnx": OnnxRuntime}
+RUNTIMES: dict[str, Callable[[str], Runtime]] = {
+    "sklearn": SklearnRuntime,
+    "onnx": OnnxRuntime,
+    "xgboost": XGBoostRuntime,
+    "lightgbm": LightGBMRuntime,
+}
 
 
 def load(format_: str, path: str) -> Runtime:
