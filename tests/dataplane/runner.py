@@ -571,6 +571,7 @@ class Runner:
         self.slots = asyncio.Semaphore(max_processes)
         self.bin = bin_dir
         self.pods: dict[str, PodRun] = {}
+        self._deleting: set[asyncio.Task[None]] = set()
 
     def executable(self, command: str) -> str:
         if os.path.isabs(command):
@@ -630,7 +631,9 @@ class Runner:
         if run is None:
             if pod["metadata"].get("deletionTimestamp") and not pod.get("status", {}).get("podIP"):
                 # Never started here: nothing to stop, the Pod just goes.
-                asyncio.get_running_loop().create_task(self._delete(pod))
+                task = asyncio.get_running_loop().create_task(self._delete(pod))
+                self._deleting.add(task)  # held until done: the loop keeps only weak references
+                task.add_done_callback(self._deleting.discard)
                 return
             run = self.pods[uid] = PodRun(self, pod)
         run.update(pod)

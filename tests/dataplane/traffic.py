@@ -49,7 +49,8 @@ far behind the schedule the driver fell).
         --body '{"inputs": [...]}' --rate 50 --duration 10 [--count N] [--concurrency 16] [--timeout 5] \\
         [--local-range 10.244.0.0/16]
 
-prints the report's summary as JSON and exits 1 when any request failed (2 when the run could not start).
+prints the report's summary as JSON and exits 1 when any request failed (2 when the run could not start); SIGINT or
+SIGTERM ends the schedule early, and the requests in flight are answered and reported.
 KUBECONFIG selects the cluster.
 """
 

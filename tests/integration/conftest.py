@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support import ROOT, Kubectl, OperatorProcess, kubectl_binary, start_operator
+from support import ROOT, SETUP, Kubectl, Monitoring, OperatorProcess, kubectl_binary, start_operator
 
 # The contexts tests/cluster/up.sh makes: kwok-<name> or kind-<name>, name from MLOPS_CLUSTER_NAME.
 CLUSTER_NAME = os.environ.get("MLOPS_CLUSTER_NAME", "mlops-test")
@@ -110,3 +111,22 @@ def operator(kubectl: Kubectl, tmp_path: Path) -> Iterator[OperatorProcess]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The RBAC comparison runs last: it reads what every operator of the session asked the API server."""
     items.sort(key=lambda item: item.path.name == "test_rbac.py")
+
+
+@pytest.fixture(scope="session")
+def monitoring() -> Monitoring:
+    """The local cluster's Prometheus and Alertmanager (tests/cluster/monitoring.sh), answering."""
+    names = ("MLOPS_PROMETHEUS_URL", "MLOPS_ALERTMANAGER_URL", "MLOPS_MONITORING_DIR")
+    if missing := [name for name in names if not os.environ.get(name)]:
+        pytest.fail(f"{', '.join(missing)} not set: {SETUP}", pytrace=False)
+    found = Monitoring(os.environ[names[0]].rstrip("/"), os.environ[names[1]].rstrip("/"), Path(os.environ[names[2]]))
+    for url in (found.prometheus, found.alertmanager):
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=10) as resp:
+                assert resp.status == 200, resp.status
+        except OSError as exc:
+            pytest.fail(f"{url} does not answer ({exc}): {SETUP}; `tests/cluster/monitoring.sh status` tells which "
+                        "is down and where its log is", pytrace=False)  # fmt: skip
+    if not (found.directory / "targets").is_dir():
+        pytest.fail(f"{found.directory}/targets is missing: {SETUP}", pytrace=False)
+    return found

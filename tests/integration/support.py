@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -500,3 +501,33 @@ def assert_restart_writes_nothing(kubectl: Kubectl, tmp_path: Path, grace: float
         assert counts.quiet == counts.reconciles, (kind, counts)
         assert not WRITE_VERBS & set(counts.requests), (kind, counts)
     return closing
+
+
+# --- the local Prometheus and Alertmanager ------------------------------------------------------------------------
+
+SETUP = 'run `tests/cluster/monitoring.sh up` and `eval "$(tests/cluster/monitoring.sh env)"` (or `make test`)'
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    prometheus: str
+    alertmanager: str
+    directory: Path
+    """Where monitoring.sh keeps its state; targets/*.json are the scrape targets of the job mlops-operator."""
+
+
+def call(url: str, body: Any = None) -> Any:
+    """GET ``url``, or POST ``body`` as JSON; the decoded JSON answer (None for an empty one)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status == 200, (url, resp.status)
+        text = resp.read()
+    return json.loads(text) if text.strip() else None
+
+
+def prometheus_data(monitoring: Monitoring, path: str, **params: str) -> Any:
+    """The ``data`` of a Prometheus API answer, which must say success."""
+    answer = call(f"{monitoring.prometheus}{path}?{urllib.parse.urlencode(params)}")
+    assert answer["status"] == "success", answer
+    return answer["data"]

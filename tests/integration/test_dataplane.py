@@ -10,7 +10,6 @@ import asyncio
 import io
 import ipaddress
 import json
-import os
 import shutil
 import sys
 import threading
@@ -27,12 +26,14 @@ import pytest
 from support import (
     Body,
     Kubectl,
+    Monitoring,
     OperatorProcess,
     _model_bytes,
     condition,
     deploy,
     model_artifact,
     patch,
+    prometheus_data,
     register,
     wait_serving,
     wait_status,
@@ -264,15 +265,8 @@ def test_a_rolling_update_under_load_loses_no_request(kubectl: Kubectl, operator
     assert set(report.by_code) == {200} and set(report.by_version) == {"1.0.0", "1.1.0"}, report.summary()
 
 
-def prometheus(query: str) -> list[Body]:
-    url = os.environ.get("MLOPS_PROMETHEUS_URL")
-    assert url, "MLOPS_PROMETHEUS_URL is not set: run tests/cluster/monitoring.sh up (make cluster does)"
-    with urllib.request.urlopen(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}", timeout=5) as r:
-        return json.loads(r.read())["data"]["result"]  # type: ignore[no-any-return]
-
-
-def test_prometheus_scrapes_both_versions_of_a_canary(kubectl: Kubectl, operator: OperatorProcess,
-                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_prometheus_scrapes_both_versions_of_a_canary(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path,
+                                                      monitoring: Monitoring) -> None:  # fmt: skip
     given_a_canary(kubectl, tmp_path, 30, replicas=2)
     report = drive(kubectl, "service/fraud", count=600)
     assert report.failed == 0, report.summary()
@@ -280,10 +274,14 @@ def test_prometheus_scrapes_both_versions_of_a_canary(kubectl: Kubectl, operator
     answered = dict(report.by_version)
 
     def scraped() -> dict[str, float]:
-        return {r["metric"]["version"]: float(r["value"][1]) for r in prometheus(query)}
+        return {
+            r["metric"]["version"]: float(r["value"][1])
+            for r in prometheus_data(monitoring, "/api/v1/query", query=query)["result"]
+        }
 
     kubectl.wait_for(lambda: scraped() == {v: float(n) for v, n in answered.items()}, timeout=30,
                      what=f"Prometheus counts {answered} by version")  # fmt: skip
-    targets = prometheus(f'up{{namespace="{kubectl.namespace}", job="model-servers"}}')
+    up = f'up{{namespace="{kubectl.namespace}", job="model-servers"}}'
+    targets = prometheus_data(monitoring, "/api/v1/query", query=up)["result"]
     assert {t["metric"]["version"] for t in targets if t["value"][1] == "1"} == {"1.0.0", "1.1.0"}
     assert {t["metric"]["deployment"] for t in targets} == {"fraud"}

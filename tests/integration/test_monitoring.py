@@ -5,65 +5,18 @@ model labels, and scrapes the operator targets dropped in its targets directory.
 from __future__ import annotations
 
 import json
-import os
 import threading
+import time
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Kubectl
-
-SETUP = 'run `tests/cluster/monitoring.sh up` and `eval "$(tests/cluster/monitoring.sh env)"` (or `make test`)'
-
-
-@dataclass(frozen=True)
-class Monitoring:
-    prometheus: str
-    alertmanager: str
-    directory: Path
-    """Where monitoring.sh keeps its state; targets/*.json are the scrape targets of the job mlops-operator."""
-
-
-def call(url: str, body: Any = None) -> Any:
-    """GET ``url``, or POST ``body`` as JSON; the decoded JSON answer (None for an empty one)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        assert resp.status == 200, (url, resp.status)
-        text = resp.read()
-    return json.loads(text) if text.strip() else None
-
-
-def prometheus_data(monitoring: Monitoring, path: str, **params: str) -> Any:
-    """The ``data`` of a Prometheus API answer, which must say success."""
-    answer = call(f"{monitoring.prometheus}{path}?{urllib.parse.urlencode(params)}")
-    assert answer["status"] == "success", answer
-    return answer["data"]
-
-
-@pytest.fixture(scope="module")
-def monitoring() -> Monitoring:
-    names = ("MLOPS_PROMETHEUS_URL", "MLOPS_ALERTMANAGER_URL", "MLOPS_MONITORING_DIR")
-    if missing := [name for name in names if not os.environ.get(name)]:
-        pytest.fail(f"{', '.join(missing)} not set: {SETUP}", pytrace=False)
-    found = Monitoring(os.environ[names[0]].rstrip("/"), os.environ[names[1]].rstrip("/"), Path(os.environ[names[2]]))
-    for url in (found.prometheus, found.alertmanager):
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=10) as resp:
-                assert resp.status == 200, resp.status
-        except OSError as exc:
-            pytest.fail(f"{url} does not answer ({exc}): {SETUP}; `tests/cluster/monitoring.sh status` tells which "
-                        "is down and where its log is", pytrace=False)  # fmt: skip
-    if not (found.directory / "targets").is_dir():
-        pytest.fail(f"{found.directory}/targets is missing: {SETUP}", pytrace=False)
-    return found
+from support import Kubectl, Monitoring, call, prometheus_data
 
 
 def test_alertmanager_takes_and_lists_alerts(monitoring: Monitoring, kubectl_session: Kubectl) -> None:
@@ -96,7 +49,13 @@ def test_alertmanager_takes_and_lists_alerts(monitoring: Monitoring, kubectl_ses
 
 
 def test_prometheus_sends_alerts_to_the_alertmanager(monitoring: Monitoring) -> None:
-    data = prometheus_data(monitoring, "/api/v1/alertmanagers")
+    # A Prometheus started moments ago lists its Alertmanager once its notifier has discovered it.
+    deadline = time.monotonic() + 30
+    while True:
+        data = prometheus_data(monitoring, "/api/v1/alertmanagers")
+        if data["activeAlertmanagers"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert [a["url"] for a in data["activeAlertmanagers"]] == [f"{monitoring.alertmanager}/api/v2/alerts"], data
 
 

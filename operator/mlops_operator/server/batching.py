@@ -60,28 +60,30 @@ class Batcher:
         self.observe = observe or (lambda size, wait: None)
         self._queue: list[_Waiting] = []
         self._draining = False
+        self._drainer: asyncio.Task[None] | None = None
+        """The task forming and running batches while requests wait (held: the loop keeps only weak references)."""
         self._arrived = asyncio.Event()
 
     async def __call__(self, inputs: Inputs, outputs: tuple[str, ...]) -> dict[str, Any]:
         key = _key(inputs, outputs)
         rows = next(iter(inputs.values())).shape[0] if key is not None else 0
         if key is None or self.max_rows == 1 or rows >= self.max_rows:
-            return self._alone(inputs, outputs, rows)
+            return self._alone(inputs, outputs)
         if not self._queue and not self._draining:
             # One turn of the event loop: the requests that arrived with this one (their handlers were started in
             # the same turn) reach this point too, and find it waiting. Alone, it is predicted right after.
             await asyncio.sleep(0)
             if not self._queue and not self._draining and self.busy() <= 1:
-                return self._alone(inputs, outputs, rows)
+                return self._alone(inputs, outputs)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(inputs, outputs, rows, key, future))
         self._arrived.set()
         if not self._draining:
             self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
         return await future
 
-    def _alone(self, inputs: Inputs, outputs: tuple[str, ...], rows: int) -> dict[str, Any]:
+    def _alone(self, inputs: Inputs, outputs: tuple[str, ...]) -> dict[str, Any]:
         self.observe(1, 0.0)
         return self.predict(inputs, outputs)
 
