@@ -13,6 +13,9 @@ from pathlib import Path
 
 from mlops_operator import __version__
 
+PROMETHEUS_SETTING = "MLOPS_OPERATOR_PROMETHEUS_URL"
+"""The operator's default Prometheus, read by the CanaryRollout controller."""
+
 
 def _crds(args: argparse.Namespace) -> int:
     from mlops_operator.api.crds import KINDS, crd_file_name, render_yaml
@@ -79,6 +82,11 @@ def _run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"mlops-operator: {exc}", file=sys.stderr)
             return 2
+    if args.prometheus_url:
+        if not args.prometheus_url.startswith(("http://", "https://")):
+            print(f"mlops-operator: --prometheus-url {args.prometheus_url!r}: not an http(s) URL", file=sys.stderr)
+            return 2
+        os.environ[PROMETHEUS_SETTING] = args.prometheus_url
     _limit_malloc_arenas()
     import kopf
 
@@ -124,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         help="serve Prometheus metrics at http://HOST:PORT/metrics (default %(default)s: all interfaces; empty to "
         "disable)",
     )
+    run.add_argument(
+        "--prometheus-url", default=os.environ.get(PROMETHEUS_SETTING, ""), metavar="URL",
+        help="the Prometheus HTTP API that canary analyses without a provider of their own query (default: "
+        f"${PROMETHEUS_SETTING}; none: the operator scrapes the model servers itself)",
+    )  # fmt: skip
     outbound = run.add_argument_group(
         "outbound policy",
         "what the operator may open for the URIs and addresses users write in resources (artifact sources, reference "

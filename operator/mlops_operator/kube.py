@@ -17,7 +17,7 @@ from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
-from lightkube.resources.core_v1 import ConfigMap, Event, Service
+from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret, Service
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
@@ -112,11 +112,24 @@ async def patch_status(
     return _to_dict(out)
 
 
+async def patch_metadata(
+    api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge-patch the metadata of an object (None values remove keys: an annotation consumed); returns the object
+    as stored."""
+    res = _resource_of(api_version, kind)
+    out = await _call("patch", lambda: client().patch(res, name, {"metadata": patch}, namespace=namespace,
+                                                      patch_type=PatchType.MERGE))  # fmt: skip
+    return _to_dict(out)
+
+
 _BUILTIN: dict[tuple[str, str], Any] = {
     ("apps/v1", "Deployment"): Deployment,
     ("v1", "Service"): Service,
     ("v1", "ConfigMap"): ConfigMap,
     ("v1", "Event"): Event,
+    ("v1", "Pod"): Pod,
+    ("v1", "Secret"): Secret,
     ("autoscaling/v2", "HorizontalPodAutoscaler"): HorizontalPodAutoscaler,
     ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
 }
@@ -185,14 +198,18 @@ async def get(api_version: str, kind: str, namespace: str, name: str) -> dict[st
         raise
 
 
-async def list_objects(api_version: str, kind: str, plural: str, namespace: str = "*") -> list[dict[str, Any]]:
-    """Every object of a kind in ``namespace`` (``*``: all namespaces), as plain bodies."""
+async def list_objects(
+    api_version: str, kind: str, plural: str, namespace: str = "*", labels: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Every object of a kind in ``namespace`` (``*``: all namespaces), with ``labels`` if given, as plain
+    bodies."""
     register_kind(api_version, kind, plural)
     res = _resource_of(api_version, kind)
     try:
 
         async def listed() -> list[dict[str, Any]]:
-            return [_to_dict(obj) async for obj in client().list(res, namespace=namespace)]
+            selector: dict[str, Any] | None = dict(labels) if labels else None
+            return [_to_dict(obj) async for obj in client().list(res, namespace=namespace, labels=selector)]
 
         return await _call("list", listed)
     except Exception as exc:

@@ -66,6 +66,12 @@ API_RETRIES = Counter(
     ["verb"],
     registry=REGISTRY,
 )
+CANARY_MEASUREMENTS = Counter(
+    "mlops_operator_canary_measurements",
+    "Canary analysis measurements by verdict (Pass, Fail, Inconclusive, NoData, Error).",
+    ["verdict"],
+    registry=REGISTRY,
+)
 BUILD_INFO = Gauge("mlops_operator_build_info", "The operator's version (value 1).", ["version"], registry=REGISTRY)
 BUILD_INFO.labels(__version__).set(1)
 
@@ -76,6 +82,7 @@ class StateCollector(Collector):
     def __init__(self) -> None:
         self._sources: dict[str, Callable[[], Iterable[dict[str, Any]]]] = {}
         self._queues: dict[str, Callable[[], int]] = {}
+        self._phases: dict[str, Callable[[], Iterable[str]]] = {}
 
     def objects(self, kind: str, source: Callable[[], Iterable[dict[str, Any]]]) -> None:
         """``source`` gives the current objects of ``kind`` (bodies with status.conditions)."""
@@ -83,6 +90,10 @@ class StateCollector(Collector):
 
     def queue(self, kind: str, depth: Callable[[], int]) -> None:
         self._queues[kind] = depth
+
+    def phases(self, kind: str, source: Callable[[], Iterable[str]]) -> None:
+        """``source`` gives the status.phase of every object of ``kind`` ("" when it has none)."""
+        self._phases[kind] = source
 
     def collect(self) -> Iterator[Metric]:
         ready = GaugeMetricFamily(
@@ -101,6 +112,12 @@ class StateCollector(Collector):
         for kind, size in self._queues.items():
             depth.add_metric([kind], size())
         yield depth
+        phases = GaugeMetricFamily("mlops_operator_objects_by_phase", "Objects of each kind by their status.phase.",
+                                   labels=["kind", "phase"])  # fmt: skip
+        for kind, phases_of in self._phases.items():
+            for phase, count in sorted(Tally(phases_of()).items()):
+                phases.add_metric([kind, phase or "None"], count)
+        yield phases
 
 
 def _ready_of(body: dict[str, Any]) -> str:

@@ -76,7 +76,7 @@ def describe(exc: BaseException, uri: str) -> str:
     return f"{type(exc).__name__} reading {where}"
 
 
-def _refusal(exc: BaseException) -> Refused | None:
+def refusal(exc: BaseException) -> Refused | None:
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, Refused):
@@ -149,7 +149,7 @@ def chunks(uri: str, policy: Policy) -> Iterator[bytes]:
     except (Refused, SourceUnreachable):
         raise
     except Exception as exc:
-        refused = _refusal(exc)
+        refused = refusal(exc)
         if refused is not None:
             raise refused from None
         raise SourceUnreachable(describe(exc, uri)) from None

@@ -71,7 +71,7 @@ def test_kubectl_get_mlops_prints_every_kind_with_columns(kubectl: Kubectl) -> N
     for name in (
         "modelversion.mlops.io/fraud-detector-1-0-0",
         "modeldeployment.mlops.io/fraud",
-        "canaryrollout.mlops.io/fraud-1-1-0",
+        "canaryrollout.mlops.io/fraud",
         "driftmonitor.mlops.io/fraud",
         "alertrule.mlops.io/fraud-drift",
     ):

@@ -177,18 +177,16 @@ def drive(kubectl: Kubectl, entry: str, rate: float = 400, count: int | None = R
 
 
 def given_a_canary(kubectl: Kubectl, tmp_path: Path, weight: int, replicas: int, **spec: Any) -> None:
-    """1.0.0 stable and 1.1.0 its canary at ``weight`` percent, the weight set in a CanaryRollout's status (as its
-    controller would), the routes written and every Pod of both versions ready."""
+    """1.0.0 stable and 1.1.0 its canary at ``weight`` percent, held there by a CanaryRollout's pause, the routes
+    written and every Pod of both versions ready."""
     register(kubectl, tmp_path, "fraud", "1.0.0")
     register(kubectl, tmp_path, "fraud", "1.1.0")
     deploy(kubectl, "fraud", version="1.0.0", replicas=replicas, rollout={"strategy": "canary"}, **spec)
     wait_serving(kubectl, "fraud", "1.0.0", ready_replicas=replicas, timeout=90)
     patch(kubectl, "fraud", {"version": "1.1.0"})
-    steps = [{"setWeight": weight}]
+    steps = [{"setWeight": weight}, {"pause": {}}]
     kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "CanaryRollout", "metadata": {"name": "fraud-1-1-0"},
-                   "spec": {"deploymentRef": "fraud", "candidate": "1.1.0", "steps": steps}})  # fmt: skip
-    body = json.dumps({"status": {"weights": {"stable": 100 - weight, "canary": weight}}})
-    kubectl.run("patch", "canaryrollout", "fraud-1-1-0", "--subresource=status", "--type=merge", "-p", body)
+                   "spec": {"deploymentRef": {"name": "fraud"}, "candidate": "1.1.0", "steps": steps}})  # fmt: skip
     split = f"1.0.0={100 - weight} 1.1.0={weight}"
     wait_status(kubectl, "modeldeployment", "fraud", f"traffic {split}, every replica ready",
                 lambda o: o.get("status", {}).get("traffic") == split

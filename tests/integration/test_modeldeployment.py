@@ -471,23 +471,19 @@ def test_canary_weights_come_from_the_canary_rollout(
     assert obj["status"]["traffic"] == "1.0.0=100 1.1.0=0"
     assert kubectl.get("service", "fraud")["spec"]["selector"]["mlops.io/version"] == "1.0.0"
 
-    # A CanaryRollout drives the weight through its status (written by hand here: the rollout controller is
-    # not part of this test); the replicas router approximates 30% with 7 and 3 Pods behind the front Service.
+    # A CanaryRollout drives the weight through its status, held at 30% by a pause; the replicas router
+    # approximates 30% with 7 and 3 Pods behind the front Service.
     kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "CanaryRollout", "metadata": {"name": "fraud-1-1-0"},
-                   "spec": {"deploymentRef": "fraud", "candidate": "1.1.0", "steps": [{"setWeight": 30}]}})  # fmt: skip
-
-    def set_weight(canary: int) -> None:
-        body = json.dumps({"status": {"weights": {"stable": 100 - canary, "canary": canary}}})
-        kubectl.run("patch", "canaryrollout", "fraud-1-1-0", "--subresource=status", "--type=merge", "-p", body)
-
-    set_weight(30)
+                   "spec": {"deploymentRef": {"name": "fraud"}, "candidate": "1.1.0",
+                            "steps": [{"setWeight": 30}, {"pause": {}}]}})  # fmt: skip
     obj = wait_status(kubectl, "modeldeployment", "fraud", "70/30", traffic_is("1.0.0=70 1.1.0=30"))
     replicas = {d["metadata"]["labels"]["mlops.io/version"]: d["spec"]["replicas"]
                 for d in json.loads(kubectl.run("get", "deployments", "-o", "json").stdout)["items"]}  # fmt: skip
     assert replicas == {"1.0.0": 7, "1.1.0": 3}
     assert "mlops.io/version" not in kubectl.get("service", "fraud")["spec"]["selector"]
 
-    set_weight(100)
+    # Promoted by the verb: 100% to the canary, which becomes the stable version.
+    kubectl.run("annotate", "canaryrollout", "fraud-1-1-0", "mlops.io/promote=1.1.0")
     wait_serving(kubectl, "fraud", "1.1.0")
     kubectl.wait_for(lambda: names(kubectl, "deployments") == {child_name("fraud", "1.1.0")}, what="old removed")
     kubectl.wait_for(lambda: kubectl.get("deployment", child_name("fraud", "1.1.0"))["spec"]["replicas"] == 10,
@@ -501,9 +497,8 @@ def test_a_canary_pinned_back_hands_its_share_back_then_drains(
     given_serving(kubectl, tmp_path, "1.0.0", "1.1.0", version="1.0.0", replicas=10, rollout=rollout)
     patch(kubectl, "fraud", {"version": "1.1.0"})
     kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "CanaryRollout", "metadata": {"name": "fraud-1-1-0"},
-                   "spec": {"deploymentRef": "fraud", "candidate": "1.1.0", "steps": [{"setWeight": 30}]}})  # fmt: skip
-    body = json.dumps({"status": {"weights": {"stable": 70, "canary": 30}}})
-    kubectl.run("patch", "canaryrollout", "fraud-1-1-0", "--subresource=status", "--type=merge", "-p", body)
+                   "spec": {"deploymentRef": {"name": "fraud"}, "candidate": "1.1.0",
+                            "steps": [{"setWeight": 30}, {"pause": {}}]}})  # fmt: skip
     wait_status(kubectl, "modeldeployment", "fraud", "70/30", traffic_is("1.0.0=70 1.1.0=30"))
 
     def sizes() -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""How CanaryRollouts steer a deployment's canary weight: only the newest speaks, and only for its own candidate."""
+"""How CanaryRollouts steer a deployment's canary: which rollout speaks, and what it says of the version."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mlops_operator.logic.canary import canary_weight, newest
+from mlops_operator.logic.canary import Steer, newest, steer
 
 Body = dict[str, Any]
 
@@ -17,17 +17,23 @@ TUESDAY = "2024-05-07T09:00:00Z"
 def rollout(
     name: str,
     created: str | None,
-    candidate: str = "2.0.0",
+    candidate: str | None = "2.0.0",
     phase: str = "Progressing",
     canary: Any = 10,
+    running: str | None = "2.0.0",
 ) -> Body:
     metadata: Body = {"name": name}
     if created is not None:
         metadata["creationTimestamp"] = created
     return {
         "metadata": metadata,
-        "spec": {"deploymentRef": "demo", "candidate": candidate},
-        "status": {"phase": phase, "weights": {"canary": canary, "stable": 100 - int(canary)}},
+        "spec": {"deploymentRef": {"name": "demo"}, **({"candidate": candidate} if candidate else {})},
+        "status": {
+            "phase": phase,
+            "candidate": running,
+            "weights": {"canary": canary, "stable": 100 - int(canary)},
+            "run": {"reason": "errors 0.2 > 0.01"},
+        },
     }
 
 
@@ -59,86 +65,48 @@ def test_no_rollouts_have_no_newest() -> None:
     assert newest(iter([])) is None
 
 
-# --- canary_weight ---------------------------------------------------------------------------------------------------
+# --- steer -----------------------------------------------------------------------------------------------------------
 
 
-def test_the_weight_is_the_rollouts_canary_share() -> None:
-    assert canary_weight([rollout("demo-1", MONDAY, canary=25)], "2.0.0") == 25
+def weight(rollouts: list[Body], target: str) -> int | None:
+    said = steer(rollouts, target)
+    return said.weight if said is not None else None
 
 
-def test_the_weight_is_an_int() -> None:
-    weight = canary_weight([rollout("demo-1", MONDAY, canary="30")], "2.0.0")
-
-    assert weight == 30
-    assert isinstance(weight, int)
+def test_the_weight_is_the_rollouts_canary_share_as_an_int() -> None:
+    assert steer([rollout("demo-1", MONDAY, canary="25")], "2.0.0") == Steer("demo-1", "Progressing", 25)
 
 
-def test_only_the_newest_rollout_steers() -> None:
-    older = rollout("demo-1", MONDAY, canary=50)
-    newer = rollout("demo-2", TUESDAY, canary=10)
-
-    assert canary_weight([newer, older], "2.0.0") == 10
-    assert canary_weight([older, newer], "2.0.0") == 10
+def test_a_rollout_naming_the_candidate_speaks_before_a_policy() -> None:
+    policy = rollout("policy", TUESDAY, candidate=None, canary=50)
+    named = rollout("named", MONDAY, canary=10)
+    assert weight([policy, named], "2.0.0") == 10
 
 
-def test_an_older_rollout_of_the_candidate_gives_nothing_when_a_newer_one_is_for_another() -> None:
-    older = rollout("demo-1", MONDAY, candidate="2.0.0", canary=50)
-    newer = rollout("demo-2", TUESDAY, candidate="3.0.0", canary=10)
-
-    assert canary_weight([older, newer], "2.0.0") is None
-    assert canary_weight([older, newer], "3.0.0") == 10
+def test_among_rollouts_of_the_candidate_the_newest_speaks() -> None:
+    older, newer = rollout("demo-1", MONDAY, canary=50), rollout("demo-2", TUESDAY, canary=10)
+    assert weight([newer, older], "2.0.0") == 10
+    assert weight([older, newer], "2.0.0") == 10
 
 
-def test_another_candidate_gets_none() -> None:
-    assert canary_weight([rollout("demo-1", MONDAY, candidate="2.0.0")], "1.5.0") is None
+def test_a_policy_speaks_for_any_version_once_it_runs_it() -> None:
+    policy = rollout("policy", MONDAY, candidate=None, running="3.0.0", canary=5)
+    assert weight([policy], "3.0.0") == 5
+    # Not started on 2.0.0 yet: it speaks (so the deployment names it) but gives no weight.
+    said = steer([policy], "2.0.0")
+    assert said is not None and said.rollout == "policy" and said.weight is None
 
 
-def test_a_candidate_written_as_a_number_matches_its_text() -> None:
-    body = rollout("demo-1", MONDAY)
-    body["spec"]["candidate"] = 2
-
-    assert canary_weight([body], "2") == 10
+def test_a_rollout_of_another_candidate_says_nothing() -> None:
+    assert steer([rollout("demo-1", MONDAY, candidate="2.0.0")], "1.5.0") is None
 
 
-@pytest.mark.parametrize("phase", ["RolledBack", "Failed", "Aborted"])
-def test_a_rollout_that_ended_without_promotion_gives_none(phase: str) -> None:
-    assert canary_weight([rollout("demo-1", MONDAY, phase=phase, canary=40)], "2.0.0") is None
+@pytest.mark.parametrize("phase", ["RolledBack", "Aborted"])
+def test_a_run_rolled_back_or_aborted_stops_the_version_with_its_reason(phase: str) -> None:
+    said = steer([rollout("demo-1", MONDAY, phase=phase, canary=0)], "2.0.0")
+    assert said is not None and said.weight == 0 and said.stopped == "errors 0.2 > 0.01"
 
 
-def test_an_ended_newest_rollout_hides_an_older_one() -> None:
-    older = rollout("demo-1", MONDAY, canary=50)
-    aborted = rollout("demo-2", TUESDAY, phase="Aborted", canary=10)
-
-    assert canary_weight([older, aborted], "2.0.0") is None
-
-
-def test_a_promoted_rollout_still_gives_its_weight() -> None:
-    assert canary_weight([rollout("demo-1", MONDAY, phase="Promoted", canary=100)], "2.0.0") == 100
-
-
-@pytest.mark.parametrize(
-    "status",
-    [
-        pytest.param({"phase": "Progressing"}, id="no-weights"),
-        pytest.param({"phase": "Progressing", "weights": {}}, id="empty-weights"),
-        pytest.param({"phase": "Progressing", "weights": None}, id="null-weights"),
-        pytest.param({}, id="empty-status"),
-        pytest.param(None, id="no-status"),
-    ],
-)
-def test_no_weights_give_none(status: Body | None) -> None:
-    body = rollout("demo-1", MONDAY)
-    body["status"] = status
-
-    assert canary_weight([body], "2.0.0") is None
-
-
-def test_weights_without_a_canary_share_give_zero() -> None:
-    body = rollout("demo-1", MONDAY)
-    body["status"]["weights"] = {"stable": 100}
-
-    assert canary_weight([body], "2.0.0") == 0
-
-
-def test_no_rollouts_give_none() -> None:
-    assert canary_weight([], "2.0.0") is None
+def test_a_promoted_rollout_gives_its_full_weight() -> None:
+    said = steer([rollout("demo-1", MONDAY, phase="Promoted", canary=100)], "2.0.0")
+    assert said is not None and said.weight == 100 and said.stopped is None

@@ -26,7 +26,9 @@ def table() -> pa.Table:
     country = rng.choice(["de", "fr", "it", "es"] + [f"c{i}" for i in range(40)], n,
                          p=[0.4, 0.2, 0.1, 0.1] + [0.2 / 40] * 40)  # fmt: skip
     score = rng.random(n)
+    label = (rng.random(n) < 0.1).astype(np.int64)
     return pa.table({
+        "label": label,
         "amount": amount,
         "age": pa.array(age, from_pandas=True),
         "country": country,
@@ -48,7 +50,7 @@ def dataset(request: pytest.FixtureRequest, table: pa.Table, tmp_path: Path) -> 
 def test_profile_matches_numpy(dataset: str, table: pa.Table) -> None:
     profile = profile_dataset(dataset, UNRESTRICTED, prediction="score")
     assert profile["format"] == FORMAT and profile["rows"] == table.num_rows and profile["prediction"] == "score"
-    assert set(profile["features"]) == {"amount", "age", "country", "constant", "score"}
+    assert set(profile["features"]) == {"label", "amount", "age", "country", "constant", "score"}
 
     for name in ("amount", "age", "score"):
         raw = table.column(name).to_numpy(zero_copy_only=False).astype(float)
@@ -66,6 +68,11 @@ def test_profile_matches_numpy(dataset: str, table: pa.Table) -> None:
         assert feature["mean"] == pytest.approx(values.mean()) and feature["std"] == pytest.approx(values.std())
         assert feature["min"] == values.min() and feature["max"] == values.max()
     assert profile["features"]["age"]["nulls"] == 500
+
+    # A 0/1 column: a bin per value (its deciles, 0 and 1, would make one bin of both).
+    label = profile["features"]["label"]
+    ones = int(table.column("label").to_numpy().sum())
+    assert label["edges"] == [0.0, 1.0, 2.0] and label["counts"] == [table.num_rows - ones, ones]
 
     constant = profile["features"]["constant"]
     assert constant["edges"] == [3.0] and constant["counts"] == [table.num_rows]

@@ -84,6 +84,14 @@ ClusterRole in cluster mode. Keep in step with what the controllers read and wri
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [create, patch]
+# The canary analysis: the direct provider lists the model server Pods of a deployment (their addresses and
+# readiness); the prometheus provider reads the Secrets a CanaryRollout names for its credentials and headers.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 # A ModelDeployment's serving children and traffic routers (Gateway API HTTPRoutes, Istio VirtualServices; granted
 # whether or not their CRDs are installed): watched, applied (create and patch), pruned; get confirms that a name
 # the watch has not reported yet is taken.

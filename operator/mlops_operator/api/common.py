@@ -126,6 +126,28 @@ class SecretKeyRef(ApiModel):
     """The key within the Secret."""
 
 
+class BasicAuth(ApiModel):
+    """A user name and password, from Secrets."""
+
+    username_secret_ref: SecretKeyRef
+    """The user name."""
+    password_secret_ref: SecretKeyRef
+    """The password."""
+
+
+class Header(ApiModel):
+    """An HTTP header, its value given or from a Secret: exactly one of value and valueFrom."""
+
+    model_config = ConfigDict(json_schema_extra=cel(exactly_one("value", "valueFrom")))
+
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+    """The header's name."""
+    value: str | None = Field(default=None, max_length=4096)
+    """The value, in the clear (not for secrets)."""
+    value_from: SecretKeyRef | None = None
+    """The value, from a Secret."""
+
+
 class PrometheusProvider(ApiModel):
     """Queries a Prometheus-compatible HTTP API."""
 
@@ -135,6 +157,12 @@ class PrometheusProvider(ApiModel):
     """How long one query may take."""
     bearer_token_secret_ref: SecretKeyRef | None = None
     """A bearer token sent with every query, from a Secret."""
+    basic_auth: BasicAuth | None = None
+    """HTTP basic authentication, from a Secret."""
+    headers: list[Header] | None = Field(default=None, max_length=16, json_schema_extra=LIST_MAP_BY_NAME)
+    """Headers sent with every query (for example a tenant header of a multi-tenant proxy)."""
+    ca_secret_ref: SecretKeyRef | None = None
+    """A PEM CA bundle, from a Secret, that the server's certificate must chain to (https)."""
 
 
 class DirectProvider(ApiModel):

@@ -211,6 +211,22 @@ class ServedVersion(ApiModel):
     """Its share of the traffic, in percent."""
 
 
+class CanaryDriver(ApiModel):
+    """The CanaryRollout that drives the canary, and what it says."""
+
+    rollout: str
+    """The CanaryRollout's name."""
+    phase: str | None = None
+    """Its phase."""
+    candidate: str | None = None
+    """The version it is about."""
+    stopped: str | None = None
+    """The candidate it rolled back or aborted: not run until retried (mlops.io/retry=<candidate> on the
+    rollout)."""
+    message: str | None = Field(default=None, max_length=4096)
+    """Why: the rollout's own account."""
+
+
 class ModelDeploymentStatus(StatusBase):
     """What is served and how traffic is split."""
 
@@ -228,3 +244,5 @@ class ModelDeploymentStatus(StatusBase):
     """The weights in one line, for example 1.0.0=90 1.1.0=10."""
     versions: list[ServedVersion] = Field(default=[], max_length=16)
     """Every served version."""
+    canary: CanaryDriver | None = None
+    """canary strategy: the CanaryRollout that drives the canary (none yet: the canary waits at 0%)."""

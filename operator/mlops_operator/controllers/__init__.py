@@ -12,6 +12,7 @@ import kopf
 from mlops_operator import __version__, metrics
 from mlops_operator.api.crds import KINDS
 from mlops_operator.controllers import intake
+from mlops_operator.controllers.canaryrollout import CanaryRollouts
 from mlops_operator.controllers.modeldeployment import ModelDeployments
 from mlops_operator.controllers.modelversion import ModelVersions
 from mlops_operator.controllers.settings import configure
@@ -22,6 +23,7 @@ from mlops_operator.runtime.manager import Manager
 CONTROLLERS: dict[str, Any] = {
     "ModelVersion": ModelVersions,
     "ModelDeployment": ModelDeployments,
+    "CanaryRollout": CanaryRollouts,
 }
 
 

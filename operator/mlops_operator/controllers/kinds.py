@@ -66,19 +66,22 @@ def model_deployments(manager: Manager) -> Store:
 
 
 def compact_rollout(body: Any) -> Body:
-    """What a ModelDeployment reads of a CanaryRollout: target, candidate, phase and weights."""
-    meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
-    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+    """A CanaryRollout as the controllers read it: all but managedFields."""
+    meta = body["metadata"]
+    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp",
+            "annotations")  # fmt: skip
     return {
-        "metadata": {k: meta[k] for k in kept if k in meta},
-        "spec": {"deploymentRef": spec.get("deploymentRef"), "candidate": str(spec.get("candidate"))},
-        "status": {"phase": status.get("phase"), "weights": plain(status.get("weights") or {})},
+        "apiVersion": body.get("apiVersion") or CANARY_ROLLOUTS.api_version,
+        "kind": CANARY_ROLLOUTS.kind,
+        "metadata": plain({k: meta[k] for k in kept if k in meta}),
+        "spec": plain(body.get("spec") or {}),
+        "status": plain(body.get("status") or {}),
     }
 
 
 def steered_deployment(body: Body) -> list[tuple[str, str]]:
     """The (namespace, name) of the ModelDeployment a CanaryRollout steers."""
-    target = (body.get("spec") or {}).get("deploymentRef")
+    target = ((body.get("spec") or {}).get("deploymentRef") or {}).get("name")
     return [(body["metadata"].get("namespace") or "", str(target))] if target else []
 
 

@@ -17,7 +17,12 @@ from typing import Any
 from mlops_operator import GROUP, __version__, metrics, routers
 from mlops_operator.api.common import Condition, duration_seconds
 from mlops_operator.api.crds import BY_KIND
-from mlops_operator.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus, ServedVersion
+from mlops_operator.api.modeldeployment import (
+    CanaryDriver,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    ServedVersion,
+)
 from mlops_operator.builders import serving as build
 from mlops_operator.controllers import kinds
 from mlops_operator.logic import canary, serving
@@ -122,16 +127,24 @@ class ModelDeployments:
         known = {s.version for s in previous} | {v for v in (spec.version,) if v}
         if isinstance(target, Resolved):
             known.add(target.version)
-        weight = None
+        steer = None
+        planned = target.version if isinstance(target, Resolved) else None
+        notes: list[str] = []
         if isinstance(target, Resolved) and spec.rollout.strategy == "canary":
-            weight = canary.canary_weight(self.rollouts.by("deployment", (namespace, name)), target.version)
+            steer = canary.steer(self.rollouts.by("deployment", (namespace, name)), target.version)
+            stable = next((s.version for s in previous if s.role == "stable"), None)
+            if steer is not None and steer.stopped is not None and stable is not None and stable != target.version:
+                # Rolled back or aborted: the stable version takes the traffic back and the candidate drains.
+                planned = stable
+                notes.append(f"canary {target.version} stopped by canaryrollout {steer.rollout} ({steer.phase}): "
+                             f"{steer.stopped}")  # fmt: skip
+        weight = steer.weight if steer is not None else None
         decision = serving.plan(
-            target.version if isinstance(target, Resolved) else None, previous,
+            planned, previous,
             {v: h for v in known if (h := health_of(v)) is not None}, _strategy(spec), now,
             (meta.get("annotations") or {}).get(PROMOTE_ANNOTATION), weight,
         )  # fmt: skip
         served = list(decision.served)
-        notes: list[str] = []
         mirror = None
         if spec.shadow is not None:
             found = resolve(model_versions, namespace, spec.model, spec.shadow.version, None)
@@ -190,6 +203,10 @@ class ModelDeployments:
             )
         )
         status = _status(stored, meta.get("generation"), summary, name, namespace, url, served)
+        if steer is not None and isinstance(target, Resolved) and target.version != summary.stable:
+            stopped = target.version if steer.stopped else None
+            status.canary = CanaryDriver(rollout=steer.rollout, phase=steer.phase, candidate=target.version,
+                                         stopped=stopped, message=steer.message)  # fmt: skip
         previous_stable = next((s.version for s in previous if s.role == "stable"), None)
         if await self.status.write(body, status) and summary.stable and summary.stable != previous_stable:
             message = f"serving {summary.stable}" + (f" (was {previous_stable})" if previous_stable else "")

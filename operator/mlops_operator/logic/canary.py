@@ -1,17 +1,19 @@
-"""How CanaryRollouts steer the traffic of a deployment (rules the deployment and the rollout controllers share)."""
+"""How CanaryRollouts steer the canary of a deployment (the rule the deployment controller follows; the rollout
+controller writes what it reads)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 Body = dict[str, Any]
 
-ENDED_WITHOUT_PROMOTION = ("RolledBack", "Failed", "Aborted")
+STOPPED = ("RolledBack", "Aborted")
 
 
 def newest(rollouts: Iterable[Body]) -> Body | None:
-    """The newest CanaryRollout (by creation, then name): the one that speaks for the deployment now."""
+    """The newest CanaryRollout (by creation, then name)."""
     return max(
         rollouts,
         key=lambda r: (r["metadata"].get("creationTimestamp") or "", r["metadata"]["name"]),
@@ -19,19 +21,42 @@ def newest(rollouts: Iterable[Body]) -> Body | None:
     )
 
 
-def canary_weight(rollouts: Iterable[Body], candidate: str) -> int | None:
-    """The share the CanaryRollouts of a deployment give ``candidate`` (the newest one's status.weights.canary),
-    if any.
+@dataclass(frozen=True)
+class Steer:
+    """What the rollout that speaks for a deployment's canary says of it."""
 
-    This is how the rollouts drive the weights: they write their own status, the deployment routes by it through
-    its router. Only the newest rollout counts (an older one, promoted or not, speaks of an earlier attempt), and
-    only for its own candidate; one that was rolled back, failed or aborted gives none.
+    rollout: str
+    """The CanaryRollout's name."""
+    phase: str | None
+    weight: int | None
+    """The canary's weight it asks for (None: it has not started a run of this version)."""
+    stopped: str | None = None
+    """Why it rolled back or aborted this version (then the version is not run, until retried)."""
+    message: str | None = None
+    """The rollout's own account of where it is."""
+
+
+def steer(rollouts: Iterable[Body], target: str) -> Steer | None:
+    """The word of the CanaryRollouts of a deployment on ``target``, the version it runs as its canary.
+
+    A rollout naming ``target`` as its spec.candidate speaks first (the newest, if several); otherwise the newest
+    policy (a rollout without a candidate); one naming another candidate says nothing. It gives a weight only once
+    its status says it runs ``target`` (status.candidate); a run of ``target`` that ended rolled back or aborted
+    stops the version.
     """
-    rollout = newest(rollouts)
+    every = list(rollouts)
+    specific = [r for r in every if str((r.get("spec") or {}).get("candidate") or "") == target]
+    policies = [r for r in every if not (r.get("spec") or {}).get("candidate")]
+    rollout = newest(specific) or newest(policies)
     if rollout is None:
         return None
-    spec, status = rollout.get("spec") or {}, rollout.get("status") or {}
+    name = rollout["metadata"]["name"]
+    status = rollout.get("status") or {}
+    phase, message = status.get("phase"), status.get("message")
+    if status.get("candidate") != target:
+        return Steer(name, phase, None, None, message)
+    if phase in STOPPED:
+        reason = (status.get("run") or {}).get("reason") or message or phase
+        return Steer(name, phase, 0, str(reason), message)
     weights = status.get("weights") or {}
-    if str(spec.get("candidate")) != candidate or not weights or status.get("phase") in ENDED_WITHOUT_PROMOTION:
-        return None
-    return int(weights.get("canary", 0))
+    return Steer(name, phase, int(weights.get("canary", 0)), None, message)

@@ -11,7 +11,9 @@ The format (``profile.json`` in the ConfigMap named in a ModelVersion's status.p
           "type": "numeric",
           "count": 999000, "nulls": 1000, "nullRate": 0.001,
           "mean": 52.1, "std": 30.2, "min": 0.0, "max": 999.0,   # over non-null values; std is the population std
-          "edges": [0.0, 4.9, ..., 999.0],   # decile edges (numpy.quantile, linear), duplicates removed
+          "edges": [0.0, 4.9, ..., 999.0],   # decile edges (numpy.quantile, linear), duplicates removed; with at
+                                             # most 10 distinct values, the values and one step past the last
+                                             # (a bin per value)
           "counts": [99900, ...],            # reference rows per bin
           "shares": [0.1, ...]               # counts / count
         },
@@ -40,6 +42,8 @@ import numpy.typing as npt
 FORMAT = "mlops.io/profile/v1"
 DECILES = np.linspace(0.0, 1.0, 11)
 TOP_CATEGORIES = 20
+DISCRETE_MAX = 10
+"""A numeric feature with at most this many distinct values gets a bin per value."""
 
 
 def numeric_feature(values: npt.NDArray[np.float64], nulls: int) -> dict[str, Any]:
@@ -55,7 +59,13 @@ def numeric_feature(values: npt.NDArray[np.float64], nulls: int) -> dict[str, An
     if count == 0:
         out.update(edges=[], counts=[], shares=[])
         return out
-    edges = np.unique(np.quantile(values, DECILES))
+    distinct = np.unique(values)
+    if 1 < distinct.size <= DISCRETE_MAX:
+        # Few distinct values (class labels, counts, flags): a bin per value. Deciles would merge them (a 0/1
+        # column has the deciles 0 and 1 only: one bin holding both), and a shift between them would go unseen.
+        edges = np.append(distinct, distinct[-1] + (distinct[-1] - distinct[-2]))
+    else:
+        edges = np.unique(np.quantile(values, DECILES))
     if edges.size == 1:
         # A constant feature: one bin holding every value.
         counts = np.array([count])

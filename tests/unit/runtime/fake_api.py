@@ -58,9 +58,14 @@ class FakeApi:
         if error is not None:
             raise error
 
-    async def list_objects(self, api_version: str, kind: str, plural: str, namespace: str = "*") -> list[Body]:
+    async def list_objects(
+        self, api_version: str, kind: str, plural: str, namespace: str = "*", labels: dict[str, str] | None = None
+    ) -> list[Body]:
         await asyncio.sleep(0)
-        items = [copy.deepcopy(b) for (ns, _), b in self._kind(kind).items() if namespace in ("*", ns)]
+        items = [
+            copy.deepcopy(b) for (ns, _), b in self._kind(kind).items()
+            if namespace in ("*", ns) and (labels or {}).items() <= (b["metadata"].get("labels") or {}).items()
+        ]  # fmt: skip
         if self.on_list is not None:
             self.on_list(kind)
         return items
@@ -102,6 +107,18 @@ class FakeApi:
             else:
                 status[key] = value
         return self.put({**current, "status": status})
+
+    async def patch_metadata(self, api_version: str, kind: str, namespace: str, name: str, patch: Body) -> Body:
+        self._check("patch", name)
+        current = self._kind(kind).get((namespace, name))
+        if current is None:
+            raise api_error(404, "NotFound")
+        self.writes.append(("patch", kind, name))
+        meta = current["metadata"]
+        for key, value in patch.items():
+            merged = {**(meta.get(key) or {}), **value}
+            meta[key] = {k: v for k, v in merged.items() if v is not None}
+        return self.put(current)
 
     async def create(self, body: Body) -> Body:
         self.writes.append(("create", body["kind"], body["metadata"].get("generateName", "")))

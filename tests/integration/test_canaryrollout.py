@@ -1,0 +1,352 @@
+"""CanaryRollout on the real data plane: model servers as processes on their Pod IPs, traffic sent the way the
+HTTPRoute the operator wrote says, the analysis judged on that traffic. One scenario per test."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from support import (
+    Body,
+    Kubectl,
+    OperatorProcess,
+    condition,
+    deploy,
+    events,
+    patch,
+    start_operator,
+    version,
+    wait_serving,
+    wait_status,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.dataplane import traffic
+
+FEATURES = ["amount", "age_days", "merchant_risk", "hour"]
+GATEWAY = {"type": "gatewayAPI", "parentRefs": [{"name": "gw"}]}
+ERRORS = {"name": "errors", "builtin": "errorRate", "max": 0.01}
+LATENCY = {"name": "latency", "builtin": "latencyP95",
+           "compare": {"direction": "increase", "allowedIncrease": 2, "step": "2s", "confidence": 0.95}}  # fmt: skip
+SHIFT = {"name": "predictions", "builtin": "predictionShift", "max": 0.3}
+
+
+def transactions(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = np.column_stack([rng.lognormal(4.0, 1.0, n), rng.uniform(0, 3000, n), rng.beta(2, 5, n),
+                         rng.integers(0, 24, n).astype(np.float64)])  # fmt: skip
+    logit = -6.0 + 1.2 * np.log(x[:, 0]) - 0.001 * x[:, 1] + 6 * x[:, 2]
+    return x, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+
+
+ROWS, _ = transactions(8, seed=99)
+REQUEST = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [8, 4], "data": ROWS.tolist()}],
+           "outputs": [{"name": "predict"}]}  # fmt: skip
+
+
+def model_files(directory: Path, kind: str) -> tuple[str, str, str]:
+    """A real model of ``kind`` and its reference dataset (its own predictions as the prediction column): good (a
+    logistic regression), narrow (trained on 3 of the 4 features: every request fails), slow (a forest of many trees:
+    right answers, late) or flipped (the opposite labels: answers 200, predicts otherwise). Returns the model's URI,
+    its checksum and the reference's URI."""
+    import joblib
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = transactions(3000, seed=7)
+    if kind == "narrow":
+        model: Any = LogisticRegression(max_iter=1000).fit(x[:, :3], y)
+        predicted = model.predict(x[:, :3])
+    else:
+        if kind == "slow":
+            model = RandomForestClassifier(n_estimators=400, max_depth=6, random_state=0).fit(x, y)
+        else:
+            model = LogisticRegression(max_iter=1000).fit(x, 1 - y if kind == "flipped" else y)
+        predicted = model.predict(x)
+    out = io.BytesIO()
+    joblib.dump(model, out)
+    path = directory / f"{kind}.joblib"
+    path.write_bytes(out.getvalue())
+    columns = {name: x[:, i] for i, name in enumerate(FEATURES)}
+    columns["is_fraud"] = predicted
+    reference = directory / f"{kind}.parquet"
+    pq.write_table(pa.table(columns), reference)
+    return f"file://{path}", "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(), f"file://{reference}"
+
+
+def register(kubectl: Kubectl, tmp_path: Path, ver: str, kind: str = "good", stage: str = "development") -> None:
+    source, checksum, reference = model_files(tmp_path, kind)
+    signature = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [-1, 4], "features": FEATURES}]}
+    kubectl.apply(version(f"fraud-{ver.replace('.', '-')}", "fraud", ver, source, checksum, stage=stage,
+                          signature=signature, reference={"uri": reference, "prediction": "is_fraud"}))  # fmt: skip
+    kubectl.run("wait", "--for=condition=Ready", "--timeout=60s", f"modelversion/fraud-{ver.replace('.', '-')}")
+
+
+def given_stable(kubectl: Kubectl, tmp_path: Path, candidate: str = "good", replicas: int = 2) -> None:
+    """fraud 1.0.0 (good) serving with the canary strategy behind an HTTPRoute, 1.1.0 (``candidate``) registered."""
+    register(kubectl, tmp_path, "1.0.0")
+    register(kubectl, tmp_path, "1.1.0", candidate)
+    deploy(kubectl, "fraud", version="1.0.0", replicas=replicas, router=GATEWAY,
+           rollout={"strategy": "canary", "drainDelay": "2s"})  # fmt: skip
+    wait_serving(kubectl, "fraud", "1.0.0", ready_replicas=replicas, timeout=90)
+
+
+def canary(kubectl: Kubectl, name: str = "fraud", **spec: Any) -> None:
+    body = {"deploymentRef": {"name": "fraud"}, **spec}
+    kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "CanaryRollout", "metadata": {"name": name},
+                   "spec": body})  # fmt: skip
+
+
+def analysis(*metrics: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    return {"interval": "10s", "metrics": list(metrics), **settings}
+
+
+def phase_is(*phases: str) -> Any:
+    return lambda o: (o.get("status") or {}).get("phase") in phases
+
+
+def wait_phase(kubectl: Kubectl, *phases: str, name: str = "fraud", timeout: float = 120) -> Body:
+    return wait_status(kubectl, "canaryrollout", name, f"phase {' or '.join(phases)}", phase_is(*phases),
+                       timeout=timeout)  # fmt: skip
+
+
+class Load:
+    """Steady inference load through the HTTPRoute in the background, until stopped."""
+
+    def __init__(self, kubectl: Kubectl, rate: float = 60) -> None:
+        self.report: traffic.Report | None = None
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        namespace = kubectl.namespace or ""
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self.report = self._loop.run_until_complete(traffic.drive(
+                namespace, "httproute/fraud", REQUEST, "fraud", rate, duration=900, concurrency=16,
+                stop=self._stop))  # fmt: skip
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> traffic.Report:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
+        assert self.report is not None
+        return self.report
+
+
+@pytest.fixture
+def load(kubectl: Kubectl) -> Iterator[list[Load]]:
+    started: list[Load] = []
+    yield started
+    for each in started:
+        if each._thread.is_alive():
+            each.stop()
+
+
+def start_load(kubectl: Kubectl, loads: list[Load], rate: float = 60) -> Load:
+    each = Load(kubectl, rate)
+    loads.append(each)
+    return each
+
+
+def annotations(kubectl: Kubectl, name: str = "fraud") -> dict[str, str]:
+    return kubectl.get("canaryrollout", name)["metadata"].get("annotations") or {}
+
+
+def metric(obj: Body, name: str) -> Body:
+    return next(m for m in obj["status"]["metrics"] if m["name"] == name)
+
+
+# --- scenarios -------------------------------------------------------------------------------------------------------
+
+
+def test_a_good_candidate_under_load_passes_every_step_and_is_promoted_without_a_failed_request(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str], load: list[Load]
+) -> None:
+    given_stable(kubectl, tmp_path)
+    canary(kubectl, steps=[{"setWeight": 20}, {"analysis": {"count": 1}}, {"setWeight": 50},
+                           {"analysis": {"count": 1}}],
+           analysis=analysis(ERRORS, LATENCY, SHIFT))  # fmt: skip
+    obj = wait_phase(kubectl, "Idle")
+    assert condition(obj, "Ready")["status"] == "True" and "serves 1.0.0" in obj["status"]["message"]
+    running = start_load(kubectl, load)
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    obj = wait_phase(kubectl, "Promoted", timeout=150)
+    wait_serving(kubectl, "fraud", "1.1.0", ready_replicas=2, timeout=60)
+    time.sleep(3)
+    report = running.stop()
+
+    status = obj["status"]
+    assert status["run"]["candidate"] == "1.1.0" and status["run"]["result"] == "Promoted", status
+    assert status["weights"] == {"stable": 0, "canary": 100} and status["currentStep"] == 4
+    for name in ("errors", "latency", "predictions"):
+        m = metric(obj, name)
+        assert m["passed"] == 2 and m["failed"] == 0 and m["verdict"] == "Pass", m
+    assert metric(obj, "errors")["canary"] == 0 and metric(obj, "latency")["stable"] > 0
+    assert metric(obj, "predictions")["canary"] < 0.3
+    assert condition(obj, "Ready")["status"] == "True" and condition(obj, "Ready")["reason"] == "Promoted"
+    steps = [e["message"] for e in events(kubectl, "fraud", "StepCompleted")]
+    assert len(steps) == 4, steps
+    # Both versions answered while the weights moved, and not one request failed.
+    assert report.failed == 0 and report.total > 500, report.summary()
+    assert set(report.by_version) == {"1.0.0", "1.1.0"}, report.summary()
+
+
+@pytest.mark.parametrize(("kind", "failing"), [("narrow", "errors"), ("slow", "latency"), ("flipped", "predictions")])
+def test_a_defective_candidate_is_rolled_back_by_its_own_metric(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str], load: list[Load],
+    kind: str, failing: str,
+) -> None:  # fmt: skip
+    given_stable(kubectl, tmp_path, candidate=kind)
+    canary(kubectl, steps=[{"setWeight": 30}, {"analysis": {"count": 2}}, {"setWeight": 60}],
+           analysis=analysis(ERRORS, LATENCY, SHIFT))  # fmt: skip
+    running = start_load(kubectl, load)
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    obj = wait_phase(kubectl, "RolledBack", timeout=120)
+    # The stable version takes everything back, the candidate drains and goes; the deployment says why.
+    md = wait_status(kubectl, "modeldeployment", "fraud", "1.0.0 alone",
+                     lambda o: o["status"].get("traffic") == "1.0.0=100"
+                     and [v["version"] for v in o["status"]["versions"]] == ["1.0.0"], timeout=60)  # fmt: skip
+    time.sleep(2)
+    report = running.stop()
+
+    status = obj["status"]
+    assert status["run"]["result"] == "RolledBack" and status["run"]["cause"] == "AnalysisFailed", status
+    assert status["weights"] == {"stable": 100, "canary": 0}
+    assert metric(obj, failing)["verdict"] == "Fail" and metric(obj, failing)["failed"] >= 1, status["metrics"]
+    assert f"{failing}" in status["run"]["reason"] and "at step 1" in status["run"]["reason"], status["run"]
+    assert condition(obj, "Degraded")["status"] == "True" and condition(obj, "Degraded")["reason"] == "AnalysisFailed"
+    assert md["status"]["canary"]["stopped"] == "1.1.0" and md["status"]["canary"]["rollout"] == "fraud"
+    assert "stopped by canaryrollout fraud" in condition(md, "Ready")["message"]
+    assert events(kubectl, "fraud", "RolledBack"), "no RolledBack event"
+    # Requests the stable version answered never failed; the candidate's own answers are what failed it.
+    assert report.by_code.get(200, 0) > 0
+    if kind != "narrow":
+        assert report.failed == 0, report.summary()
+
+
+def test_manual_verbs_pause_resume_abort_and_retry(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str]
+) -> None:
+    given_stable(kubectl, tmp_path, replicas=1)
+    canary(kubectl, steps=[{"setWeight": 10}, {"pause": {}}, {"setWeight": 40}, {"pause": {}}])
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    obj = wait_phase(kubectl, "Paused")
+    assert obj["status"]["currentStep"] == 1 and "mlops.io/resume=1" in obj["status"]["message"]
+    # A resume naming another step is stale: consumed, recorded, and the pause holds.
+    kubectl.run("annotate", "canaryrollout", "fraud", "mlops.io/resume=3")
+    kubectl.wait_for(lambda: "mlops.io/resume" not in annotations(kubectl), what="stale resume cleared")
+    assert events(kubectl, "fraud", "VerbIgnored")
+    assert kubectl.get("canaryrollout", "fraud")["status"]["currentStep"] == 1
+    kubectl.run("annotate", "canaryrollout", "fraud", "mlops.io/resume=1")
+    obj = wait_status(kubectl, "canaryrollout", "fraud", "paused at step 3",
+                      lambda o: o["status"].get("currentStep") == 3 and o["status"]["phase"] == "Paused")  # fmt: skip
+    assert obj["status"]["applied"]["canary"] == 40
+    # Abort: the stable version takes the traffic back, the candidate is stopped.
+    kubectl.run("annotate", "canaryrollout", "fraud", "mlops.io/abort=1.1.0")
+    obj = wait_phase(kubectl, "Aborted")
+    assert obj["status"]["run"]["reason"] == "aborted by mlops.io/abort"
+    wait_serving(kubectl, "fraud", "1.0.0")
+    # Retry: a new run of the same candidate, the aborted one in history.
+    kubectl.run("annotate", "canaryrollout", "fraud", "mlops.io/retry=1.1.0")
+    obj = wait_status(kubectl, "canaryrollout", "fraud", "the retried run paused at step 1",
+                      lambda o: o["status"].get("phase") == "Paused" and o["status"].get("currentStep") == 1
+                      and o["status"].get("history"))  # fmt: skip
+    assert [(h["candidate"], h["result"]) for h in obj["status"]["history"]] == [("1.1.0", "Aborted")]
+    kubectl.run("annotate", "canaryrollout", "fraud", "mlops.io/promote=1.1.0")
+    wait_phase(kubectl, "Promoted")
+    wait_serving(kubectl, "fraud", "1.1.0")
+    assert "mlops.io/promote" not in annotations(kubectl)
+
+
+def test_no_traffic_waits_for_data_then_rolls_back_naming_the_metric(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str]
+) -> None:
+    given_stable(kubectl, tmp_path, replicas=1)
+    canary(kubectl, steps=[{"setWeight": 10}, {"analysis": {"count": 1}}],
+           analysis=analysis(ERRORS, noData="wait", noDataDeadline="20s"))  # fmt: skip
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    obj = wait_phase(kubectl, "RolledBack", timeout=90)
+    run = obj["status"]["run"]
+    assert run["cause"] == "NoDataDeadlineExceeded", run
+    assert "errors: no data for the candidate" in run["reason"], run
+    assert metric(obj, "errors")["noData"] >= 2
+
+
+def test_the_policy_runs_two_releases_and_keeps_both_in_history(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str]
+) -> None:
+    given_stable(kubectl, tmp_path, replicas=1)
+    register(kubectl, tmp_path, "1.2.0")
+    canary(kubectl, steps=[{"setWeight": 50}, {"pause": {"duration": "2s"}}])
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    wait_phase(kubectl, "Promoted")
+    wait_serving(kubectl, "fraud", "1.1.0")
+    patch(kubectl, "fraud", {"version": "1.2.0"})
+    obj = wait_status(kubectl, "canaryrollout", "fraud", "1.2.0 promoted",
+                      lambda o: o["status"].get("candidate") == "1.2.0" and o["status"]["phase"] == "Promoted",
+                      timeout=90)  # fmt: skip
+    assert [(h["candidate"], h["stable"], h["result"]) for h in obj["status"]["history"]] == [
+        ("1.1.0", "1.0.0", "Promoted")]  # fmt: skip
+    assert (obj["status"]["run"]["candidate"], obj["status"]["run"]["stable"]) == ("1.2.0", "1.1.0")
+    wait_serving(kubectl, "fraud", "1.2.0")
+
+
+def test_a_sigkilled_operator_resumes_the_run_from_status_repeating_and_skipping_nothing(
+    kubectl: Kubectl, tmp_path: Path, third_party_crds: list[str], load: list[Load]
+) -> None:
+    op = start_operator(tmp_path, "--namespace", kubectl.namespace or "default")
+    try:
+        given_stable(kubectl, tmp_path)
+        canary(kubectl, steps=[{"setWeight": 20}, {"analysis": {"count": 2}}, {"setWeight": 50},
+                               {"pause": {"duration": "5s"}}],
+               analysis=analysis(ERRORS))  # fmt: skip
+        running = start_load(kubectl, load)
+        patch(kubectl, "fraud", {"version": "1.1.0"})
+        # Killed during the analysis, then during the weight change to 50, then during promotion.
+        for step in (1, 2, 4):
+            wait_status(kubectl, "canaryrollout", "fraud", f"at step {step}",
+                        lambda o, s=step: (o["status"].get("currentStep") or 0) >= s, timeout=120)  # fmt: skip
+            op.stop(signal.SIGKILL)
+            op = start_operator(tmp_path, "--namespace", kubectl.namespace or "default")
+        obj = wait_phase(kubectl, "Promoted", timeout=120)
+        report = running.stop()
+    finally:
+        op.stop()
+    completed = [e["message"] for e in events(kubectl, "fraud", "StepCompleted")]
+    indexes = sorted(int(m.split()[1]) for m in completed)
+    assert indexes == [0, 1, 2, 3], completed
+    assert obj["status"]["run"]["result"] == "Promoted"
+    assert report.failed == 0, report.summary()
+
+
+def test_kubectl_mlops_status_shows_steps_weights_and_metrics(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str]
+) -> None:
+    # The plugin is a console script of the package: on PATH beside the Python that runs the tests.
+    kubectl.env["PATH"] = f"{Path(sys.executable).parent}:{kubectl.env.get('PATH', '')}"
+    given_stable(kubectl, tmp_path, replicas=1)
+    canary(kubectl, steps=[{"setWeight": 10}, {"pause": {}}])
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    wait_phase(kubectl, "Paused")
+    out = kubectl.run("mlops", "status", "fraud").stdout
+    print(out)
+    assert "Paused" in out and "setWeight 10" in out and "1.1.0" in out, out
+    kubectl.run("mlops", "resume", "fraud")
+    wait_phase(kubectl, "Promoted")
+    history = kubectl.run("mlops", "history", "fraud").stdout
+    print(history)
+    assert "Promoted" in history and "1.1.0" in history, history
