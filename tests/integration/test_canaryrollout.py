@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ import pytest
 from support import (
     Body,
     Kubectl,
+    Monitoring,
     OperatorProcess,
     condition,
     deploy,
@@ -86,12 +88,15 @@ def model_files(directory: Path, kind: str) -> tuple[str, str, str]:
     return f"file://{path}", "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(), f"file://{reference}"
 
 
-def register(kubectl: Kubectl, tmp_path: Path, ver: str, kind: str = "good", stage: str = "development") -> None:
+def register(kubectl: Kubectl, tmp_path: Path, ver: str, kind: str = "good", stage: str = "development",
+             wait: bool = True, **spec: Any) -> None:  # fmt: skip
     source, checksum, reference = model_files(tmp_path, kind)
     signature = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [-1, 4], "features": FEATURES}]}
     kubectl.apply(version(f"fraud-{ver.replace('.', '-')}", "fraud", ver, source, checksum, stage=stage,
-                          signature=signature, reference={"uri": reference, "prediction": "is_fraud"}))  # fmt: skip
-    kubectl.run("wait", "--for=condition=Ready", "--timeout=60s", f"modelversion/fraud-{ver.replace('.', '-')}")
+                          signature=signature, reference={"uri": reference, "prediction": "is_fraud"},
+                          **spec))  # fmt: skip
+    if wait:
+        kubectl.run("wait", "--for=condition=Ready", "--timeout=60s", f"modelversion/fraud-{ver.replace('.', '-')}")
 
 
 def given_stable(kubectl: Kubectl, tmp_path: Path, candidate: str = "good", replicas: int = 2) -> None:
@@ -272,18 +277,28 @@ def test_manual_verbs_pause_resume_abort_and_retry(
     assert "mlops.io/promote" not in annotations(kubectl)
 
 
-def test_no_traffic_waits_for_data_then_rolls_back_naming_the_metric(
-    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str]
+@pytest.mark.parametrize("policy", ["wait", "fail", "inconclusive", "pass"])
+def test_no_traffic_is_judged_as_the_no_data_policy_says(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str], policy: str
 ) -> None:
     given_stable(kubectl, tmp_path, replicas=1)
     canary(kubectl, steps=[{"setWeight": 10}, {"analysis": {"count": 1}}],
-           analysis=analysis(ERRORS, noData="wait", noDataDeadline="20s"))  # fmt: skip
+           analysis=analysis(ERRORS, noData=policy, noDataDeadline="20s"))  # fmt: skip
     patch(kubectl, "fraud", {"version": "1.1.0"})
-    obj = wait_phase(kubectl, "RolledBack", timeout=90)
-    run = obj["status"]["run"]
-    assert run["cause"] == "NoDataDeadlineExceeded", run
-    assert "errors: no data for the candidate" in run["reason"], run
-    assert metric(obj, "errors")["noData"] >= 2
+    ended = {"wait": "RolledBack", "fail": "RolledBack", "inconclusive": "Paused", "pass": "Promoted"}[policy]
+    obj = wait_phase(kubectl, ended, timeout=90)
+    run, errors = obj["status"]["run"], metric(obj, "errors")
+    assert errors["noData"] >= 1 and errors["verdict"] == "NoData", errors
+    if policy == "wait":
+        # Measured again until the deadline, then rolled back naming the metric.
+        assert run["cause"] == "NoDataDeadlineExceeded" and errors["noData"] >= 2, run
+        assert "errors: no data for the candidate" in run["reason"], run
+    elif policy == "fail":
+        assert run["cause"] == "AnalysisFailed" and "errors: no data for the candidate" in run["reason"], run
+    elif policy == "inconclusive":
+        assert condition(obj, "Ready")["reason"] == "AnalysisInconclusive" and run["held"], obj["status"]
+    else:
+        assert run["result"] == "Promoted"
 
 
 def test_the_policy_runs_two_releases_and_keeps_both_in_history(
@@ -350,3 +365,126 @@ def test_kubectl_mlops_status_shows_steps_weights_and_metrics(
     history = kubectl.run("mlops", "history", "fraud").stdout
     print(history)
     assert "Promoted" in history and "1.1.0" in history, history
+
+
+def test_the_registry_grants_production_on_a_promoted_canary_and_refuses_it_on_a_rollback(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str], load: list[Load]
+) -> None:
+    register(kubectl, tmp_path, "1.0.0", stage="production")
+    deploy(kubectl, "fraud", follow="production", replicas=1, router=GATEWAY,
+           rollout={"strategy": "canary", "drainDelay": "2s"})  # fmt: skip
+    wait_serving(kubectl, "fraud", "1.0.0", timeout=90)
+    canary(kubectl, steps=[{"setWeight": 30}, {"analysis": {"count": 1}}], analysis=analysis(ERRORS))
+    running = start_load(kubectl, load)
+    gate = {"liveCanary": {"deploymentRef": {"name": "fraud"}}}
+
+    # A good version asking for production waits for live evidence; the deployment runs it as its canary; the
+    # promoted rollout grants production, and the deployment is then already at 100% on it.
+    register(kubectl, tmp_path, "1.1.0", stage="production", wait=False, **gate)
+    waiting = wait_status(kubectl, "modelversion", "fraud-1-1-0", "awaiting its canary",
+                          lambda o: condition(o, "GatesPassed").get("reason") == "AwaitingCanary")  # fmt: skip
+    assert condition(waiting, "GatesPassed")["status"] == "Unknown"
+    assert condition(waiting, "Ready")["message"].startswith("production waits for live evidence")
+    granted = wait_status(kubectl, "modelversion", "fraud-1-1-0", "production granted",
+                          lambda o: o["status"].get("stage") == "production", timeout=120)  # fmt: skip
+    assert "canaryrollout fraud promoted it on deployment fraud" in condition(granted, "Ready")["message"]
+    assert [(c["rollout"], c["result"]) for c in granted["status"]["canaries"]] == [("fraud", "Promoted")]
+    assert kubectl.get("modeldeployment", "fraud")["status"]["version"] == "1.1.0"
+    wait_status(kubectl, "modelversion", "fraud-1-0-0", "archived", lambda o: o["status"].get("stage") == "archived")
+
+    # A defective one is refused with the rollout's reason; the deployment stays on the production version.
+    register(kubectl, tmp_path, "1.2.0", "narrow", stage="production", wait=False, **gate)
+    refused = wait_status(kubectl, "modelversion", "fraud-1-2-0", "production refused",
+                          lambda o: condition(o, "GatesPassed").get("status") == "False", timeout=120)  # fmt: skip
+    message = condition(refused, "Ready")["message"]
+    assert message.startswith("production refused: canary on fraud rolled back by canaryrollout fraud: "), message
+    assert "errors 1 > 0.01" in message, message
+    assert refused["status"].get("stage") != "production"
+    assert [c["result"] for c in refused["status"]["canaries"]] == ["RolledBack"]
+    md = wait_status(kubectl, "modeldeployment", "fraud", "1.1.0 alone",
+                     lambda o: o["status"].get("traffic") == "1.1.0=100"
+                     and [v["version"] for v in o["status"]["versions"]] == ["1.1.0"], timeout=60)  # fmt: skip
+    assert md["status"]["version"] == "1.1.0"
+    assert kubectl.get("modelversion", "fraud-1-1-0")["status"]["stage"] == "production"
+    report = running.stop()
+    assert report.by_code.get(200, 0) > 0
+
+
+def test_a_canary_under_autoscaling_with_a_mesh_router_gets_its_weights_from_the_rollout(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str]
+) -> None:
+    register(kubectl, tmp_path, "1.0.0")
+    register(kubectl, tmp_path, "1.1.0")
+    deploy(kubectl, "fraud", version="1.0.0", autoscaling={"minReplicas": 1, "maxReplicas": 3},
+           router={"type": "istio"}, rollout={"strategy": "canary", "drainDelay": "2s"})  # fmt: skip
+    wait_serving(kubectl, "fraud", "1.0.0", timeout=90)
+    canary(kubectl, steps=[{"setWeight": 25}, {"pause": {}}])
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    obj = wait_phase(kubectl, "Paused")
+    assert obj["status"]["applied"] == {"stable": 75, "canary": 25}
+    # Each version has its own autoscaler; the VirtualService splits as the rollout asked, and so does the traffic.
+    hpas = json.loads(kubectl.run("get", "hpa", "-o", "json").stdout)["items"]
+    assert sorted(h["metadata"]["labels"]["mlops.io/version"] for h in hpas) == ["1.0.0", "1.1.0"]
+    report = asyncio.run(traffic.drive(kubectl.namespace or "", "virtualservice/fraud", REQUEST, "fraud", 400,
+                                       count=1200, concurrency=16))  # fmt: skip
+    assert report.failed == 0, report.summary()
+    share = report.by_version["1.1.0"] / report.total
+    assert abs(share - 0.25) < 0.05, report.summary()
+    kubectl.run("annotate", "canaryrollout", "fraud", "mlops.io/resume=1")
+    wait_phase(kubectl, "Promoted")
+    wait_serving(kubectl, "fraud", "1.1.0")
+    kubectl.wait_for(lambda: [h["metadata"]["labels"]["mlops.io/version"] for h in json.loads(
+        kubectl.run("get", "hpa", "-o", "json").stdout)["items"]] == ["1.1.0"], what="one autoscaler left")  # fmt: skip
+
+
+def test_a_sigkill_during_an_abort_loses_nothing(kubectl: Kubectl, tmp_path: Path) -> None:
+    op = start_operator(tmp_path, "--namespace", kubectl.namespace or "default")
+    try:
+        # The replicas router: taking the weight back, the stable version must first grow from 5 Pods to 10, so
+        # the abort lasts long enough to be interrupted.
+        register(kubectl, tmp_path, "1.0.0")
+        register(kubectl, tmp_path, "1.1.0")
+        deploy(kubectl, "fraud", version="1.0.0", replicas=10, rollout={"strategy": "canary", "drainDelay": "2s"})
+        wait_serving(kubectl, "fraud", "1.0.0", ready_replicas=10, timeout=120)
+        canary(kubectl, steps=[{"setWeight": 50}, {"pause": {}}])
+        patch(kubectl, "fraud", {"version": "1.1.0"})
+        wait_phase(kubectl, "Paused", timeout=120)
+        kubectl.run("annotate", "canaryrollout", "fraud", "mlops.io/abort=1.1.0")
+        wait_status(kubectl, "canaryrollout", "fraud", "rolling back", phase_is("RollingBack"), timeout=20)
+        op.stop(signal.SIGKILL)
+        op = start_operator(tmp_path, "--namespace", kubectl.namespace or "default")
+        obj = wait_phase(kubectl, "Aborted", timeout=120)
+    finally:
+        op.stop()
+    assert obj["status"]["run"]["reason"] == "aborted by mlops.io/abort"
+    assert [e["reason"] for e in events(kubectl, "fraud") if e["reason"] in ("Aborted", "RunStarted")] == [
+        "RunStarted", "Aborted", "Aborted"]  # the rollback begun, then ended; no second run  # fmt: skip
+    assert "mlops.io/abort" not in annotations(kubectl)
+    wait_serving(kubectl, "fraud", "1.0.0", ready_replicas=10, timeout=60)
+
+
+def test_the_prometheus_provider_judges_with_credentials_from_secrets_that_never_show(
+    kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str], load: list[Load],
+    monitoring: Monitoring,
+) -> None:  # fmt: skip
+    token, tenant = "s3cr3t-t0ken-4f9a", "tenant-7c1e"
+    kubectl.run("create", "secret", "generic", "prometheus", f"--from-literal=token={token}",
+                f"--from-literal=tenant={tenant}")  # fmt: skip
+    given_stable(kubectl, tmp_path, candidate="narrow")
+    provider = {"prometheus": {"address": monitoring.prometheus, "bearerTokenSecretRef": {"name": "prometheus",
+                "key": "token"}, "headers": [{"name": "X-Scope-OrgID", "valueFrom": {"name": "prometheus",
+                                                                                       "key": "tenant"}}]}}  # fmt: skip
+    latency = {**LATENCY, "compare": {**LATENCY["compare"], "step": "4s"}, "dryRun": True}
+    canary(kubectl, steps=[{"setWeight": 30}, {"analysis": {"count": 2}}],
+           analysis=analysis(ERRORS, latency, provider=provider, interval="12s"))  # fmt: skip
+    running = start_load(kubectl, load)
+    patch(kubectl, "fraud", {"version": "1.1.0"})
+    obj = wait_phase(kubectl, "RolledBack", timeout=120)
+    running.stop()
+    errors = metric(obj, "errors")
+    assert errors["verdict"] == "Fail" and errors["canary"] > 0.5 and errors["stable"] == 0, errors
+    assert errors["source"] == "errorRate"
+    assert metric(obj, "latency")["dryRun"] is True
+    # The secrets' values are nowhere: status, Events, the operator's log.
+    seen = json.dumps(kubectl.get("canaryrollout", "fraud")) + json.dumps(events(kubectl, "fraud")) + operator.log()
+    assert token not in seen and tenant not in seen

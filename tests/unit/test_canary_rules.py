@@ -110,3 +110,22 @@ def test_a_run_rolled_back_or_aborted_stops_the_version_with_its_reason(phase: s
 def test_a_promoted_rollout_gives_its_full_weight() -> None:
     said = steer([rollout("demo-1", MONDAY, phase="Promoted", canary=100)], "2.0.0")
     assert said is not None and said.weight == 100 and said.stopped is None
+
+
+def test_runs_of_a_version_come_from_history_and_the_current_run_oldest_first() -> None:
+    from mlops_operator.logic.canary import runs_of
+
+    body = rollout("policy", MONDAY, candidate=None)
+    body["status"]["history"] = [
+        {"candidate": "2.0.0", "result": "RolledBack", "reason": "errors", "startedAt": "2024-05-06T10:00:00Z",
+         "endedAt": "2024-05-06T10:05:00Z"},
+        {"candidate": "1.9.0", "result": "Promoted", "startedAt": "2024-05-05T10:00:00Z",
+         "endedAt": "2024-05-05T10:05:00Z"},
+    ]  # fmt: skip
+    body["status"]["run"] = {"candidate": "2.0.0", "startedAt": "2024-05-06T11:00:00Z"}
+    assert runs_of([body], "2.0.0") == [
+        {"rollout": "policy", "deployment": "demo", "result": "RolledBack", "reason": "errors",
+         "startedAt": "2024-05-06T10:00:00Z", "endedAt": "2024-05-06T10:05:00Z"},
+        {"rollout": "policy", "deployment": "demo", "result": "Running", "startedAt": "2024-05-06T11:00:00Z"},
+    ]  # fmt: skip
+    assert runs_of([body], "3.0.0") == []

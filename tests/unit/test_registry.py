@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from mlops_operator.logic.registry_rules import (
+    Canary,
     MetricValue,
     Version,
     append_history,
@@ -250,3 +251,48 @@ def test_an_unrecorded_request_is_timed_from_managed_fields() -> None:
     assert view.requested_at == datetime(2026, 1, 2, 10, tzinfo=UTC)
     body["status"]["requested"] = {"stage": "production", "at": "2026-01-02T10:00:00Z"}
     assert view_of(compact_version(body), body["status"]).requested_at == datetime(2026, 1, 2, 10, tzinfo=UTC)
+
+
+# --- the live-canary gate ---
+
+
+def live(name: str, result: str | None, reason: str | None = None, **kwargs: Any) -> Version:
+    version = v(name, desired="production", at=10, **kwargs)
+    version.live_canary = "fraud"
+    version.canary = Canary("fraud-policy", result, reason) if result else None
+    return version
+
+
+@pytest.mark.parametrize("result", [None, "Running"])
+def test_a_live_canary_gate_keeps_production_waiting_for_the_rollout(result: str | None) -> None:
+    holder = v("a", desired="production", granted="production")
+    p = plan([holder, live("b", result)])
+    assert p.after is holder
+    verdict = p.verdicts["b"]
+    assert (verdict.granted, verdict.reason, verdict.live_gate) == ("development", "AwaitingCanary", "Unknown")
+    assert verdict.message.startswith("production waits for live evidence: ")
+    assert ("canaryrollout fraud-policy is running it" in verdict.message) == (result == "Running")
+
+
+def test_a_promoted_canary_grants_production() -> None:
+    holder = v("a", desired="production", granted="production")
+    p = plan([holder, live("b", "Promoted")])
+    assert p.after is not None and p.after.name == "b"
+    assert "canaryrollout fraud-policy promoted it on deployment fraud" in p.verdicts["b"].message
+    assert p.verdicts["a"].granted == "archived"
+
+
+@pytest.mark.parametrize(("result", "word"), [("RolledBack", "rolled back"), ("Aborted", "aborted")])
+def test_a_canary_rolled_back_refuses_production_with_its_reason(result: str, word: str) -> None:
+    holder = v("a", desired="production", granted="production")
+    p = plan([holder, live("b", result, "errors 0.5 > 0.01 at step 1")])
+    verdict = p.verdicts["b"]
+    assert p.after is holder and (verdict.reason, verdict.live_gate) == ("GatesFailed", "False")
+    assert verdict.message == f"production refused: canary on fraud {word} by canaryrollout fraud-policy: errors " \
+        "0.5 > 0.01 at step 1"  # fmt: skip
+
+
+def test_failing_metric_gates_are_said_before_the_canary() -> None:
+    version = live("b", None, gates=[{"metric": "auc", "min": 0.9}], auc=0.5)
+    verdict = plan([version]).verdicts["b"]
+    assert verdict.reason == "GatesFailed" and verdict.live_gate is None and "auc 0.5 < 0.9" in verdict.message

@@ -186,3 +186,25 @@ def test_a_holder_that_cannot_be_served_is_not_ready_although_the_duplicate_is_v
     assert found == Unresolved(
         "VersionNotReady", "ModelVersion iris-2 (iris 2.0.0): ChecksumMismatch: sha256 abc != def"
     )
+
+
+# --- resolve: a version waiting for the deployment's canary ----------------------------------------------------------
+
+
+def awaiting(name: str, version: str, deployment: str = "fraud", at: str = "2026-01-01T00:00:00Z") -> Body:
+    body = mv(name, version, [VERIFIED, {"type": "Ready", "status": "False", "reason": "AwaitingCanary"}])
+    body["spec"]["liveCanary"] = {"deploymentRef": {"name": deployment}}
+    body["status"]["requested"] = {"stage": "production", "at": at}
+    return body
+
+
+def test_a_deployment_following_production_with_the_canary_strategy_serves_the_version_waiting_for_it() -> None:
+    production = mv("iris-1", "1.0.0", stage="production")
+    versions = [production, awaiting("iris-2", "2.0.0"), awaiting("iris-3", "3.0.0", at="2026-01-02T00:00:00Z"),
+                awaiting("iris-4", "4.0.0", deployment="other")]  # fmt: skip
+    found = resolve(versions, "ml", "iris", None, "production", canary_of="fraud")
+    assert isinstance(found, Resolved) and found.version == "3.0.0"
+    # Without the canary strategy (canary_of None), or another deployment: production as always.
+    for other in (None, "shadow"):
+        found = resolve(versions, "ml", "iris", None, "production", canary_of=other)
+        assert isinstance(found, Resolved) and found.version == "1.0.0"

@@ -336,6 +336,7 @@ def test_retry_after_a_rollback_starts_a_new_run_and_keeps_the_old_one_in_histor
     stopped = md(canary=None, stopped="1.1.0")
     out = r.decide(stopped, at(20), {RETRY: "1.2.0"})
     assert out.phase == "RolledBack" and reasons(out) == ["VerbIgnored"]
+    assert r.run is not None and r.run.candidate == "1.1.0"
     out = r.decide(stopped, at(21), {RETRY: "1.1.0"})
     assert out.phase == "Progressing" and out.new_run and out.weight == 10
     assert [(h.candidate, h.result) for h in out.history] == [("1.1.0", "RolledBack")]
@@ -393,4 +394,7 @@ def test_a_retried_candidate_the_deployment_has_not_started_again_yet_is_waited_
     out = r.decide(stopped, at(21))
     assert out.phase == "Progressing" and r.run is not None and r.run.result is None
     out = r.decide(md(canary=None, target=None), at(22))
+    assert out.phase == "Progressing"
+    # Not picked up within a minute (the deployment was pinned elsewhere meanwhile): superseded.
+    out = r.decide(md(canary=None, target=None), at(82))
     assert out.phase == "Aborted" and r.run.cause == "Superseded"

@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field
 from mlops_operator.api.common import (
     LIST_MAP_BY_NAME,
     ApiModel,
-    DnsLabel,
+    DeploymentRef,
     Duration,
     MetricProvider,
     StatusBase,
@@ -26,13 +26,6 @@ MetricName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-zA-
 BUILTINS = ("errorRate", "clientErrorRate", "requestRate", "latencyP50", "latencyP95", "latencyP99", "predictionShift")
 HISTORY_LIMIT = 10
 RECENT_MEASUREMENTS = 5
-
-
-class DeploymentRef(ApiModel):
-    """A ModelDeployment in the rollout's namespace."""
-
-    name: DnsLabel
-    """The ModelDeployment's name."""
 
 
 class Pause(ApiModel):

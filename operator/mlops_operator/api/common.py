@@ -117,6 +117,13 @@ Conditions = Annotated[
 ]
 
 
+class DeploymentRef(ApiModel):
+    """A ModelDeployment in the resource's namespace."""
+
+    name: DnsLabel
+    """The ModelDeployment's name."""
+
+
 class SecretKeyRef(ApiModel):
     """A key of a Secret in the resource's namespace. Secret values never appear in status, events or logs."""
 

@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field
 from mlops_operator.api.common import (
     LIST_MAP_BY_NAME,
     ApiModel,
+    DeploymentRef,
     DnsLabel,
     Sha256,
     StatusBase,
@@ -128,6 +129,13 @@ class ReferenceData(ApiModel):
     """The column holding the model's predictions, profiled as the prediction distribution."""
 
 
+class LiveCanary(ApiModel):
+    """The live-canary gate."""
+
+    deployment_ref: DeploymentRef
+    """The ModelDeployment (following production, with the canary strategy) that runs the version as its canary."""
+
+
 class ModelVersionSpec(ApiModel):
     """One immutable version of one model. Its identity (model, version), source and lineage never change."""
 
@@ -167,6 +175,26 @@ class ModelVersionSpec(ApiModel):
     passes."""
     gates: list[Gate] = Field(default=[], max_length=32)
     """Quality gates that production requires."""
+    live_canary: LiveCanary | None = None
+    """Production also waits for live evidence: the version runs as the canary of this deployment under its
+    CanaryRollout, and is granted production once the rollout promotes it (refused if it rolls it back)."""
+
+
+class CanaryRun(ApiModel):
+    """A CanaryRollout's run of this version."""
+
+    rollout: str
+    """The CanaryRollout."""
+    deployment: str
+    """The ModelDeployment it steered."""
+    result: Literal["Running", "Promoted", "RolledBack", "Aborted"]
+    """How it ended, or Running."""
+    reason: str | None = Field(default=None, max_length=1024)
+    """Why it ended so."""
+    started_at: datetime | None = None
+    """When it started."""
+    ended_at: datetime | None = None
+    """When it ended."""
 
 
 class GateResult(ApiModel):
@@ -288,3 +316,5 @@ class ModelVersionStatus(StatusBase):
     """The reference profile."""
     history: list[HistoryEntry] = Field(default=[], max_length=50)
     """Granted stage transitions, oldest first, the latest 50."""
+    canaries: list[CanaryRun] = Field(default=[], max_length=10)
+    """The CanaryRollout runs of this version on any deployment of its model, oldest first, the latest 10."""

@@ -122,7 +122,8 @@ class ModelDeployments:
             child = children.get(("apps/v1", "Deployment", build.child_name(name, version)))
             return serving.deployment_health(child) if child is not None else None
 
-        target = resolve(model_versions, namespace, spec.model, spec.version, spec.follow)
+        canary_of = name if spec.rollout.strategy == "canary" else None
+        target = resolve(model_versions, namespace, spec.model, spec.version, spec.follow, canary_of)
         previous = _previous(stored)
         known = {s.version for s in previous} | {v for v in (spec.version,) if v}
         if isinstance(target, Resolved):

@@ -18,12 +18,12 @@ from typing import Any
 from mlops_operator import checks, metrics
 from mlops_operator.api.modelversion import ModelVersionStatus
 from mlops_operator.controllers import kinds
+from mlops_operator.logic import canary, version_status
 from mlops_operator.logic import registry_rules as rules
-from mlops_operator.logic import version_status
 from mlops_operator.logic.times import now_rfc3339
 from mlops_operator.outbound import Policy
 from mlops_operator.runtime import events
-from mlops_operator.runtime.controller import Controller
+from mlops_operator.runtime.controller import Controller, Watch
 from mlops_operator.runtime.kinds import Body, Key, key_of
 from mlops_operator.runtime.manager import Manager, error_text
 from mlops_operator.runtime.queue import Backoff
@@ -67,6 +67,8 @@ class ModelVersions:
         self._failures = Backoff(base=5, limit=checks.MAX_BACKOFF_SECONDS)
         self._writing = asyncio.Semaphore(CONCURRENT_WRITES)
         self.versions = kinds.model_versions(manager)
+        self.deployments = kinds.model_deployments(manager)
+        self.rollouts = kinds.canary_rollouts(manager)
         self.status = StatusWriter(kinds.MODEL_VERSIONS, self._changed_meanwhile, self._forget)
         self.controller = manager.add(
             Controller(
@@ -74,6 +76,8 @@ class ModelVersions:
                 resource=kinds.MODEL_VERSIONS,
                 reconcile=self.reconcile,
                 key=model_key,
+                # A rollout's runs are the live evidence of the live-canary gate, and each version lists its runs.
+                watches=(Watch(kinds.CANARY_ROLLOUTS, self._model_of_rollout),),
                 forget=self._forget,
                 is_echo=self.status.is_echo,
                 workers=WORKERS,
@@ -83,6 +87,20 @@ class ModelVersions:
 
     def _changed_meanwhile(self, body: Body) -> None:
         self.controller.queue.add_after(model_key(body), CONFLICT_RETRY_SECONDS)
+
+    def _model_of_rollout(self, rollout: Body) -> list[Key]:
+        return [model for key in kinds.steered_deployment(rollout) if (md := self.deployments.get(key)) is not None
+                for model in kinds.model_of(md)]  # fmt: skip
+
+    def _canary_runs(self, key: Key, body: Body) -> tuple[list[Body], rules.Canary | None]:
+        """The rollout runs of a version on the deployments of its model, and the latest on the deployment its
+        live-canary gate names."""
+        rollouts = [r for md in self.deployments.by("model", key) for r in self.rollouts.by("deployment", key_of(md))]
+        runs = canary.runs_of(rollouts, str(body["spec"].get("version")))
+        gate = ((body["spec"].get("liveCanary") or {}).get("deploymentRef") or {}).get("name")
+        latest = next((r for r in reversed(runs) if r.get("deployment") == gate), None) if gate else None
+        evidence = rules.Canary(latest["rollout"], latest["result"], latest.get("reason")) if latest else None
+        return runs[-10:], evidence
 
     def _forget(self, body: Body) -> None:
         uid = body["metadata"]["uid"]
@@ -106,7 +124,16 @@ class ModelVersions:
         if started:
             await asyncio.wait(started, timeout=CHECK_WAIT_SECONDS)
         delays = [self._checked(b, statuses[b["metadata"]["name"]]) for b in held]
-        plan = rules.plan([version_status.view(b, statuses[b["metadata"]["name"]]) for b in bodies])
+        evidence = {}
+        for b in bodies:
+            runs, evidence[b["metadata"]["name"]] = self._canary_runs(key, b)
+            status = statuses[b["metadata"]["name"]]
+            if runs:
+                status["canaries"] = runs
+            else:
+                status.pop("canaries", None)
+        plan = rules.plan([version_status.view(b, statuses[b["metadata"]["name"]], evidence[b["metadata"]["name"]])
+                           for b in bodies])  # fmt: skip
         # Every status at once, except production grants, which follow once the rest is written (the old holder
         # archived): never two production versions at once.
         grants = [b for b in bodies if plan.verdicts[b["metadata"]["name"]].granted == rules.PRODUCTION]

@@ -60,3 +60,24 @@ def steer(rollouts: Iterable[Body], target: str) -> Steer | None:
         return Steer(name, phase, 0, str(reason), message)
     weights = status.get("weights") or {}
     return Steer(name, phase, int(weights.get("canary", 0)), None, message)
+
+
+def runs_of(rollouts: Iterable[Body], version: str) -> list[Body]:
+    """Every run of ``version`` the rollouts' statuses record (their history and their current run), as the
+    ModelVersion's status.canaries entries, oldest first."""
+    out = []
+    for rollout in rollouts:
+        spec, status = rollout.get("spec") or {}, rollout.get("status") or {}
+        where = {"rollout": rollout["metadata"]["name"], "deployment": (spec.get("deploymentRef") or {}).get("name")}
+        for entry in status.get("history") or []:
+            if str(entry.get("candidate")) == version:
+                out.append({**where, "result": entry.get("result"), "reason": entry.get("reason"),
+                            "startedAt": entry.get("startedAt"), "endedAt": entry.get("endedAt")})  # fmt: skip
+        run = status.get("run") or {}
+        if str(run.get("candidate")) == version:
+            ended = run.get("endedAt") is not None
+            out.append({**where, "result": run.get("result") if ended else "Running",
+                        "reason": run.get("reason") if ended else None, "startedAt": run.get("startedAt"),
+                        "endedAt": run.get("endedAt")})  # fmt: skip
+    out.sort(key=lambda r: str(r.get("startedAt") or ""))
+    return [{k: v for k, v in r.items() if v is not None} for r in out]

@@ -24,6 +24,16 @@ class MetricValue:
     lower_is_better: bool = False
 
 
+@dataclass(frozen=True)
+class Canary:
+    """A CanaryRollout's run of a version on a deployment."""
+
+    rollout: str
+    result: str
+    """Running, Promoted, RolledBack or Aborted."""
+    reason: str | None = None
+
+
 @dataclass
 class Version:
     """What the rules need to know of one ModelVersion."""
@@ -40,6 +50,14 @@ class Version:
     artifact_ok: bool = False
     superseded: bool = False
     claimed: bool = False
+    live_canary: str | None = None
+    """The deployment whose canary must promote the version before production (spec.liveCanary)."""
+    canary: Canary | None = None
+    """The latest CanaryRollout run of the version on that deployment."""
+
+    def live_evidence(self) -> bool:
+        """Whether production may be granted as far as the live canary is concerned."""
+        return self.live_canary is None or (self.canary is not None and self.canary.result == "Promoted")
 
     @property
     def request_key(self) -> tuple[datetime, datetime, str]:
@@ -173,6 +191,9 @@ class Verdict:
     comparison: dict[str, Any] | None
     transition_reason: str = "Requested"
     transition_message: str = ""
+    live_gate: str | None = None
+    """Unknown while the live canary has not decided, False when it failed: the GatesPassed condition's status
+    when the metric gates pass but the live canary has the last word."""
 
 
 @dataclass
@@ -211,7 +232,7 @@ def plan(versions: Sequence[Version], only: Iterable[str] | None = None) -> Plan
         if v.desired != PRODUCTION or v.name in duplicates or not v.artifact_ok:
             continue
         candidate_gates[v.name] = evaluate_gates(v.gates, v.metrics, holder if holder is not v else None)
-        if all(g["passed"] for g in candidate_gates[v.name]):
+        if all(g["passed"] for g in candidate_gates[v.name]) and v.live_evidence():
             eligible.append(v)
     winner = max(eligible, key=lambda v: v.request_key, default=None)
     # Production after this plan: the winner; else a holder that still asks for it keeps it.
@@ -279,8 +300,10 @@ def _verdict(
     # Asks for production.
     if winner is v:
         message = "production: every gate passes"
+        if v.live_canary is not None and v.canary is not None:
+            message += f" and canaryrollout {v.canary.rollout} promoted it on deployment {v.live_canary}"
         if holder is not None and holder is not v:
-            message = f"production: every gate passes; supersedes version {holder.version}"
+            message += f"; supersedes version {holder.version}"
         return Verdict(PRODUCTION, True, "Granted", message, gates, comparison, "Promoted", message)
     if v.superseded and v.granted == ARCHIVED:
         later = f"version {winner.version} (ModelVersion {winner.name})" if winner else "a later version"
@@ -288,6 +311,17 @@ def _verdict(
     if failing:
         why = "; ".join(g.get("reason", g["metric"]) for g in failing)
         return unchanged("GatesFailed", f"production refused: {why}")
+    if not v.live_evidence():
+        deployment, run = v.live_canary, v.canary
+        if run is not None and run.result in ("RolledBack", "Aborted"):
+            ended = "rolled back" if run.result == "RolledBack" else "aborted"
+            message = (f"production refused: canary on {deployment} {ended} by canaryrollout {run.rollout}: "
+                       f"{run.reason or run.result}")  # fmt: skip
+            return Verdict(base, False, "GatesFailed", message, gates, comparison, live_gate="False")
+        where = (f"canaryrollout {run.rollout} is running it on deployment {deployment}" if run is not None
+                 else f"deployment {deployment} runs it as its canary once its CanaryRollout starts a run")  # fmt: skip
+        message = f"production waits for live evidence: {where}"
+        return Verdict(base, False, "AwaitingCanary", message, gates, comparison, live_gate="Unknown")
     if winner is not None:
         return unchanged(
             "SupersededBy",

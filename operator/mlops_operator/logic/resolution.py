@@ -53,12 +53,31 @@ def holder(candidates: list[Body]) -> Body:
     return min(candidates, key=rank)
 
 
+def awaiting_canary(mv: Body, deployment: str) -> bool:
+    """Whether ``mv`` asks for production and waits for live evidence from ``deployment``'s canary (its
+    live-canary gate names it; its other gates pass)."""
+    gate = ((mv.get("spec") or {}).get("liveCanary") or {}).get("deploymentRef") or {}
+    ready = get_condition((mv.get("status") or {}).get("conditions") or [], "Ready") or {}
+    return gate.get("name") == deployment and ready.get("reason") == "AwaitingCanary"
+
+
 def resolve(
-    versions: Iterable[Body], namespace: str, model: str, version: str | None, follow: str | None
-) -> Resolved | Unresolved:
+    versions: Iterable[Body], namespace: str, model: str, version: str | None, follow: str | None,
+    canary_of: str | None = None,
+) -> Resolved | Unresolved:  # fmt: skip
     """The ModelVersion of ``versions`` (the model's, in ``namespace``) to serve: the one of ``version``, or the one
-    holding the stage ``follow``; or why there is none."""
+    holding the stage ``follow``; or why there is none. ``canary_of`` (a deployment following production with the
+    canary strategy): a version waiting for this deployment's canary before production is served first (the
+    latest request), so that its canary runs."""
     known = list(versions)
+    if follow is not None and canary_of is not None:
+        waiting = [mv for mv in known if awaiting_canary(mv, canary_of)]
+        if waiting:
+            mv = max(waiting, key=lambda m: (str(((m.get("status") or {}).get("requested") or {}).get("at") or ""),
+                                             m["metadata"]["name"]))  # fmt: skip
+            ok, _ = servable(mv)
+            if ok:
+                return Resolved(mv["metadata"]["name"], str(mv["spec"]["version"]), mv["spec"], mv.get("status") or {})
     if follow is not None:
         candidates = [mv for mv in known if (mv.get("status") or {}).get("stage") == follow]
         if not candidates:

@@ -25,6 +25,8 @@ from mlops_operator.api.canaryrollout import (
 )
 from mlops_operator.api.common import duration_seconds
 
+PICKUP_SECONDS = 60.0
+"""How long a new run waits for its deployment to run the candidate before it counts as superseded."""
 RESUME, PROMOTE, ABORT, RETRY = "mlops.io/resume", "mlops.io/promote", "mlops.io/abort", "mlops.io/retry"
 VERBS = (RESUME, PROMOTE, ABORT, RETRY)
 Result = Literal["Pass", "Fail", "Inconclusive", "NoData", "Error"]
@@ -382,7 +384,17 @@ class _Machine:
 
         # The deployment moved away from the candidate (its version edited, a newer production version): the run is
         # superseded. While promoting or rolling back, the candidate leaving its canary role is the expected end.
-        moved = md.canary != run.candidate and (md.canary is not None or md.target != run.candidate) if run else False
+        moved = (
+            run is not None
+            and md.canary != run.candidate
+            and (
+                md.canary is not None
+                or (md.target is not None and md.target != run.candidate)
+                # Running nothing new: a run just started (retried, or asked by the registry's live-canary gate) gives
+                # the deployment time to pick its candidate up.
+                or (md.target is None and _since(self.now, run.started_at) > PICKUP_SECONDS)
+            )
+        )
         if self.active() and run is not None and run.result is None and moved:
             now_running = f" (it now runs {md.canary})" if md.canary else ""
             run.result, run.cause, run.ended_at = "Aborted", "Superseded", self.now
@@ -395,7 +407,7 @@ class _Machine:
             wanted = md.canary if self.candidate in (None, md.canary) else None
             if retry is not None:
                 stopped = run is not None and run.candidate == retry and run.result in ("RolledBack", "Aborted")
-                if stopped and retry in (md.stopped, md.canary):
+                if stopped:
                     self.start(retry, f"retried by {RETRY}")
                 else:
                     self.ignore(RETRY, retry, "not the candidate of a run that was rolled back or aborted")

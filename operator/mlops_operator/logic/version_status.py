@@ -23,7 +23,7 @@ def artifact_ok(spec: dict[str, Any], status: dict[str, Any]) -> bool:
     return bool(artifact.get("verified")) and artifact.get("checksum") == spec.get("checksum")
 
 
-def view(body: dict[str, Any], status: dict[str, Any]) -> rules.Version:
+def view(body: dict[str, Any], status: dict[str, Any], canary: rules.Canary | None = None) -> rules.Version:
     meta, spec = body["metadata"], body["spec"]
     created = parse_time(meta.get("creationTimestamp"))
     history = status.get("history") or []
@@ -53,6 +53,8 @@ def view(body: dict[str, Any], status: dict[str, Any]) -> rules.Version:
         # Acted on before and not refused as a duplicate: it holds its (model, version).
         claimed=bool(status.get("conditions"))
         and (get_condition(status["conditions"], "Ready") or {}).get("reason") != "DuplicateVersion",
+        live_canary=((spec.get("liveCanary") or {}).get("deploymentRef") or {}).get("name"),
+        canary=canary,
     )
 
 
@@ -93,6 +95,10 @@ def apply_verdict(status: dict[str, Any], verdict: rules.Verdict, generation: in
     conditions = [c for c in status.get("conditions", []) if c.get("type") != "GatesPassed"]
     if held:
         conditions = status.get("conditions", [])
+    elif verdict.live_gate is not None:
+        # The metric gates pass; the live canary has the last word.
+        conditions = set_condition(status.get("conditions", []), "GatesPassed", verdict.live_gate,  # type: ignore[arg-type]
+                                   verdict.reason, verdict.message, generation)  # fmt: skip
     elif verdict.gates and verdict.reason != "DuplicateVersion":
         failing = [g for g in verdict.gates if not g["passed"]]
         conditions = set_condition(
