@@ -243,8 +243,11 @@ def test_helm_install_cluster_wide(kubectl: Kubectl, helm: Helm, release: str) -
     assert not _can(kubectl, account, "update", "httproutes.gateway.networking.k8s.io")
     assert _can(kubectl, account, "create", "events")
     assert _can(kubectl, account, "watch", "customresourcedefinitions.apiextensions.k8s.io")
-    assert not _can(kubectl, account, "get", "secrets")
+    # Secrets one by one (the canary analysis' Prometheus credentials), never listed; Pods listed, never created.
+    assert _can(kubectl, account, "get", "secrets")
+    assert _can(kubectl, account, "list", "pods")
     # ... and what it refuses.
+    assert not _can(kubectl, account, "list", "secrets")
     assert not _can(kubectl, account, "create", "secrets")
     assert not _can(kubectl, account, "delete", "modelversions.mlops.io")
     assert not _can(kubectl, account, "create", "customresourcedefinitions.apiextensions.k8s.io")

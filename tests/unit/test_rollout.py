@@ -398,3 +398,11 @@ def test_a_retried_candidate_the_deployment_has_not_started_again_yet_is_waited_
     # Not picked up within a minute (the deployment was pinned elsewhere meanwhile): superseded.
     out = r.decide(md(canary=None, target=None), at(82))
     assert out.phase == "Aborted" and r.run.cause == "Superseded"
+
+
+def test_a_long_failure_message_is_clipped_to_the_status_field_limit() -> None:
+    r = Rollout()
+    at_analysis(r)
+    r.measured(md(weight=10), at(41), Verdict("Fail", "errors " + "x" * 3000, critical=True))
+    assert r.run is not None and r.run.reason is not None and len(r.run.reason) == 1024
+    assert r.run.reason.endswith("...")

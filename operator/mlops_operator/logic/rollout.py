@@ -200,6 +200,11 @@ class Outcome:
     """The last decision is a failure (a rollback, a deadline, a refused verb has no part in it)."""
 
 
+def _clip(text: str, limit: int = 1024) -> str:
+    """``text`` within a status field's limit (the API server refuses longer)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _human(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -310,7 +315,7 @@ class _Machine:
     def roll_back(self, result: Literal["RolledBack", "Aborted"], reason: str, message: str) -> Outcome:
         run = self.run
         assert run is not None
-        run.result, run.reason, run.cause = result, message, reason
+        run.result, run.reason, run.cause = result, _clip(message), reason
         run.step_started_at = self.now
         run.window_start = None
         self.phase = "RollingBack"
@@ -335,7 +340,7 @@ class _Machine:
     def promote(self, why: str) -> Outcome:
         run = self.run
         assert run is not None
-        run.result, run.reason, run.cause = "Promoted", why, "Promoted"
+        run.result, run.reason, run.cause = "Promoted", _clip(why), "Promoted"
         run.step_started_at = self.now
         run.window_start = None
         self.phase = "Promoting"
@@ -398,7 +403,8 @@ class _Machine:
         if self.active() and run is not None and run.result is None and moved:
             now_running = f" (it now runs {md.canary})" if md.canary else ""
             run.result, run.cause, run.ended_at = "Aborted", "Superseded", self.now
-            run.reason = f"superseded: deployment {md.name} no longer runs {run.candidate} as its canary{now_running}"
+            run.reason = _clip(f"superseded: deployment {md.name} no longer runs {run.candidate} as its canary"
+                               f"{now_running}")
             self.phase = "Aborted"
             self.event("Superseded", run.reason, warning=True)
 
@@ -620,7 +626,7 @@ class _Machine:
             run.inconclusive += 1
             self.event("MeasurementInconclusive", f"{verdict.message} {where}", warning=True)
             if run.inconclusive > config.inconclusive_limit:
-                run.held = f"{run.inconclusive} inconclusive measurements ({verdict.message})"
+                run.held = _clip(f"{run.inconclusive} inconclusive measurements ({verdict.message})")
                 self.phase = "Paused"
                 self.event("Held", f"analysis of {run.candidate} held at step {run.step}: {run.held}", warning=True)
                 return self.out("AnalysisInconclusive", f"held at step {run.step}: {run.held}; resume with kubectl "
