@@ -86,10 +86,14 @@ $(PEERS)/kserve/.installed:
 bench-tools:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 
-# The CRDs of crds/ first: a cluster made anew has none.
+# The CRDs of crds/ first: a cluster made anew has none; then the Gateway API's (bench_canary's HTTPRoutes).
 bench: venv cluster bench-tools $(PEERS)/mlflow/.installed $(PEERS)/kserve/.installed
 	$(CLUSTER_ENV) && kubectl apply --server-side --force-conflicts --field-manager=mlops-bench -f crds >/dev/null && \
-		kubectl wait --for=condition=Established --timeout=60s -f crds >/dev/null && for b in tests/bench/bench_*.py; do \
+		kubectl wait --for=condition=Established --timeout=60s -f crds >/dev/null && \
+		gateway_api=$$(tests/cluster/third-party-crds.sh gateway-api) && \
+		kubectl apply --server-side --force-conflicts --field-manager=mlops-bench -f "$$gateway_api" >/dev/null && \
+		kubectl wait --for=condition=Established --timeout=60s -f "$$gateway_api" >/dev/null && \
+		for b in tests/bench/bench_*.py; do \
 		echo "== $$b"; BENCH_MLFLOW_PYTHON=$(abspath $(PEERS))/mlflow/bin/python \
 		BENCH_KSERVE_PYTHON=$(abspath $(PEERS))/kserve/bin/python $(BIN)/python $$b; done
 

@@ -3,7 +3,10 @@
 # ModelVersion and deploys it with a ModelDeployment: its Deployment's Pods are real model-server processes (the
 # cluster's Pod runner), and requests go to them through the front Service's endpoints, their answers checked
 # against the model's own. Then a better version takes production over and the deployment rolls to it under a
-# steady load that must lose no request; Prometheus shows the requests each version served.
+# steady load that must lose no request; Prometheus shows the requests each version served. Then the deployment
+# hands its version changes to a canary policy (manifests/examples/canaryrollout.yaml): a good 1.2.0 goes through
+# its steps under load and is promoted without a failed request, and a defective 1.3.0 (answers 200, predicts the
+# opposite) is rolled back by its prediction shift, shown with `kubectl mlops status` and `history`.
 #
 # Leaves the namespace ($MLOPS_DEMO_NAMESPACE, default mlops-demo) and the artifacts ($MLOPS_DEMO_DIR, default
 # $TMPDIR/mlops-demo) for a look afterwards; each run starts both afresh.
@@ -16,10 +19,15 @@ model=fraud-detector
 md=fraud # the ModelDeployment of manifests/examples/modeldeployment.yaml
 py=${PYTHON:-python}
 helper=tests/demo_model.py
+# `kubectl mlops` runs the console script kubectl-mlops, installed beside the Python that runs the demo.
+pybin=$(command -v "$py") || { echo "no $py on PATH" >&2; exit 1; }
+PATH="$(dirname "$pybin"):$PATH"
 # Pods start in a second on an idle local cluster; a busy control plane can take tens of seconds per step.
 timeout=${MLOPS_DEMO_TIMEOUT:-120s}
+# A canary run: its steps' windows (about a minute and a half for a good version) plus the Pods' starts.
+canary_timeout=${MLOPS_DEMO_CANARY_TIMEOUT:-300s}
 started=$SECONDS
-operator='' load='' pods=''
+operator='' load='' pods='' rollout=''
 
 step() { printf '\n== %s  [%ss]\n' "$*" $((SECONDS - started)); }
 stop() { # pid: SIGTERM, then wait for the process to finish
@@ -34,6 +42,7 @@ cleanup() {
   if [ "$rc" -ne 0 ]; then
     printf '\n== the demo failed (exit %s); what the operator saw last:\n' "$rc" >&2
     kubectl get mlops -n "$ns" >&2 || true
+    [ -z "$rollout" ] || kubectl mlops status "$rollout" -n "$ns" >&2 || true
     grep -E ' (WARNING|ERROR) ' "$work/operator.log" 2>/dev/null | tail -n 3 >&2 || true
   fi
 }
@@ -47,6 +56,61 @@ wait_http() { # url pid log: until the url answers 200, while the process lives
   echo "no answer from $1 after 30s" >&2
   tail -n 20 "$3" >&2
   return 1
+}
+seconds() { # a duration as kubectl takes it (90s, 2m, 1h) in whole seconds
+  case $1 in
+    *h) echo $((${1%h} * 3600)) ;;
+    *m) echo $((${1%m} * 60)) ;;
+    *) echo "${1%s}" ;;
+  esac
+}
+until_jsonpath() { # object jsonpath expected timeout: until the object's field (as kubectl prints it) is expected
+  local got=''
+  for _ in $(seq "$(seconds "$4")"); do
+    got=$(kubectl get -n "$ns" "$1" -o jsonpath="$2")
+    [ "$got" = "$3" ] && return 0
+    sleep 1
+  done
+  echo "$1: $2 is '$got' after $4, not '$3'" >&2
+  return 1
+}
+until_run() { # candidate phase [step]: until the rollout runs the candidate in that phase (at that step or later);
+  # fails as soon as the run ends otherwise
+  local candidate=$1 phase=$2 step=${3:-0} got='' c p n
+  for _ in $(seq "$(seconds "$canary_timeout")"); do
+    got=$(kubectl get -n "$ns" "canaryrollout/$rollout" \
+      -o jsonpath='{.status.candidate} {.status.phase} {.status.currentStep}')
+    read -r c p n <<<"$got"
+    if [ "$c" = "$candidate" ]; then
+      [ "$p" = "$phase" ] && [ "${n:-0}" -ge "$step" ] && return 0
+      case $p in
+        Promoted | RolledBack | Aborted)
+          echo "canaryrollout/$rollout: the run of $candidate ended $p, not $phase${3:+ at step $step}" >&2
+          return 1 ;;
+      esac
+    fi
+    sleep 1
+  done
+  echo "canaryrollout/$rollout: not $candidate $phase${3:+ at step $step} after $canary_timeout (candidate, phase," \
+    "step: $got)" >&2
+  return 1
+}
+start_load() { # body report: a steady load of 50 requests/s through the front Service, in the background
+  "$py" tests/dataplane/traffic.py --namespace "$ns" --entry "service/$front" --model "$model" \
+    --body "@$1" --rate 50 --duration 600 >"$2.json" 2>"$2.log" &
+  load=$!
+}
+stop_load() { # report what: stops the load; prints its summary, or its report and fails when a request failed
+  sleep 2
+  kill -TERM "$load"
+  if ! wait "$load"; then
+    load=''
+    echo "requests failed $2:" >&2
+    cat "$1.json" "$1.log" >&2
+    exit 1
+  fi
+  load=''
+  "$py" "$helper" load-summary "$1.json"
 }
 
 step "a fresh namespace $ns, the CRDs, the operator"
@@ -170,6 +234,62 @@ step "Prometheus scraped the servers: requests by version"
 pods="$pods $(kubectl get pods -n "$ns" -l "mlops.io/deployment=$md" -o jsonpath='{.items[*].metadata.name}')"
 # shellcheck disable=SC2086 # one argument per Pod
 "$py" "$helper" prometheus "$MLOPS_PROMETHEUS_URL" "$ns" $pods
+
+rollout=fraud # the CanaryRollout of manifests/examples/canaryrollout.yaml
+step "canary policy: manifests/examples/canaryrollout.yaml; the deployment's rollout.strategy canary, on 4 replicas"
+echo "(the replicas router approximates the weights with Pod counts: 25% is 1 Pod of 4, 50% 2, 75% 3)"
+kubectl patch modeldeployment "$md" -n "$ns" --type merge \
+  -p '{"spec": {"replicas": 4, "rollout": {"strategy": "canary"}}}'
+kubectl apply --server-side --field-manager=mlops-demo -n "$ns" -f manifests/examples/canaryrollout.yaml
+kubectl wait --for=jsonpath='{.status.phase}'=Idle -n "$ns" --timeout="$timeout" "canaryrollout/$rollout" >/dev/null
+until_jsonpath "modeldeployment/$md" '{.status.readyReplicas}' 4 "$timeout"
+kubectl get modeldeployment,canaryrollout -n "$ns"
+
+step "a good version 1.2.0 under the policy, with a steady load of 50 requests/s (8 transactions each)"
+"$py" "$helper" request --rows 8 >"$work/batch.json"
+start_load "$work/batch.json" "$work/canary-load"
+register 1.2.0 "Gradient-boosted trees, fewer rounds on larger leaves: a little better, no slower."
+kubectl get modelversions -n "$ns" -o wide
+# Its first analysis passed once the rollout moves on to step 2 (setWeight 50).
+until_run 1.2.0 Progressing 2
+echo
+kubectl mlops status "$rollout" -n "$ns"
+until_run 1.2.0 Promoted
+
+step "1.2.0 promoted: it serves alone, and every request was answered"
+until_jsonpath "modeldeployment/$md" '{.status.traffic}' "1.2.0=100" "$timeout"
+kubectl wait --for=delete -n "$ns" --timeout="$timeout" pods -l "mlops.io/deployment=$md,mlops.io/version=1.1.0" \
+  >/dev/null
+kubectl mlops status "$rollout" -n "$ns"
+kubectl get modeldeployment -n "$ns" "$md"
+stop_load "$work/canary-load" "during 1.2.0's canary"
+
+step "a defective version 1.3.0: its pipeline inverted the labels (the registry's gates pass it), under the same load"
+start_load "$work/batch.json" "$work/defect-load"
+register 1.3.0 "Gradient-boosted trees on a new extract (its label join inverted is_fraud)."
+until_run 1.3.0 RolledBack
+
+step "1.3.0 rolled back: the policy stopped it, 1.2.0 serves alone again"
+until_jsonpath "modeldeployment/$md" '{.status.traffic}' "1.2.0=100" "$timeout"
+kubectl wait --for=delete -n "$ns" --timeout="$timeout" pods -l "mlops.io/deployment=$md,mlops.io/version=1.3.0" \
+  >/dev/null
+kubectl mlops status "$rollout" -n "$ns"
+echo
+kubectl mlops history "$rollout" -n "$ns"
+echo
+kubectl get modeldeployment -n "$ns" "$md"
+driver='{"status.canary: rollout "}{.status.canary.rollout}{", phase "}{.status.canary.phase}'
+driver+='{", stopped "}{.status.canary.stopped}{"\n  message: "}{.status.canary.message}'
+driver+='{"\nReady: "}{.status.conditions[?(@.type=="Ready")].message}{"\n"}'
+kubectl get modeldeployment -n "$ns" "$md" -o jsonpath="$driver"
+echo
+kubectl get events -n "$ns" --field-selector "involvedObject.kind=CanaryRollout,involvedObject.name=$rollout" \
+  --sort-by=.metadata.creationTimestamp -o custom-columns=REASON:.reason,MESSAGE:.message
+echo
+kubectl get modelversions -n "$ns" -o wide
+echo "the registry still lists 1.3.0 as production: the liveCanary gate that makes production wait for the canary is not built yet"
+echo
+stop_load "$work/defect-load" "during 1.3.0's canary (it answers 200: what it answers is wrong)"
 
 step "drift monitoring and alerting on the deployment (accepted; their controllers come later)"
 kubectl apply --server-side --field-manager=mlops-demo -n "$ns" \

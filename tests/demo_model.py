@@ -5,7 +5,8 @@ server's environment, and checks the served predictions against the model's own.
                                                           "checksum auc logloss" (a summary goes to stderr)
     python tests/demo_model.py free-port                  a free local TCP port
     python tests/demo_model.py check URL MODEL DIR        inference requests; exits 1 when a prediction differs
-    python tests/demo_model.py request                    the inference request body of the demo's steady load
+    python tests/demo_model.py request [--rows N]         the inference request body of the demo's steady load
+                                                          (N transactions per request, default 1)
     python tests/demo_model.py load-summary FILE          the traffic driver's JSON report in a few lines
     python tests/demo_model.py prometheus URL NS POD...   the servers' requests by version, as Prometheus has them
 """
@@ -45,8 +46,17 @@ def transactions(n: int, seed: int) -> tuple[npt.NDArray[np.float64], npt.NDArra
     return np.column_stack([amount, age_days, merchant_risk, hour]), fraud
 
 
+# The demo's versions, all on the same data: 1.0.0 a logistic regression, 1.1.0 gradient-boosted trees, 1.2.0 trees
+# with fewer, smaller-leaved rounds (a little better, no slower), 1.3.0 the same trees as 1.2.0 from a pipeline whose
+# label join inverted is_fraud in training and holdout rows alike: its offline AUC against those labels equals
+# 1.2.0's, so the registry's gates pass it, while live it calls ordinary transactions fraud and fraud ordinary.
+TREES = {"max_iter": 100, "learning_rate": 0.1, "random_state": 0}
+SMALL_TREES = {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 15, "min_samples_leaf": 40, "random_state": 0}
+INVERTED_LABELS = {"1.3.0"}
+
+
 def train(directory: Path, version: str) -> dict[str, Any]:
-    """1.0.0 is a logistic regression, later versions gradient-boosted trees; both on the same data."""
+    """Trains ``version`` (see TREES above) and writes its artifact and reference dataset."""
     import joblib
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -55,11 +65,15 @@ def train(directory: Path, version: str) -> dict[str, Any]:
     from sklearn.metrics import log_loss, roc_auc_score
 
     x, y = transactions(TRAIN_ROWS + HOLDOUT_ROWS, seed=7)
+    if version in INVERTED_LABELS:
+        y = 1 - y  # the defect: what the pipeline's join hands to training and evaluation alike
     x_train, y_train, x_test, y_test = x[:TRAIN_ROWS], y[:TRAIN_ROWS], x[TRAIN_ROWS:], y[TRAIN_ROWS:]
     if version == "1.0.0":
         model: Any = LogisticRegression(max_iter=1000)
+    elif version == "1.1.0":
+        model = HistGradientBoostingClassifier(**TREES)
     else:
-        model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=0)
+        model = HistGradientBoostingClassifier(**SMALL_TREES)
     model.fit(x_train, y_train)
     probability = model.predict_proba(x_test)[:, 1]
     directory.mkdir(parents=True, exist_ok=True)
@@ -70,7 +84,7 @@ def train(directory: Path, version: str) -> dict[str, Any]:
     columns[PREDICTION] = model.predict(x_test)
     pq.write_table(pa.table(columns), directory / "reference.parquet")
     return {
-        "model": type(model).__name__,
+        "model": type(model).__name__ + (", labels inverted by the pipeline" if version in INVERTED_LABELS else ""),
         "checksum": "sha256:" + hashlib.sha256(artifact.read_bytes()).hexdigest(),
         "auc": round(float(roc_auc_score(y_test, probability)), 4),
         "logloss": round(float(log_loss(y_test, probability)), 4),
@@ -142,9 +156,10 @@ def check(url: str, model: str, directory: Path) -> int:
     return 0
 
 
-def request() -> dict[str, Any]:
-    """One transaction per request, as the steady load of the demo sends them."""
-    rows, _ = transactions(1, seed=11)
+def request(rows_per_request: int = 1) -> dict[str, Any]:
+    """The body of the demo's steady load: one transaction per request, or a small batch (the canary's load, so that
+    each version's predictions are a mix of both classes)."""
+    rows, _ = transactions(rows_per_request, seed=11)
     return {"inputs": [{"name": "features", "datatype": "FP64", "shape": list(rows.shape), "data": rows.tolist()}]}
 
 
@@ -187,7 +202,8 @@ def main() -> int:
     p.add_argument("url")
     p.add_argument("model")
     p.add_argument("directory", type=Path)
-    commands.add_parser("request")
+    p = commands.add_parser("request")
+    p.add_argument("--rows", type=int, default=1)
     p = commands.add_parser("load-summary")
     p.add_argument("file", type=Path)
     p = commands.add_parser("prometheus")
@@ -203,7 +219,7 @@ def main() -> int:
     elif args.command == "free-port":
         print(free_port())
     elif args.command == "request":
-        print(json.dumps(request()))
+        print(json.dumps(request(args.rows)))
     elif args.command == "load-summary":
         load_summary(args.file)
     elif args.command == "prometheus":

@@ -403,8 +403,9 @@ class _Machine:
         if self.active() and run is not None and run.result is None and moved:
             now_running = f" (it now runs {md.canary})" if md.canary else ""
             run.result, run.cause, run.ended_at = "Aborted", "Superseded", self.now
-            run.reason = _clip(f"superseded: deployment {md.name} no longer runs {run.candidate} as its canary"
-                               f"{now_running}")
+            run.reason = _clip(
+                f"superseded: deployment {md.name} no longer runs {run.candidate} as its canary{now_running}"
+            )
             self.phase = "Aborted"
             self.event("Superseded", run.reason, warning=True)
 
