@@ -98,6 +98,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     if not args.verbose:
         logging.getLogger("kopf.objects").addFilter(_quiet_watch_handlers)
+        # A line per API request (the HTTP client logs each at INFO) costs CPU and buries what matters.
+        for name in ("httpx", "httpx2", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("mlops_operator").info("outbound policy: %s", policy.describe())
     # kopf installs SIGINT and SIGTERM handlers in the main thread: both stop the watches, let running handlers
     # finish and return from run(), so the process exits with 0.

@@ -26,6 +26,7 @@ from support import (
     deploy,
     events,
     patch,
+    scrape,
     start_operator,
     version,
     wait_serving,
@@ -205,6 +206,10 @@ def test_a_good_candidate_under_load_passes_every_step_and_is_promoted_without_a
     assert condition(obj, "Ready")["status"] == "True" and condition(obj, "Ready")["reason"] == "Promoted"
     steps = [e["message"] for e in events(kubectl, "fraud", "StepCompleted")]
     assert len(steps) == 4, steps
+    # The operator's own metrics: measurements by verdict, rollouts by phase.
+    samples = scrape(operator.metrics)
+    assert samples[("mlops_operator_canary_measurements_total", (("verdict", "Pass"),))] == 2
+    assert samples[("mlops_operator_objects_by_phase", (("kind", "CanaryRollout"), ("phase", "Promoted")))] == 1
     # Both versions answered while the weights moved, and not one request failed.
     assert report.failed == 0 and report.total > 500, report.summary()
     assert set(report.by_version) == {"1.0.0", "1.1.0"}, report.summary()

@@ -44,10 +44,15 @@ def build_registry(
         if metrics_bind and not runners:
             runners.append(await metrics.serve(metrics_bind))
 
+    made: list[Any] = []
+
     @kopf.on.cleanup(registry=registry)
     async def _cleanup(**_: Any) -> None:
         while runners:
             await runners.pop().cleanup()
+        for controller in made:
+            if hasattr(controller, "close"):
+                await controller.close()
 
     # kopf's built-in readers, so that no Kubernetes client library is needed: the Pod's service account in a
     # cluster, the kubeconfig (KUBECONFIG or ~/.kube/config) elsewhere. Both are read again after a 401, which
@@ -66,7 +71,7 @@ def build_registry(
 
     manager = Manager(namespaces)
     for make in CONTROLLERS.values():
-        make(manager, policy)
+        made.append(make(manager, policy))
     manager.register(registry)
     intake.register(registry, acknowledged)
     return registry

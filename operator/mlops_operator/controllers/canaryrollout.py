@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+
 from mlops_operator import metrics
 from mlops_operator.api.canaryrollout import (
     RECENT_MEASUREMENTS,
@@ -65,6 +67,8 @@ class CanaryRollouts:
         self.versions = kinds.model_versions(manager)
         self.status = StatusWriter(kinds.CANARY_ROLLOUTS, self._changed_meanwhile, self._forget, manager.api)
         self.direct = Direct(manager.api)
+        # One session per outbound policy, kept: connections to a Prometheus are reused across measurements.
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self.controller = manager.add(
             Controller(
                 name=KIND,
@@ -173,13 +177,28 @@ class CanaryRollouts:
         port = int((spec.get("server") or {}).get("port") or 8080)
         return Target(namespace, md_body["metadata"]["name"], model, candidate, stable, port, prediction)
 
+    async def close(self) -> None:
+        """Closes the providers' connections (the operator is stopping)."""
+        await self.direct.close()
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+    def _session(self, policy: Policy) -> aiohttp.ClientSession:
+        key = policy is UNRESTRICTED
+        session = self._sessions.get(key)
+        if session is None or session.closed:
+            session = self._sessions[key] = policy.session()
+        return session
+
     async def _provider(self, spec: MetricProvider | None, namespace: str) -> Provider:
         if spec is not None and spec.prometheus is not None:
-            return Prometheus(spec.prometheus, namespace, self._secret, self.policy)
+            return Prometheus(spec.prometheus, namespace, self._secret, self.policy, self._session(self.policy))
         default = os.environ.get(PROMETHEUS_ENV)
         if spec is None and default:
             # The operator's own setting, not a user's address: no outbound policy applies.
-            return Prometheus(PrometheusProvider(address=default), namespace, self._secret, UNRESTRICTED)
+            return Prometheus(PrometheusProvider(address=default), namespace, self._secret, UNRESTRICTED,
+                              self._session(UNRESTRICTED))  # fmt: skip
         return self.direct
 
     async def _secret(self, namespace: str, ref: SecretKeyRef) -> str:

@@ -242,8 +242,8 @@ class _Connection:
         where = redact(url)
         try:
             # POST: a long query does not meet a proxy's URL length limit.
-            async with self.session.post(url, data=form, headers=self.credentials.headers,
-                                         ssl=self.credentials.ssl) as response:  # fmt: skip
+            async with self.session.post(url, data=form, headers=self.credentials.headers, ssl=self.credentials.ssl,
+                                         timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:  # fmt: skip
                 status = response.status
                 body = bytearray()
                 async for chunk in response.content.iter_chunked(1 << 16):
@@ -303,8 +303,14 @@ class Prometheus:
 
     name = "prometheus"
 
-    def __init__(self, spec: PrometheusProvider, namespace: str, secret: SecretReader, policy: Policy) -> None:
+    def __init__(
+        self, spec: PrometheusProvider, namespace: str, secret: SecretReader, policy: Policy,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:  # fmt: skip
+        """``session``: a long-lived session made by ``policy.session()`` (the controller's, so that connections are
+        reused across measurements); without one, a session per measurement."""
         self.spec, self.namespace, self.secret, self.policy = spec, namespace, secret, policy
+        self.session = session
 
     async def sample(
         self, key: str, target: Target, metrics: Sequence[AnalysisMetric], start: datetime, now: datetime
@@ -325,10 +331,14 @@ class Prometheus:
             credentials = await self._credentials()
         except QueryError as exc:
             return {m.name: Values(error=str(exc)) for m in metrics}
-        # A session per measurement: nothing to close when the controller drops the provider.
-        async with self.policy.session(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-            connection = _Connection(session, self.spec.address, credentials, timeout)
+        if self.session is not None and not self.session.closed:
+            connection = _Connection(self.session, self.spec.address, credentials, timeout)
             measured = await asyncio.gather(*(self._metric(connection, target, m, start, end) for m in metrics))
+        else:
+            # A session of this measurement's own: nothing to close when the caller drops the provider.
+            async with self.policy.session(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+                connection = _Connection(session, self.spec.address, credentials, timeout)
+                measured = await asyncio.gather(*(self._metric(connection, target, m, start, end) for m in metrics))
         return {m.name: values for m, values in zip(metrics, measured, strict=True)}
 
     async def _metric(
