@@ -254,6 +254,8 @@ kubectl get modelversions -n "$ns" -o wide
 until_run 1.2.0 Progressing 2
 echo
 kubectl mlops status "$rollout" -n "$ns"
+echo
+kubectl get deployments -n "$ns" -l "mlops.io/deployment=$md" # the Pods that carry the weights
 until_run 1.2.0 Promoted
 
 step "1.2.0 promoted: it serves alone, and every request was answered"
@@ -289,7 +291,8 @@ echo
 kubectl get modelversions -n "$ns" -o wide
 echo "the registry still lists 1.3.0 as production: the liveCanary gate that makes production wait for the canary is not built yet"
 echo
-stop_load "$work/defect-load" "during 1.3.0's canary (it answers 200: what it answers is wrong)"
+stop_load "$work/defect-load" "during 1.3.0's canary"
+echo "(1.3.0's answers were all 200, with the wrong class: the prediction shift is what caught it)"
 
 step "drift monitoring and alerting on the deployment (accepted; their controllers come later)"
 kubectl apply --server-side --field-manager=mlops-demo -n "$ns" \

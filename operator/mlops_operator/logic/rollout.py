@@ -292,6 +292,17 @@ class _Machine:
     def ignore(self, key: str, value: str, why: str) -> None:
         self.event("VerbIgnored", f"{key}={value} ignored: {why}", warning=True)
 
+    def resumed(self, what: str) -> bool:
+        """Whether the resume verb names the current step; consumed either way (another step's is ignored, so that
+        a stale one cannot skip a later pause)."""
+        assert self.run is not None
+        resume = self.verb(RESUME)
+        if resume == str(self.run.step):
+            return True
+        if resume is not None:
+            self.ignore(RESUME, resume, f"{what} is step {self.run.step}")
+        return False
+
     def active(self) -> bool:
         return self.run is not None and self.run.ended_at is None
 
@@ -476,14 +487,11 @@ class _Machine:
         while run.step < len(self.plan):
             stage = self.plan[run.step]
             if run.held:
-                resume = self.verb(RESUME)
-                if resume == str(run.step):
+                if self.resumed("the analysis held"):
                     run.held = None
                     run.inconclusive = 0
                     self.event("Resumed", f"analysis of {run.candidate} resumed at step {run.step} by {RESUME}")
                     continue
-                if resume is not None:
-                    self.ignore(RESUME, resume, f"the rollout is held at step {run.step}")
                 self.phase = "Paused"
                 return self.out("AnalysisInconclusive", f"held at step {run.step}: {run.held}; resume with kubectl "
                                 f"mlops resume <rollout> (mlops.io/resume={run.step}) or abort")  # fmt: skip
@@ -512,14 +520,11 @@ class _Machine:
                     self.phase = "Paused"
                     return self.with_background("Paused", f"step {run.step}: pause {_human(stage.duration)}, "
                                                 f"{_human(left)} left")  # fmt: skip
-                resume = self.verb(RESUME)
-                if resume == str(run.step):
+                if self.resumed("the pause in progress"):
                     run.resumed = [*run.resumed, run.step][-64:]
                     self.event("Resumed", f"step {run.step} of {run.candidate} resumed by {RESUME}")
                     self.advance(f"resumed by {RESUME}")
                     continue
-                if resume is not None:
-                    self.ignore(RESUME, resume, f"the pause in progress is step {run.step}")
                 self.phase = "Paused"
                 return self.with_background("Paused", f"paused at step {run.step} until resumed: kubectl mlops resume "
                                             f"<rollout> (mlops.io/resume={run.step})")  # fmt: skip
