@@ -600,13 +600,15 @@ class _Machine:
         where = f"at step {run.step}"
         if result == "NoData":
             if config.no_data == "wait":
+                first = run.no_data_since is None
                 run.no_data_since = run.no_data_since or start
                 waited = _since(self.now, run.no_data_since)
                 if waited >= config.no_data_deadline:
                     return self.roll_back("RolledBack", "NoDataDeadlineExceeded", f"no data for {_human(waited)} "
                                           f"{where}: {verdict.message}")  # fmt: skip
-                self.event("NoData", f"{verdict.message}; waiting for data ({_human(config.no_data_deadline - waited)}"
-                           " left)")  # fmt: skip
+                if first:  # once per wait: the status says how long it has lasted
+                    self.event("NoData", f"{verdict.message}; waiting for data up to "
+                               f"{_human(config.no_data_deadline)}")  # fmt: skip
                 return self.analyse(metrics, counts)
             result = {"pass": "Pass", "fail": "Fail", "inconclusive": "Inconclusive"}[config.no_data]  # type: ignore[assignment]
         run.no_data_since = None
