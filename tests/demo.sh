@@ -128,8 +128,10 @@ operator=$!
 wait_http "http://127.0.0.1:$port/healthz" "$operator" "$work/operator.log"
 echo "operator running: pid $operator, log $work/operator.log"
 
-register() { # version description: trains the version, registers it and asks for production
-  local version=$1 description=$2 dir="$work/$1" checksum auc logloss
+register() { # version description [live]: trains the version, registers it and asks for production; with live,
+  # production also waits for the deployment's canary to promote it (the liveCanary gate)
+  local version=$1 description=$2 live=${3:-} dir="$work/$1" checksum auc logloss gate=''
+  [ -z "$live" ] || gate="liveCanary: {deploymentRef: {name: $md}}"
   read -r checksum auc logloss < <("$py" "$helper" train "$dir" "$version")
   [ -n "$logloss" ] || { echo "training $version failed" >&2; return 1; }
   kubectl apply --server-side --field-manager=mlops-demo -n "$ns" -f - <<EOF
@@ -157,9 +159,15 @@ spec:
   gates:
     - {metric: auc, min: 0.85}
     - {metric: auc, notWorseThan: production, tolerance: 0.005}
+  $gate
   stage: production
 EOF
-  kubectl wait --for=condition=Ready -n "$ns" --timeout="$timeout" "modelversion/$model-${version//./-}" >/dev/null
+  if [ -n "$live" ]; then
+    kubectl wait --for=jsonpath='{.status.conditions[?(@.type=="GatesPassed")].reason}'=AwaitingCanary -n "$ns" \
+      --timeout="$timeout" "modelversion/$model-${version//./-}" >/dev/null
+  else
+    kubectl wait --for=condition=Ready -n "$ns" --timeout="$timeout" "modelversion/$model-${version//./-}" >/dev/null
+  fi
 }
 
 front=$md # the front Service of the ModelDeployment, named after it
@@ -248,7 +256,8 @@ kubectl get modeldeployment,canaryrollout -n "$ns"
 step "a good version 1.2.0 under the policy, with a steady load of 50 requests/s (8 transactions each)"
 "$py" "$helper" request --rows 8 >"$work/batch.json"
 start_load "$work/batch.json" "$work/canary-load"
-register 1.2.0 "Gradient-boosted trees, fewer rounds on larger leaves: a little better, no slower."
+register 1.2.0 "Gradient-boosted trees, fewer rounds on larger leaves: a little better, no slower." live
+echo "(1.2.0 asks for production with the liveCanary gate: production waits for the deployment's canary)"
 kubectl get modelversions -n "$ns" -o wide
 # Its first analysis passed once the rollout moves on to step 2 (setWeight 50).
 until_run 1.2.0 Progressing 2
@@ -264,11 +273,15 @@ kubectl wait --for=delete -n "$ns" --timeout="$timeout" pods -l "mlops.io/deploy
   >/dev/null
 kubectl mlops status "$rollout" -n "$ns"
 kubectl get modeldeployment -n "$ns" "$md"
+kubectl wait --for=jsonpath='{.status.stage}'=production -n "$ns" --timeout="$timeout" "modelversion/$model-1-2-0" \
+  >/dev/null
+echo "the promoted canary granted production:"
+kubectl get modelversions -n "$ns" -o wide
 stop_load "$work/canary-load" "during 1.2.0's canary"
 
-step "a defective version 1.3.0: its pipeline inverted the labels (the registry's gates pass it), under the same load"
+step "a defective version 1.3.0: its pipeline inverted the labels (its metric gates pass), under the same load"
 start_load "$work/batch.json" "$work/defect-load"
-register 1.3.0 "Gradient-boosted trees on a new extract (its label join inverted is_fraud)."
+register 1.3.0 "Gradient-boosted trees on a new extract (its label join inverted is_fraud)." live
 until_run 1.3.0 RolledBack
 
 step "1.3.0 rolled back: the policy stopped it, 1.2.0 serves alone again"
@@ -288,8 +301,10 @@ echo
 kubectl get events -n "$ns" --field-selector "involvedObject.kind=CanaryRollout,involvedObject.name=$rollout" \
   --sort-by=.metadata.creationTimestamp -o custom-columns=REASON:.reason,MESSAGE:.message
 echo
+kubectl wait --for=jsonpath='{.status.conditions[?(@.type=="GatesPassed")].status}'=False -n "$ns" \
+  --timeout="$timeout" "modelversion/$model-1-3-0" >/dev/null
+echo "the registry refused production to 1.3.0 with the rollout's reason; 1.2.0 keeps it:"
 kubectl get modelversions -n "$ns" -o wide
-echo "the registry still lists 1.3.0 as production: the liveCanary gate that makes production wait for the canary is not built yet"
 echo
 stop_load "$work/defect-load" "during 1.3.0's canary"
 echo "(1.3.0's answers were all 200, with the wrong class: the prediction shift is what caught it)"

@@ -3,6 +3,8 @@ its confidence interval (the shifts the test does not reject)."""
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import numpy as np
@@ -78,6 +80,11 @@ def test_hodges_lehmann_estimate_and_interval(n: int, m: int, confidence: float)
     def p(delta: float) -> float:
         return float(mannwhitneyu(canary - delta, stable, method=method).pvalue)
 
+    if math.isinf(shift.low):
+        # Too few values: no shift is rejected, not even one beyond every difference (scipy agrees).
+        assert (shift.low, shift.high) == (-math.inf, math.inf)
+        assert p(differences[-1] + 1) > alpha and p(differences[0] - 1) > alpha
+        return
     lo, hi = differences.index(shift.low), len(differences) - 1 - differences[::-1].index(shift.high)
     assert p((differences[lo] + differences[lo + 1]) / 2) > alpha
     assert p((differences[hi - 1] + differences[hi]) / 2) > alpha
@@ -163,3 +170,11 @@ def test_score(classes: dict[str, str], value: float, result: str) -> None:
         assert got.reason == "critical metric failed: c high"
     if result == "Marginal":
         assert got.reason == "score 80 (Marginal; pass at 90, marginal at 75): b high"
+
+
+def test_three_against_three_never_calls_a_change_real_at_95_percent() -> None:
+    # Every canary value above every stable one: the exact two-sided p is 0.1, so at 95 % nothing is significant.
+    verdict = classify(MetricRule("latency"), [10.0, 11.0, 12.0], [1.0, 2.0, 3.0], 0.95)
+    assert verdict.classification == "Pass" and verdict.shift is not None and math.isinf(verdict.shift.high)
+    verdict = classify(MetricRule("latency"), [10.0, 11.0, 12.0, 13.0], [1.0, 2.0, 3.0, 4.0], 0.95)
+    assert verdict.classification == "High"

@@ -98,7 +98,8 @@ class Compare(ApiModel):
     """Judges the candidate against the stable version over the same window (Mann-Whitney U on the two versions'
     samples, the Hodges-Lehmann shift and its interval). A change fails when it is significant at ``confidence``, in
     a bad ``direction``, and larger than allowed as the ratio of the candidate's mean to the stable version's. Each
-    side needs at least 3 samples per measurement (interval / step), else the metric has no data."""
+    side needs at least 3 samples per measurement (interval / step), else the metric has no data; a change can be
+    significant at 95 % from 4 samples a side (at 98 % from 5)."""
 
     model_config = ConfigDict(
         json_schema_extra=cel(

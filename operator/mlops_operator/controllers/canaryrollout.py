@@ -283,7 +283,7 @@ def _status(
     active = phase in ACTIVE
     ready = ("True", reason, message) if phase in ("Idle", "Promoted") else ("False", reason, message)
     progressing = ("True", reason, message) if active else ("False", reason, message)
-    degraded = ("True", reason, message) if outcome.degraded else ("False", reason, message)
+    degraded = ("True", reason, message) if outcome.degraded else ("False", "AsExpected", "nothing has failed")
     applied = None
     if run is not None and md.exists:
         on_candidate = md.canary == run.candidate

@@ -110,7 +110,11 @@ def judge_window(
     counted = [r for r in records if not r.dry_run]
     errors = [r for r in counted if r.verdict == "Error"]
     if errors:
-        return Verdict("Error", "; ".join(r.message for r in errors)), records
+        # One cause often fails every metric (the servers unreadable): said once, with the metrics it failed.
+        causes: dict[str, list[str]] = {}
+        for r in errors:
+            causes.setdefault(r.message.removeprefix(f"{r.name}: "), []).append(r.name)
+        return Verdict("Error", "; ".join(f"{', '.join(names)}: {cause}" for cause, names in causes.items())), records
     if critical_changes:
         return Verdict("Fail", "; ".join(critical_changes), critical=True), records
     if limit_failed:

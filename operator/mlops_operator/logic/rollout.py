@@ -553,11 +553,18 @@ class _Machine:
     def waiting_for_window(self, reason: str, message: str) -> Outcome:
         run = self.run
         assert run is not None and run.window_start is not None
-        end = run.window_start + timedelta(seconds=self.config.interval)
-        self.requeue.append(max(0.5, (end - self.now).total_seconds()))
+        self.requeue.append(self.next_look(run.window_start))
         if run.no_data_since is not None:
             message += f"; no data since {run.no_data_since.isoformat()}"
         return self.out(reason, message)
+
+    def next_look(self, start: datetime) -> float:
+        """Seconds until the window that starts at ``start`` needs the machine: its opening (a provider that reads
+        the servers takes its first reading then), else its end."""
+        if self.now < start:
+            return max(0.5, (start - self.now).total_seconds())
+        end = start + timedelta(seconds=self.config.interval)
+        return max(0.5, (end - self.now).total_seconds())
 
     def with_background(self, reason: str, message: str) -> Outcome:
         """A wait of a step other than an analysis: the background analysis measures meanwhile, from its step on,
@@ -571,8 +578,8 @@ class _Machine:
             outcome = self.analyse(None, counts=False)
             if outcome is not None:
                 return outcome
-            end = run.window_start + timedelta(seconds=config.interval) if run.window_start else self.now
-            self.requeue.append(max(0.5, (end - self.now).total_seconds()))
+            if run.window_start is not None:
+                self.requeue.append(self.next_look(run.window_start))
             message += "; measuring in the background"
         return self.out(reason, message)
 
@@ -627,8 +634,11 @@ class _Machine:
             run.failed += 1
             self.event("MeasurementFailed", f"{verdict.message} {where}", warning=True)
             if verdict.critical or run.failed > config.failure_limit:
-                tally = f"{run.failed} failed measurement{'s' if run.failed != 1 else ''}, {config.failure_limit} " \
-                    "tolerated" + ("; critical metric" if verdict.critical else "")  # fmt: skip
+                tally = (
+                    "a critical metric: no failure tolerated" if verdict.critical
+                    else f"{run.failed} failed measurement{'s' if run.failed != 1 else ''}, {config.failure_limit} "
+                    "tolerated"
+                )  # fmt: skip
                 return self.roll_back("RolledBack", "AnalysisFailed", f"{verdict.message} {where} ({tally})")
         elif result == "Inconclusive":
             run.inconclusive += 1
