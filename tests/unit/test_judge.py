@@ -4,7 +4,6 @@ its confidence interval (the shifts the test does not reject)."""
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import numpy as np
