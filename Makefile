@@ -88,6 +88,7 @@ bench-tools:
 
 # The CRDs of crds/ first: a cluster made anew has none; then the Gateway API's (bench_canary's HTTPRoutes).
 bench: venv cluster bench-tools $(PEERS)/mlflow/.installed $(PEERS)/kserve/.installed
+	tests/cluster/build-binaries.sh flagger >/dev/null
 	$(CLUSTER_ENV) && kubectl apply --server-side --force-conflicts --field-manager=mlops-bench -f crds >/dev/null && \
 		kubectl wait --for=condition=Established --timeout=60s -f crds >/dev/null && \
 		gateway_api=$$(tests/cluster/third-party-crds.sh gateway-api) && \

@@ -10,8 +10,11 @@ comparison.
    interval 10s, errorRate max 0.01, failureLimit 0, the direct provider. From the ModelDeployment's watch: t0 when
    its status first gives the canary a weight above 0, t1 when its status.traffic is ``1.0.0=100`` again; also when
    the CanaryRollout decided (phase RollingBack or RolledBack), and the share of requests that failed from the
-   start of the load (2 s before the version change) to t1. The issue's peer is Flagger, where its build fits on
-   this machine: it was not built (the line printed says why; ``FLAGGER_NOT_BUILT``).
+   start of the load (2 s before the version change) to t1. The issue's peer is Flagger, built from its Go module
+   (``tests/cluster/build-binaries.sh flagger``): when its binary is there, the same defect under Flagger
+   (``tests/bench/flagger_peer.py``: gatewayapi:v1 provider, interval 10s, threshold 1, stepWeight 20, maxWeight 50,
+   a Prometheus error-rate max 0.01) runs ``--runs`` times after ours and is printed beside it; else the line
+   printed says why not (``FLAGGER_NOT_BUILT``).
 2. noise: false rollbacks of a healthy canary. 1.0.0 and 1.1.0 are the same good model, 1 replica each, 50/50
    through the HTTPRoute (a CanaryRollout [setWeight 50, pause]: it never judges), under alternating bursts of 20
    and 200 requests/s of 1024 rows each (3 s each, up to 64 in flight; BENCH_NOISE_ROWS changes the rows) for
@@ -83,11 +86,11 @@ from mlops_operator.providers import Target
 from mlops_operator.providers.direct import Readings, values
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.bench import flagger_peer
 from tests.dataplane import traffic
 
 # --- the peer of part 1: the one place that says why it was not measured ----------------------------------------------
-FLAGGER_NOT_BUILT = ("peer Flagger: not built: Flagger needs a mesh or ingress controller to shift traffic; none runs "
-                     "on this cluster")  # fmt: skip
+FLAGGER_NOT_BUILT = "peer Flagger: not measured: {why}"
 
 MODEL = "fraud"
 STABLE, CANDIDATE = "1.0.0", "1.1.0"
@@ -506,6 +509,26 @@ async def part_defect(client: AsyncClient, tmp: Path, runs: int) -> list[DefectR
     return out
 
 
+async def part_flagger(client: AsyncClient, tmp: Path, runs: int) -> list[flagger_peer.PeerRun] | str:
+    """The peer of part 1: the same defect under Flagger (tests/bench/flagger_peer.py); why not, when it cannot run."""
+    if why := flagger_peer.unavailable():
+        return why
+    folder = tmp / "flagger"
+    folder.mkdir(exist_ok=True)
+    good, narrow = model_files(folder, "good")[:2], model_files(folder, "narrow")[:2]
+    signature = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [-1, 4], "features": FEATURES}]}
+    out = []
+    for i in range(runs):
+        run = await flagger_peer.run(client, f"bench-canary-flagger-{int(time.time())}-{i}", good, narrow, signature,
+                                     REQUEST, MODEL, (STABLE, CANDIDATE), DEFECT_RATE, LEAD_SECONDS,
+                                     RUN_TIMEOUT)  # fmt: skip
+        took = "-" if run.defect_to_stable is None else f"{run.defect_to_stable:.2f}s"
+        print(f"  flagger run {i + 1}/{runs}: defect -> primary=100 {took}, {run.failed}/{run.total} requests failed, "
+              f"phase {run.phase}{'; ' + run.problem if run.problem else ''}", flush=True)  # fmt: skip
+        out.append(run)
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
@@ -517,7 +540,7 @@ def spread(values: list[float]) -> str:
     return f"{pct(values, 50):7.2f} {pct(values, 99):7.2f} {max(values):7.2f}"
 
 
-def report_defect(runs: list[DefectRun]) -> None:
+def report_defect(runs: list[DefectRun], peer: list[flagger_peer.PeerRun] | str = "not run") -> None:
     steps = "setWeight 20, analysis x3, setWeight 50"
     print(f"\ncanary defect: {STABLE} good (1 replica), {CANDIDATE} narrow (every request 500), {DEFECT_RATE:g} req/s "
           f"through the HTTPRoute; steps [{steps}], interval 10s, errorRate max 0.01, failureLimit 0, direct "
@@ -540,7 +563,28 @@ def report_defect(runs: list[DefectRun]) -> None:
           f"{total} ({share:.2%}; per run {per_run}); {dict(errors)}")  # fmt: skip
     if missing := [r for r in runs if r.defect_to_stable is None]:
         print(f"  {len(missing)} run(s) gave no figure: {missing[0].problem}")
-    print(FLAGGER_NOT_BUILT)
+    if isinstance(peer, str):
+        print(FLAGGER_NOT_BUILT.format(why=peer))
+        return
+    print(f"{'Flagger: defect -> fraud-primary 100 (HTTPRoute)':54} "
+          f"{spread([r.defect_to_stable for r in peer if r.defect_to_stable is not None])}")  # fmt: skip
+    print(f"{'  of which defect -> Canary phase Failed':54} "
+          f"{spread([r.defect_to_failed for r in peer if r.defect_to_failed is not None])}")  # fmt: skip
+    total, failed = sum(r.total for r in peer), sum(r.failed for r in peer)
+    errors = Counter[str]()
+    for r in peer:
+        errors.update(r.errors)
+    per_run = ", ".join(f"{r.failed}/{r.total}" for r in peer)
+    lead = ", ".join("-" if r.change_to_t0 is None else f"{r.change_to_t0:.1f}" for r in peer)
+    print(f"  Flagger v{flagger_peer.VERSION}: {len(peer)} runs, t0 = fraud-canary's first weight > 0 in the "
+          f"HTTPRoute; gatewayapi:v1, interval 10s, threshold 1, stepWeight {flagger_peer.STEP_WEIGHT}, "
+          f"maxWeight {flagger_peer.MAX_WEIGHT}, "
+          f"Prometheus 5xx share of the canary's Pods max {flagger_peer.ERROR_MAX}; failed requests from the load's "
+          f"start to t1: {failed} of {total} ({failed / total if total else 0:.2%}; per run {per_run}); "
+          f"{dict(errors)}; the load's span is longer than ours by Flagger's template change -> t0 (s: {lead}), "
+          f"so compare the failed counts, not the shares")  # fmt: skip
+    if missing := [r for r in peer if r.defect_to_stable is None]:
+        print(f"  {len(missing)} Flagger run(s) gave no figure: {missing[0].problem}")
 
 
 # --- part 2: false rollbacks under noisy latency ----------------------------------------------------------------------
@@ -799,6 +843,7 @@ async def main_async(args: argparse.Namespace, tmp: Path) -> None:
         print(f"== {part}", flush=True)
         if part == "defect":
             results[part] = await part_defect(client, tmp, args.runs)
+            results["flagger"] = await part_flagger(client, tmp, args.runs)
         elif part == "noise":
             results[part] = await part_noise(client, tmp, args.noise_seconds)
         else:
@@ -806,7 +851,7 @@ async def main_async(args: argparse.Namespace, tmp: Path) -> None:
     await delete_namespaces(client, [n.metadata.name for n in await list_all(client, Namespace)
                                      if n.metadata.name.startswith("bench-canary-")])  # fmt: skip
     if "defect" in results:
-        report_defect(results["defect"])
+        report_defect(results["defect"], results["flagger"])
     if "noise" in results:
         report_noise(results["noise"], args.noise_seconds)
     if "cpu" in results:

@@ -4,7 +4,9 @@
 #   kwok, kwokctl                                                     (sigs.k8s.io/kwok)
 #   etcd                                                              (go.etcd.io/etcd/server/v3)
 # and helm (helm.sh/helm/v3) for the chart tests. Parts, in any order: kube kwok etcd helm (the default: all four),
-# kubectl (kubectl alone, part of kube) and kind (only wanted when a Docker engine runs the cluster).
+# kubectl (kubectl alone, part of kube), kind (only wanted when a Docker engine runs the cluster) and flagger
+# (github.com/fluxcd/flagger, the peer of tests/bench/bench_canary.py's defect part; in its own folder
+# bin/flagger-v<version>/ of the cache, as it does not belong to the control plane's set).
 #
 # Nothing is downloaded but Go modules from the module proxy. A second run finds every binary in the cache and
 # returns at once. Prints the bin directory on its last line.
@@ -115,6 +117,16 @@ build_kind() {
   GOBIN="$bin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@v${KIND_VERSION}"
 }
 
+# Flagger's module has no local replaces: go install builds it. Its CRDs stay in the module cache
+# (artifacts/flagger/crd.yaml), where tests/bench/flagger_peer.py applies them from.
+FLAGGER_VERSION=${FLAGGER_VERSION:-1.36.1}  # the newest the module proxy serves here
+flagger_bin="$cache/bin/flagger-v${FLAGGER_VERSION}"
+build_flagger() {
+  mkdir -p "$flagger_bin"
+  GOBIN="$flagger_bin" go install -trimpath -ldflags "-s -w" "github.com/fluxcd/flagger/cmd/flagger@v${FLAGGER_VERSION}"
+  go mod download "github.com/fluxcd/flagger@v${FLAGGER_VERSION}"
+}
+
 want=${*:-kube kwok etcd helm}
 for part in $want; do
   case $part in
@@ -127,7 +139,8 @@ for part in $want; do
     helm) [ -x "$bin/helm" ] || timed "helm v${HELM_VERSION}" build_helm ;;
     kind) [ -x "$bin/kind" ] && "$bin/kind" version | grep -q "v${KIND_VERSION} " ||
       timed "kind v${KIND_VERSION}" build_kind ;;
-    *) log "unknown part: $part (kube, kwok, etcd, helm, kubectl, kind)"; exit 2 ;;
+    flagger) [ -x "$flagger_bin/flagger" ] || timed "flagger v${FLAGGER_VERSION}" build_flagger ;;
+    *) log "unknown part: $part (kube, kwok, etcd, helm, kubectl, kind, flagger)"; exit 2 ;;
   esac
 done
 echo "$bin"
