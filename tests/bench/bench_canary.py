@@ -18,7 +18,8 @@ comparison.
 2. noise: false rollbacks of a healthy canary. 1.0.0 and 1.1.0 are the same good model, 1 replica each, 50/50
    through the HTTPRoute (a CanaryRollout [setWeight 50, pause]: it never judges), under alternating bursts of 20
    and 200 requests/s of 1024 rows each (3 s each, up to 64 in flight; BENCH_NOISE_ROWS changes the rows) for
-   ``--noise-seconds`` after a 10 s baseline. Both versions' Pods are read every 2 s (their /metrics, as the direct
+   ``--noise-seconds`` after a 10 s baseline, with noisy neighbours after the baseline (two processes that take a
+   core for 2 to 6 s, then rest 2 to 6 s, seeded). Both versions' Pods are read every 2 s (their /metrics, as the direct
    provider reads them) and cut into consecutive 10 s windows of 5 samples a side, each judged on latencyP95 two
    ways, as an analysis with failureLimit 0 would roll back: ours, ``judge.classify`` of the two versions' samples
    (increase, allowedIncrease 1.2, 95 %): a failure is High; and a plain threshold as users set one: the canary's
@@ -650,6 +651,20 @@ async def bursts(client: AsyncClient, namespace: str, stop: asyncio.Event) -> di
     return {"latencies": latencies, "total": total, "failed": failed}
 
 
+NOISE_HOGS = 2
+"""Noisy neighbours: processes that spin for 2 to 6 s, then rest for 2 to 6 s (seeded), after a delay."""
+HOG = """
+import random, sys, time
+rng = random.Random(int(sys.argv[1]))
+time.sleep(float(sys.argv[2]))
+while True:
+    until = time.monotonic() + rng.uniform(2, 6)
+    while time.monotonic() < until:
+        pass
+    time.sleep(rng.uniform(2, 6))
+"""
+
+
 async def part_noise(client: AsyncClient, tmp: Path, seconds: float) -> dict[str, Any]:
     await require_gateway_api(client)
     namespace = await new_namespace(client, f"bench-canary-noise-{int(time.time())}")
@@ -671,7 +686,17 @@ async def part_noise(client: AsyncClient, tmp: Path, seconds: float) -> dict[str
         stop = asyncio.Event()
         load = asyncio.create_task(bursts(client, namespace, stop))
         await asyncio.sleep(1)  # the route is read and the first burst flows
-        readings = await sample_every(client, target, windows * WINDOW_SAMPLES + 1)
+        # Noisy neighbours from the second window on (the baseline is calibrated in a quiet spell, as a threshold
+        # usually is): processes that take the CPU for a few seconds at a time, both versions' servers alike.
+        delay = str(SAMPLE_SECONDS * WINDOW_SAMPLES + 1)
+        hogs = [await asyncio.create_subprocess_exec(sys.executable, "-c", HOG, str(seed), delay)
+                for seed in range(NOISE_HOGS)]  # fmt: skip
+        try:
+            readings = await sample_every(client, target, windows * WINDOW_SAMPLES + 1)
+        finally:
+            for hog in hogs:
+                hog.kill()
+                await hog.wait()
         stop.set()
         sent = await load
     finally:
