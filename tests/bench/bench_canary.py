@@ -519,14 +519,19 @@ async def part_flagger(client: AsyncClient, tmp: Path, runs: int) -> list[flagge
     good, narrow = model_files(folder, "good")[:2], model_files(folder, "narrow")[:2]
     signature = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [-1, 4], "features": FEATURES}]}
     out = []
-    for i in range(runs):
-        run = await flagger_peer.run(client, f"bench-canary-flagger-{int(time.time())}-{i}", good, narrow, signature,
-                                     REQUEST, MODEL, (STABLE, CANDIDATE), DEFECT_RATE, LEAD_SECONDS,
-                                     RUN_TIMEOUT)  # fmt: skip
-        took = "-" if run.defect_to_stable is None else f"{run.defect_to_stable:.2f}s"
-        print(f"  flagger run {i + 1}/{runs}: defect -> primary=100 {took}, {run.failed}/{run.total} requests failed, "
-              f"phase {run.phase}{'; ' + run.problem if run.problem else ''}", flush=True)  # fmt: skip
-        out.append(run)
+    try:
+        for i in range(runs):
+            run = await flagger_peer.run(client, f"bench-canary-flagger-{int(time.time())}-{i}", good, narrow,
+                                         signature, REQUEST, MODEL, (STABLE, CANDIDATE), DEFECT_RATE, LEAD_SECONDS,
+                                         RUN_TIMEOUT)  # fmt: skip
+            took = "-" if run.defect_to_stable is None else f"{run.defect_to_stable:.2f}s"
+            print(f"  flagger run {i + 1}/{runs}: defect -> primary=100 {took}, {run.failed}/{run.total} requests "
+                  f"failed, phase {run.phase}{'; ' + run.problem if run.problem else ''}", flush=True)  # fmt: skip
+            out.append(run)
+    finally:
+        # Flagger's Canary kind has the singular name "canary", which kubectl then resolves before our short name
+        # (kubectl get canary would list Flagger's): its CRDs go with the peer.
+        await flagger_peer.remove_crds()
     return out
 
 

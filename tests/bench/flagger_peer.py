@@ -18,7 +18,8 @@ Each run:
 - t0 when the HTTPRoute first gives fraud-canary a weight above 0, t1 when it is back to fraud-primary 100 /
   fraud-canary 0; also when the Canary's phase turned Failed (Flagger's decision, written after the route).
 
-Flagger's CRDs (artifacts/flagger/crd.yaml of the module) are applied server-side when missing. Flagger's log
+Flagger's CRDs (artifacts/flagger/crd.yaml of the module) are applied server-side when missing, and removed after the
+bench's Flagger runs (``remove_crds``: Flagger's kind Canary would shadow our short name canary in kubectl). Its log
 stays in the temp directory (<namespace>-flagger.log).
 """
 
@@ -120,6 +121,18 @@ async def ensure_crds(client: AsyncClient) -> None:
             return
         except ApiError:
             await asyncio.sleep(0.1)
+
+
+async def remove_crds() -> None:
+    """Deletes Flagger's CRDs (and with them any Canary left): they must not stay on a cluster of ours, where
+    Flagger's kind Canary (singular "canary") would shadow the short name of our CanaryRollout in kubectl."""
+    crds = crd_file()
+    if crds is None:
+        return
+    proc = await asyncio.create_subprocess_exec("kubectl", "delete", "--ignore-not-found", "--wait=false", "-f",
+                                                str(crds), stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL)  # fmt: skip
+    await proc.wait()
 
 
 # --- the objects -------------------------------------------------------------------------------------------------
