@@ -70,12 +70,12 @@ from typing import Any, TypeVar
 import aiohttp
 import numpy as np
 import psutil
-from lightkube import ALL_NS, AsyncClient
+from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
-from lightkube.resources.core_v1 import Namespace, Node, Pod, ServiceAccount
+from lightkube.resources.core_v1 import Namespace, Pod, ServiceAccount
 from lightkube.types import PatchType, on_error_retry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -88,6 +88,7 @@ from mlops_operator.providers.direct import Readings, values
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.bench import flagger_peer
+from tests.bench.bench_deployments import make_room, set_pods
 from tests.dataplane import traffic
 
 # --- the peer of part 1: the one place that says why it was not measured ----------------------------------------------
@@ -226,28 +227,6 @@ async def require_gateway_api(client: AsyncClient) -> None:
             "the Gateway API CRDs are not installed: kubectl apply --server-side -f "
             '"$(tests/cluster/third-party-crds.sh gateway-api)" (make bench does)'
         ) from None
-
-
-async def make_room(client: AsyncClient, pods_needed: int) -> dict[str, str]:
-    """Raise the Pod capacity of kwok's simulated nodes (110 each) when the run needs more; returns what to put
-    back. kwok keeps a node's capacity as it finds it."""
-    nodes = [n for n in await list_all(client, Node) if (n.metadata.annotations or {}).get("kwok.x-k8s.io/node")]
-    if not nodes:
-        return {}
-    present = len(await list_all(client, Pod, ALL_NS))
-    capacity = sum(int(n.status.allocatable.get("pods", "0")) for n in nodes)
-    if capacity >= present + pods_needed + 20:
-        return {}
-    per_node = str(math.ceil((present + pods_needed + 20) / len(nodes)) + 10)
-    original = {n.metadata.name: n.status.allocatable.get("pods", "110") for n in nodes}
-    for name in original:
-        await set_pods(client, name, per_node)
-    return original
-
-
-async def set_pods(client: AsyncClient, node: str, pods: str) -> None:
-    patch = {"status": {"capacity": {"pods": pods}, "allocatable": {"pods": pods}}}
-    await client.patch(Node.Status, node, patch, patch_type=PatchType.MERGE)
 
 
 async def list_all(client: AsyncClient, res: Any, namespace: str | None = None, **selectors: Any) -> list[Any]:
