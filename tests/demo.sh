@@ -201,9 +201,7 @@ pods=$(kubectl get pods -n "$ns" -l "mlops.io/deployment=$md" -o jsonpath='{.ite
 old=$(kubectl get deployment -n "$ns" -l "mlops.io/deployment=$md,mlops.io/version=1.0.0" -o name)
 step "a steady load through the front Service (50 requests/s), kept up until 1.0.0's Pods are gone"
 "$py" "$helper" request >"$work/request.json"
-"$py" tests/dataplane/traffic.py --namespace "$ns" --entry "service/$front" --model "$model" \
-  --body "@$work/request.json" --rate 50 --duration 300 >"$work/load.json" 2>"$work/load.log" &
-load=$!
+start_load "$work/request.json" "$work/load"
 
 step "train 1.1.0 (gradient-boosted trees), register it, ask for production: it takes over from 1.0.0"
 register 1.1.0 "Gradient-boosted trees: learns the night-time step."
@@ -224,16 +222,7 @@ kubectl get events -n "$ns" --field-selector involvedObject.kind=ModelDeployment
   -o custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message
 
 step "the load went on through the whole rollout: every request answered"
-sleep 2
-kill -TERM "$load"
-if ! wait "$load"; then
-  load=''
-  echo "requests failed during the rollout:" >&2
-  cat "$work/load.json" "$work/load.log" >&2
-  exit 1
-fi
-load=''
-"$py" "$helper" load-summary "$work/load.json"
+stop_load "$work/load" "during the rollout"
 
 step "ask 1.1.0's Pods through the front Service"
 ask 1.1.0

@@ -54,7 +54,6 @@ import io
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -88,7 +87,7 @@ from mlops_operator.providers.direct import Readings, values
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.bench import flagger_peer
-from tests.bench.bench_deployments import make_room, set_pods
+from tests.bench.bench_deployments import free_port, make_room, set_pods, wait_live
 from tests.dataplane import traffic
 
 # --- the peer of part 1: the one place that says why it was not measured ----------------------------------------------
@@ -124,12 +123,6 @@ T = TypeVar("T")
 # --- the operator as a process ---------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Operator:
     proc: subprocess.Popen[bytes]
@@ -150,19 +143,8 @@ class Operator:
                  "--metrics", f"127.0.0.1:{metrics_port}", "--allow-file-root", tempfile.gettempdir(), *extra],
                 stdout=out, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
-        op = cls(proc, log, f"http://127.0.0.1:{metrics_port}/metrics")
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(liveness, timeout=2) as resp:
-                    if resp.status == 200:
-                        return op
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                op.proc.kill()
-                raise SystemExit(f"the operator did not become live; see {log}")
-            time.sleep(0.1)
+        wait_live(proc, liveness, log)
+        return cls(proc, log, f"http://127.0.0.1:{metrics_port}/metrics")
 
     def cpu_seconds(self) -> float:
         times = psutil.Process(self.proc.pid).cpu_times()

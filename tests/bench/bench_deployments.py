@@ -92,6 +92,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_live(proc: subprocess.Popen[bytes], liveness: str, log: Path, within: float = 60) -> None:
+    """Until the operator process answers its liveness endpoint; killed, and the bench ended, if it does not."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(liveness, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"the operator did not become live; see {log}")
+        time.sleep(0.1)
+
+
 @dataclass
 class Operator:
     proc: subprocess.Popen[bytes]
@@ -109,19 +125,8 @@ class Operator:
                  "--metrics", "", "--allow-file-root", tempfile.gettempdir()],
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        op = cls(proc, log)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(liveness, timeout=2) as resp:
-                    if resp.status == 200:
-                        return op
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                op.proc.kill()
-                raise SystemExit(f"the operator did not become live; see {log}")
-            time.sleep(0.1)
+        wait_live(proc, liveness, log)
+        return cls(proc, log)
 
     def status_kb(self, field_name: str) -> int:
         """A figure of /proc/<pid>/status in kB (VmRSS, VmHWM)."""

@@ -125,11 +125,11 @@ class CanaryRollouts:
                                   verbs, now, verdict)  # fmt: skip
 
         outcome = decide()
-        metric_status = [] if outcome.new_run else list(status.metrics)
+        metric_status = list(status.metrics)
         requeue: list[float] = [outcome.requeue_after] if outcome.requeue_after is not None else []
         if outcome.window is not None or outcome.measuring is not None:
             assert spec.analysis is not None and outcome.run is not None and md_body is not None
-            provider = await self._provider(spec.analysis.provider, namespace)
+            provider = self._provider(spec.analysis.provider, namespace)
             target = self._target(md_body, outcome.run.candidate, outcome.run.stable or md.stable)
             if outcome.window is not None:
                 window = outcome.window
@@ -139,8 +139,6 @@ class CanaryRollouts:
                 metrics.CANARY_MEASUREMENTS.labels(verdict.result).inc()
                 metric_status = _record(metric_status, spec.analysis.metrics, records, window.end, window.step)
                 outcome = decide(verdict)
-                if outcome.new_run:
-                    metric_status = []
                 requeue = [outcome.requeue_after] if outcome.requeue_after is not None else []
             if outcome.measuring is not None:
                 chosen = _chosen(spec.analysis.metrics, outcome.measuring.metrics)
@@ -151,8 +149,8 @@ class CanaryRollouts:
                     again = 2.0
                 if again is not None:
                     requeue.append(again)
-        if outcome.new_run and spec.analysis is not None:
-            metric_status = _fresh(spec.analysis.metrics)
+        if outcome.new_run:
+            metric_status = _fresh(spec.analysis.metrics) if spec.analysis is not None else []
 
         # The verbs' hints name this rollout (the machine does not know its name).
         outcome.message = outcome.message.replace("<rollout>", meta["name"])
@@ -191,7 +189,7 @@ class CanaryRollouts:
             session = self._sessions[key] = policy.session()
         return session
 
-    async def _provider(self, spec: MetricProvider | None, namespace: str) -> Provider:
+    def _provider(self, spec: MetricProvider | None, namespace: str) -> Provider:
         if spec is not None and spec.prometheus is not None:
             return Prometheus(spec.prometheus, namespace, self._secret, self.policy, self._session(self.policy))
         default = os.environ.get(PROMETHEUS_ENV)

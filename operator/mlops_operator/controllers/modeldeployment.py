@@ -125,6 +125,7 @@ class ModelDeployments:
         canary_of = name if spec.rollout.strategy == "canary" else None
         target = resolve(model_versions, namespace, spec.model, spec.version, spec.follow, canary_of)
         previous = _previous(stored)
+        previous_stable = next((s.version for s in previous if s.role == "stable"), None)
         known = {s.version for s in previous} | {v for v in (spec.version,) if v}
         if isinstance(target, Resolved):
             known.add(target.version)
@@ -133,10 +134,12 @@ class ModelDeployments:
         notes: list[str] = []
         if isinstance(target, Resolved) and spec.rollout.strategy == "canary":
             steer = canary.steer(self.rollouts.by("deployment", (namespace, name)), target.version)
-            stable = next((s.version for s in previous if s.role == "stable"), None)
-            if steer is not None and steer.stopped is not None and stable is not None and stable != target.version:
+            if (
+                steer is not None and steer.stopped is not None
+                and previous_stable is not None and previous_stable != target.version
+            ):  # fmt: skip
                 # Rolled back or aborted: the stable version takes the traffic back and the candidate drains.
-                planned = stable
+                planned = previous_stable
                 notes.append(f"canary {target.version} stopped by canaryrollout {steer.rollout} ({steer.phase}): "
                              f"{steer.stopped}")  # fmt: skip
         weight = steer.weight if steer is not None else None
@@ -208,7 +211,6 @@ class ModelDeployments:
             stopped = target.version if steer.stopped else None
             status.canary = CanaryDriver(rollout=steer.rollout, phase=steer.phase, candidate=target.version,
                                          stopped=stopped, message=steer.message)  # fmt: skip
-        previous_stable = next((s.version for s in previous if s.role == "stable"), None)
         if await self.status.write(body, status) and summary.stable and summary.stable != previous_stable:
             message = f"serving {summary.stable}" + (f" (was {previous_stable})" if previous_stable else "")
             events.record(body, "VersionServed", message)

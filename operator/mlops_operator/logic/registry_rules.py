@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mlops_operator.logic.conditions import ConditionStatus
+
 PRODUCTION = "production"
 ARCHIVED = "archived"
 DEVELOPMENT = "development"
@@ -191,7 +193,7 @@ class Verdict:
     comparison: dict[str, Any] | None
     transition_reason: str = "Requested"
     transition_message: str = ""
-    live_gate: str | None = None
+    live_gate: ConditionStatus | None = None
     """Unknown while the live canary has not decided, False when it failed: the GatesPassed condition's status
     when the metric gates pass but the live canary has the last word."""
 

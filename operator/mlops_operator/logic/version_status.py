@@ -97,8 +97,8 @@ def apply_verdict(status: dict[str, Any], verdict: rules.Verdict, generation: in
         conditions = status.get("conditions", [])
     elif verdict.live_gate is not None:
         # The metric gates pass; the live canary has the last word.
-        conditions = set_condition(status.get("conditions", []), "GatesPassed", verdict.live_gate,  # type: ignore[arg-type]
-                                   verdict.reason, verdict.message, generation)  # fmt: skip
+        conditions = set_condition(status.get("conditions", []), "GatesPassed", verdict.live_gate, verdict.reason,
+                                   verdict.message, generation)  # fmt: skip
     elif verdict.gates and verdict.reason != "DuplicateVersion":
         failing = [g for g in verdict.gates if not g["passed"]]
         conditions = set_condition(

@@ -5,7 +5,7 @@ A provider measures the analysis metrics of a candidate and of the stable versio
 provider needs to look during the window (it reads counters at the window's start, at each sample step and at its
 end); the controller calls ``sample`` while a window is open, as often as it asks, and ``measure`` once the window
 has closed. Nothing a provider remembers is needed to resume a rollout: a window whose start it did not see is
-measured again.
+measured from the first reading it took (an error, counted as such, when it took only the last).
 """
 
 from __future__ import annotations

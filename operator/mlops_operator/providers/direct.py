@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -95,7 +95,7 @@ class Direct:
         finally:
             self.windows.pop(key, None)
         if len(readings) < 2:
-            why = "no reading at the start of the window (the operator started during it); measured again"
+            why = "no reading at the start of the window (the operator started during it)"
             return {m.name: Values(error=why) for m in metrics}
         return values(target, metrics, readings)
 
@@ -138,19 +138,15 @@ def _ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
-def _increase(a: Mapping[str, measure.Reading], b: Mapping[str, measure.Reading]) -> measure.Reading:
-    return measure.increase(a, b)
-
-
 def values(
     target: Target, metrics: Sequence[AnalysisMetric], readings: Sequence[tuple[datetime, Readings]]
 ) -> dict[str, Values]:
     """Every metric's values from a window's readings (at least two, oldest first)."""
     (t0, first), (t1, last) = readings[0], readings[-1]
     seconds = max((t1 - t0).total_seconds(), 1e-9)
-    whole = {v: _increase(first.get(v, {}), last.get(v, {})) for v in last}
+    whole = {v: measure.increase(first.get(v, {}), last.get(v, {})) for v in last}
     pieces = [
-        (max((tb - ta).total_seconds(), 1e-9), {v: _increase(ra.get(v, {}), rb.get(v, {})) for v in rb})
+        (max((tb - ta).total_seconds(), 1e-9), {v: measure.increase(ra.get(v, {}), rb.get(v, {})) for v in rb})
         for (ta, ra), (tb, rb) in itertools.pairwise(readings)
     ]
     out: dict[str, Values] = {}
