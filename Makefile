@@ -11,7 +11,7 @@ CLUSTER_ENV := eval "$$(tests/cluster/env.sh)"
 PYTEST_ARGS ?=
 
 .PHONY: all venv crds lint unit integration test cluster cluster-down demo bench bench-tools clean helm chart-crds \
-	manifests chart-lint
+	manifests chart-lint proto
 
 all: test
 
@@ -45,6 +45,12 @@ manifests: chart-crds
 chart-lint:
 	$(HELM_PATH) && helm lint --strict charts/mlops-operator && \
 		helm lint --strict charts/mlops-operator --values charts/mlops-operator/ci/namespaced-values.yaml
+
+# The model server's gRPC modules, generated from its .proto with grpcio-tools (committed: installing needs no
+# compiler). Run after editing operator/mlops_operator/server/oip/inference.proto; a unit test fails when they differ.
+PROTO := mlops_operator/server/oip/inference.proto
+proto: venv
+	cd operator && ../$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. $(PROTO)
 
 lint: venv
 	$(BIN)/ruff check --config operator/pyproject.toml operator tests

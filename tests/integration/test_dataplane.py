@@ -74,6 +74,36 @@ def answers(ip: str) -> bool:
         return False
 
 
+def grpc_endpoints(kubectl: Kubectl, version: str) -> list[traffic.Endpoint]:
+    """The ready endpoints of the version Service's grpc port, as kube-proxy reads its EndpointSlices."""
+    from mlops_operator.builders.serving import child_name
+
+    name = child_name("fraud", version)
+    service = json.loads(kubectl.run("get", "service", name, "-o", "json").stdout)
+    slices = json.loads(
+        kubectl.run("get", "endpointslices", "-l", f"kubernetes.io/service-name={name}", "-o", "json").stdout
+    )["items"]
+    return [e for e in traffic.slice_endpoints(service, slices, "grpc") if e.ready]
+
+
+def grpc_predictions(address: str) -> tuple[list[Any], int]:
+    """The predict output of ROWS over the gRPC endpoint at ``address``, and its health service's readiness."""
+    import grpc  # type: ignore[import-untyped]
+    from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+
+    from mlops_operator.server.oip import inference_pb2 as pb
+    from mlops_operator.server.oip import inference_pb2_grpc as pb_grpc
+
+    request = pb.ModelInferRequest(model_name="fraud", outputs=[{"name": "predict"}])
+    request.inputs.add(name="x", datatype="FP32", shape=ROWS.shape).contents.fp32_contents.extend(ROWS.ravel().tolist())
+    with grpc.insecure_channel(address) as channel:
+        answer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=10)
+        check = health_pb2.HealthCheckRequest(service="inference.GRPCInferenceService")
+        status = health_pb2_grpc.HealthStub(channel).Check(check, timeout=10).status
+    assert (answer.model_name, answer.model_version) == ("fraud", "1.0.0")
+    return list(answer.outputs[0].contents.int64_contents), status
+
+
 def predictions(artifact_name: str) -> list[Any]:
     model = joblib.load(io.BytesIO(_model_bytes(artifact_name)))
     return model.predict(ROWS).tolist()  # type: ignore[no-any-return]
@@ -95,6 +125,11 @@ def test_each_pod_is_a_server_process_on_its_own_ip(kubectl: Kubectl, operator: 
         assert (answer["model_name"], answer["model_version"]) == ("fraud", "1.0.0")
         predicted = next(o for o in answer["outputs"] if o["name"] == "predict")
         assert predicted["data"] == expected, ip
+    # The gRPC endpoint of each Pod, found as a client in the cluster finds it: the version Service's grpc port.
+    endpoints = grpc_endpoints(kubectl, "1.0.0")
+    assert {(e.address, e.port) for e in endpoints} == {(ip, 8081) for ip in ips}
+    for endpoint in endpoints:
+        assert grpc_predictions(f"{endpoint.address}:{endpoint.port}") == (expected, 1)  # 1: SERVING
     # A deleted Pod's process stops (after its preStop pause and SIGTERM); the ReplicaSet's new Pod gets a process
     # of its own on a new IP.
     victim = pods[0]

@@ -35,6 +35,8 @@ class Server:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    grpc: str = ""
+    """host:port of the gRPC endpoint."""
 
     def call(self, path: str, body: Any = None, method: str | None = None, raw: bytes | None = None,
              timeout: float = 30) -> tuple[int, Any]:  # fmt: skip
@@ -54,13 +56,14 @@ class Server:
 
 
 def start(tmp: Path, *args: str, ready: bool = True) -> Server:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     log = tmp / f"server-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "mlops_operator.server.main", "--model-name", "fraud",
-                                    "--model-version", "1.0.0", "--host", "127.0.0.1", "--port", str(port), *args],
+                                    "--model-version", "1.0.0", "--host", "127.0.0.1", "--port", str(port),
+                                    "--grpc-port", str(grpc_port), *args],
                                    stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    server = Server(f"http://127.0.0.1:{port}", process, log)
+    server = Server(f"http://127.0.0.1:{port}", process, log, f"127.0.0.1:{grpc_port}")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert process.poll() is None, log.read_text()
@@ -220,8 +223,9 @@ def test_metrics_and_sketch(sklearn_server: Server, model: dict[str, Any]) -> No
     assert delta_yes == int(labels.sum())
     status, text = sklearn_server.call("/metrics")
     assert status == 200
-    assert 'mlops_server_requests_total{code="200",model="fraud",version="1.0.0"}' in text
-    assert 'mlops_server_request_duration_seconds_bucket{le="0.005",model="fraud",version="1.0.0"}' in text
+    assert 'mlops_server_requests_total{code="200",model="fraud",protocol="rest",version="1.0.0"}' in text
+    assert ('mlops_server_request_duration_seconds_bucket{le="0.005",model="fraud",protocol="rest",version="1.0.0"}'
+            in text)  # fmt: skip
     assert "mlops_server_inflight_requests" in text and "mlops_server_model_load_seconds" in text
     assert 'mlops_server_feature_bin_total{bin="0",feature="amount",model="fraud",version="1.0.0"}' in text
     assert "_created" not in text
@@ -313,6 +317,134 @@ def test_sigterm_finishes_in_flight_requests(model: dict[str, Any], tmp_path: Pa
     # Its log, from start to shutdown, is JSON lines only.
     entries = json_lines(server.log)
     assert entries and all(entry.get("level") for entry in entries), entries
+
+
+def test_sigterm_stops_the_grpc_endpoint_too(model: dict[str, Any], tmp_path: Path) -> None:
+    # (A call in flight finishing during the shutdown is shown in-process, in tests/unit/test_server_grpc.py.)
+    import grpc  # type: ignore[import-untyped]
+
+    from mlops_operator.server.oip import inference_pb2 as pb
+    from mlops_operator.server.oip import inference_pb2_grpc as pb_grpc
+
+    tmp = model["dir"]
+    server = start(tmp_path, "--source", f"file://{tmp}/model.joblib")
+    with grpc.insecure_channel(server.grpc) as channel:
+        assert pb_grpc.GRPCInferenceServiceStub(channel).ServerReady(pb.ServerReadyRequest(), timeout=10).ready
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(30) == 0
+    assert any(entry["message"] == "gRPC endpoint stopped" for entry in json_lines(server.log))
+    with grpc.insecure_channel(server.grpc) as channel, pytest.raises(grpc.RpcError) as refused:
+        pb_grpc.GRPCInferenceServiceStub(channel).ServerLive(pb.ServerLiveRequest(), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_grpc_answers_as_rest_and_counts_into_the_sketch(sklearn_server: Server, model: dict[str, Any]) -> None:
+    import grpc  # type: ignore[import-untyped]
+
+    from mlops_operator.server.oip import inference_pb2 as pb
+    from mlops_operator.server.oip import inference_pb2_grpc as pb_grpc
+
+    rows = np.random.default_rng(4).normal(size=(7, 4)) * [100, 20, 1, 6] + [200, 40, 0, 12]
+    before = sklearn_server.call("/v2/models/fraud/sketch")[1]["samples"]
+    request = pb.ModelInferRequest(model_name="fraud", model_version="1.0.0", outputs=[{"name": "predict"}])
+    request.inputs.add(name="features", datatype="FP64", shape=rows.shape).contents.fp64_contents.extend(rows.ravel())
+    with grpc.insecure_channel(sklearn_server.grpc) as channel:
+        answer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=10)
+    status, rest = sklearn_server.call("/v2/models/fraud/infer", infer_body(rows, outputs=[{"name": "predict"}]))
+    assert status == 200
+    assert list(answer.outputs[0].contents.int64_contents) == rest["outputs"][0]["data"]
+    assert rest["outputs"][0]["data"] == model["clf"].predict(rows).tolist()
+    # Both requests' rows reach the drift sketch (it is flushed between requests).
+    deadline = time.monotonic() + 10
+    while sklearn_server.call("/v2/models/fraud/sketch")[1]["samples"] != before + 14:
+        assert time.monotonic() < deadline, sklearn_server.call("/v2/models/fraud/sketch")[1]["samples"]
+        time.sleep(0.05)
+    metrics = sklearn_server.call("/metrics")[1]
+    assert 'mlops_server_requests_total{code="200",model="fraud",protocol="grpc",version="1.0.0"}' in metrics
+
+
+def test_a_taken_grpc_port_stops_the_server_with_the_reason(model: dict[str, Any], tmp_path: Path) -> None:
+    import socket
+
+    tmp = model["dir"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "mlops_operator.server.main", "--model-name", "fraud",
+                               "--source", f"file://{tmp}/model.joblib", "--host", "127.0.0.1",
+                               "--port", str(free_port()), "--grpc-port", str(port)],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert f"cannot listen for gRPC on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grpc-port", "8080"], "--grpc-port and --port are both 8080"),
+        (["--grpc-port", "70000"], "--grpc-port (MLOPS_GRPC_PORT) must be a port number or 0"),
+    ],
+)
+def test_port_flags_are_checked(args: list[str], message: str) -> None:
+    command = [sys.executable, "-m", "mlops_operator.server.main", "--model-name", "fraud", "--source", "file:///x"]
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+GRPC_CLIENT = """
+import sys
+import numpy as np
+import tritonclient.grpc as triton
+
+address, rows_path, expected_path, proba_path = sys.argv[1:]
+rows, expected, proba = np.load(rows_path), np.load(expected_path), np.load(proba_path)
+client = triton.InferenceServerClient(address)
+assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("fraud")
+assert client.is_model_ready("fraud", "1.0.0")
+metadata = client.get_server_metadata(as_json=True)
+assert metadata["name"] == "mlops-server" and "binary_tensor_data" in metadata["extensions"], metadata
+model = client.get_model_metadata("fraud", as_json=True)
+assert model["versions"] == ["1.0.0"] and model["inputs"][0]["name"] == "features", model
+features = triton.InferInput("features", list(rows.shape), "FP64")
+features.set_data_from_numpy(rows)
+outputs = [triton.InferRequestedOutput("predict"), triton.InferRequestedOutput("predict_proba")]
+result = client.infer("fraud", [features], outputs=outputs, model_version="1.0.0", request_id="abc")
+assert result.get_response().id == "abc"
+assert result.as_numpy("predict").tolist() == expected.tolist()
+np.testing.assert_allclose(result.as_numpy("predict_proba").reshape(proba.shape), proba)
+wrong = triton.InferInput("features", [2, 3], "FP64")
+wrong.set_data_from_numpy(np.zeros((2, 3)))
+try:
+    client.infer("fraud", [wrong])
+except triton.InferenceServerException as exc:
+    assert exc.status() == "StatusCode.INVALID_ARGUMENT", exc.status()
+    assert "does not match the signature" in exc.message(), exc.message()
+else:
+    raise AssertionError("a wrong shape was answered")
+try:
+    client.infer("other", [features])
+except triton.InferenceServerException as exc:
+    assert exc.status() == "StatusCode.NOT_FOUND", exc.status()
+else:
+    raise AssertionError("an unknown model was answered")
+print("ok")
+"""
+
+
+def test_a_grpc_client_library_we_did_not_write_talks_to_the_server(sklearn_server: Server, model: dict[str, Any],
+                                                                     tmp_path: Path) -> None:  # fmt: skip
+    # Triton's gRPC client (raw tensors in and out), in a process of its own: its generated copy of the protocol
+    # cannot share a descriptor pool with ours.
+    rows = np.random.default_rng(5).normal(size=(16, 4)) * [100, 20, 1, 6] + [200, 40, 0, 12]
+    np.save(tmp_path / "rows.npy", rows)
+    np.save(tmp_path / "expected.npy", model["clf"].predict(rows))
+    np.save(tmp_path / "proba.npy", model["clf"].predict_proba(rows))
+    done = subprocess.run([sys.executable, "-c", GRPC_CLIENT, sklearn_server.grpc, str(tmp_path / "rows.npy"),
+                           str(tmp_path / "expected.npy"), str(tmp_path / "proba.npy")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
 
 
 def test_openapi_fuzzing_finds_no_server_error(sklearn_server: Server) -> None:

@@ -193,7 +193,10 @@ def expected_container(env: list[dict[str, str]], **over: Any) -> dict[str, Any]
         "image": "ghcr.io/mlops/operator:0.1.0",
         "command": ["mlops-server"],
         "env": env,
-        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
+        ],
         "startupProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": "http"},
             "periodSeconds": 5,
@@ -232,6 +235,7 @@ BASE_ENV = [
 ]
 SERVER_ENV = [
     {"name": "MLOPS_SERVER_PORT", "value": "8080"},
+    {"name": "MLOPS_GRPC_PORT", "value": "8081"},
     {"name": "MLOPS_MAX_REQUEST_BYTES", "value": "10485760"},
     {"name": "MLOPS_GRACEFUL_SECONDS", "value": "20"},
 ]
@@ -344,16 +348,20 @@ def test_signature_env_is_the_same_whatever_the_key_order() -> None:
 
 def test_deployment_server_settings_and_resources() -> None:
     settings = {
-        "server": {"image": "registry.local/server:2", "port": 9000, "maxRequestBytes": 2048},
+        "server": {"image": "registry.local/server:2", "port": 9000, "grpcPort": 9001, "maxRequestBytes": 2048},
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 2}},
     }
     out = deployment(OWNER, spec(**settings), served(), "ghcr.io/mlops/operator:0.1.0")
     template = out["spec"]["template"]
     container = template["spec"]["containers"][0]
     assert container["image"] == "registry.local/server:2"
-    assert container["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
-    assert container["env"][-3:] == [
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 9000, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 9001, "protocol": "TCP"},
+    ]
+    assert container["env"][-4:] == [
         {"name": "MLOPS_SERVER_PORT", "value": "9000"},
+        {"name": "MLOPS_GRPC_PORT", "value": "9001"},
         {"name": "MLOPS_MAX_REQUEST_BYTES", "value": "2048"},
         {"name": "MLOPS_GRACEFUL_SECONDS", "value": "20"},
     ]
@@ -393,7 +401,10 @@ def test_a_role_change_leaves_the_pod_template_and_selector_alone(role: str) -> 
 
 # --- Services --------------------------------------------------------------------------------------------------------
 
-PORTS = [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
+PORTS = [
+    {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},
+    {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"},
+]
 
 
 def test_version_service() -> None:
@@ -423,6 +434,15 @@ def test_front_service(in_traffic: list[str], pod_selector: dict[str, str]) -> N
         "metadata": {"name": "fraud", "namespace": "ml", "labels": front_labels, "ownerReferences": OWNER_REFS},
         "spec": {"type": "ClusterIP", "selector": pod_selector, "ports": PORTS},
     }
+
+
+def test_grpc_off_leaves_only_http() -> None:
+    off = spec(server={"grpcPort": 0})
+    container = deployment(OWNER, off, served(), "img")["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert {"name": "MLOPS_GRPC_PORT", "value": "0"} in container["env"]
+    for service in (version_service(OWNER, off, served()), front_service(OWNER, off, ["1.1.0"])):
+        assert service["spec"]["ports"] == PORTS[:1]
 
 
 # --- HPA and PDB -----------------------------------------------------------------------------------------------------

@@ -13,13 +13,14 @@ from mlops_operator.server.metrics import ServerMetrics
 
 
 def page(requests: dict[int, int], latencies: list[float]) -> str:
-    """A real model server's /metrics page after answering ``requests`` (by code) with ``latencies``."""
+    """A real model server's /metrics page after answering ``requests`` (by code) with ``latencies``, over REST and
+    gRPC alternately (the page has a series per protocol; a reading sums them)."""
     metrics = ServerMetrics("fraud", "1.1.0")
     for code, n in requests.items():
-        for _ in range(n):
-            metrics.count(code)
-    for seconds in latencies:
-        metrics.latency.observe(seconds)
+        for i in range(n):
+            metrics.count(code, "grpc" if i % 2 else "rest")
+    for i, seconds in enumerate(latencies):
+        metrics.observe_latency(seconds, "grpc" if i % 2 else "rest")
     return generate_latest(metrics.registry).decode()
 
 

@@ -22,12 +22,13 @@ SPLIT = Traffic({"1.0.0": 90, "1.1.0": 10})
 MIRRORED = Traffic({"1.0.0": 100}, mirror=("2.0.0", 25))
 
 
-def spec(**router: Any) -> ModelDeploymentSpec:
-    return ModelDeploymentSpec.model_validate({"model": "fraud-detector", "version": "1.1.0", "router": router})
+def spec(server: dict[str, Any] | None = None, **router: Any) -> ModelDeploymentSpec:
+    body = {"model": "fraud-detector", "version": "1.1.0", "router": router, "server": server or {}}
+    return ModelDeploymentSpec.model_validate(body)
 
 
-def gateway_spec(**router: Any) -> ModelDeploymentSpec:
-    return spec(type="gatewayAPI", parentRefs=[{"name": "public"}], **router)
+def gateway_spec(server: dict[str, Any] | None = None, **router: Any) -> ModelDeploymentSpec:
+    return spec(server, type="gatewayAPI", parentRefs=[{"name": "public"}], **router)
 
 
 def fqdn(service: str) -> str:
@@ -97,21 +98,38 @@ def test_httproute_weights_each_version_service_in_order() -> None:
                 {"name": child_name("fraud", "1.0.0"), "port": 8080, "weight": 90},
                 {"name": child_name("fraud", "1.1.0"), "port": 8080, "weight": 10},
             ]
-        }
+        },
+        {
+            # gRPC calls (their content type) go to the grpc port, weighted the same.
+            "matches": [{"headers": [{"type": "Exact", "name": "content-type", "value": "application/grpc"}]}],
+            "backendRefs": [
+                {"name": child_name("fraud", "1.0.0"), "port": 8081, "weight": 90},
+                {"name": child_name("fraud", "1.1.0"), "port": 8081, "weight": 10},
+            ],
+        },
     ]
 
 
 def test_httproute_mirrors_to_the_shadow_service() -> None:
     (route,) = GatewayApiRouter().objects(OWNER, gateway_spec(), MIRRORED)
 
+    for rule, port in zip(route["spec"]["rules"], (8080, 8081), strict=True):
+        assert rule["filters"] == [
+            {
+                "type": "RequestMirror",
+                "requestMirror": {"backendRef": {"name": child_name("fraud", "2.0.0"), "port": port}, "percent": 25},
+            }
+        ]
+        assert [ref["name"] for ref in rule["backendRefs"]] == [child_name("fraud", "1.0.0")]
+
+
+def test_without_grpc_one_rule_and_one_route() -> None:
+    (route,) = GatewayApiRouter().objects(OWNER, gateway_spec(server={"grpcPort": 0}), SPLIT)
     (rule,) = route["spec"]["rules"]
-    assert rule["filters"] == [
-        {
-            "type": "RequestMirror",
-            "requestMirror": {"backendRef": {"name": child_name("fraud", "2.0.0"), "port": 8080}, "percent": 25},
-        }
-    ]
-    assert [ref["name"] for ref in rule["backendRefs"]] == [child_name("fraud", "1.0.0")]
+    assert "matches" not in rule and {ref["port"] for ref in rule["backendRefs"]} == {8080}
+    (vs,) = IstioRouter().objects(OWNER, spec(type="istio", server={"grpcPort": 0}), SPLIT)
+    (http,) = vs["spec"]["http"]
+    assert http["name"] == "mlops-weights" and "match" not in http
 
 
 # --- Istio -----------------------------------------------------------------------------------------------------------
@@ -145,22 +163,27 @@ def test_virtualservice_hostnames_and_gateways_override() -> None:
 def test_virtualservice_weights_each_version_service_in_order() -> None:
     (vs,) = IstioRouter().objects(OWNER, spec(type="istio"), SPLIT)
 
-    (http,) = vs["spec"]["http"]
-    assert http["route"] == [
-        {"destination": {"host": fqdn(child_name("fraud", "1.0.0")), "port": {"number": 8080}}, "weight": 90},
-        {"destination": {"host": fqdn(child_name("fraud", "1.1.0")), "port": {"number": 8080}}, "weight": 10},
-    ]
-    assert "mirror" not in http
-    assert "mirrorPercentage" not in http
+    # gRPC calls first (matched by content type) to the grpc port; everything else to http.
+    grpc, http = vs["spec"]["http"]
+    assert grpc["name"] == "mlops-weights-grpc"
+    assert grpc["match"] == [{"headers": {"content-type": {"prefix": "application/grpc"}}}]
+    assert http["name"] == "mlops-weights" and "match" not in http
+    for route, port in ((grpc, 8081), (http, 8080)):
+        assert route["route"] == [
+            {"destination": {"host": fqdn(child_name("fraud", "1.0.0")), "port": {"number": port}}, "weight": 90},
+            {"destination": {"host": fqdn(child_name("fraud", "1.1.0")), "port": {"number": port}}, "weight": 10},
+        ]
+        assert "mirror" not in route
+        assert "mirrorPercentage" not in route
 
 
 def test_virtualservice_mirrors_to_the_shadow_service() -> None:
     (vs,) = IstioRouter().objects(OWNER, spec(type="istio"), MIRRORED)
 
-    (http,) = vs["spec"]["http"]
-    assert http["mirror"] == {"host": fqdn(child_name("fraud", "2.0.0")), "port": {"number": 8080}}
-    assert http["mirrorPercentage"] == {"value": 25.0}
-    assert isinstance(http["mirrorPercentage"]["value"], float)
+    for http, port in zip(vs["spec"]["http"], (8081, 8080), strict=True):
+        assert http["mirror"] == {"host": fqdn(child_name("fraud", "2.0.0")), "port": {"number": port}}
+        assert http["mirrorPercentage"] == {"value": 25.0}
+        assert isinstance(http["mirrorPercentage"]["value"], float)
 
 
 # --- replicas --------------------------------------------------------------------------------------------------------

@@ -122,10 +122,11 @@ def endpoint_slice(
 ) -> Body:
     """An EndpointSlice of the Service ``of`` as the API server holds it. For a Service with a selector, as the
     EndpointSlice controller writes it: the Service's labels, owned by the Service, each endpoint a Pod on the node
-    whose podCIDR holds its address, the port the container port behind the targetPort. Without one, as another
-    writer might: the name label and the endpoints alone. ``port`` and ``port_name`` replace the slice port's."""
+    whose podCIDR holds its address, a slice port per Service port (the container port behind its targetPort).
+    Without one, as another writer might: the name label and the endpoints alone. ``port`` and ``port_name``
+    replace the first slice port's."""
     name, namespace = of["metadata"]["name"], of["metadata"]["namespace"]
-    (service_port,) = of["spec"]["ports"]
+    first, *others = of["spec"]["ports"]
     version = of["metadata"]["labels"]["mlops.io/version"]
     controller = bool(of["spec"].get("selector"))
     metadata: Body = {
@@ -161,10 +162,11 @@ def endpoint_slice(
         "addressType": "IPv4",
         "ports": [
             {
-                "name": service_port["name"] if port_name is None else port_name,
-                "port": container_port(version, service_port) if port is None else port,
+                "name": first["name"] if port_name is None else port_name,
+                "port": container_port(version, first) if port is None else port,
                 "protocol": "TCP",
-            }
+            },
+            *({"name": p["name"], "port": container_port(version, p), "protocol": "TCP"} for p in others),
         ],
         "endpoints": [endpoint(address, conditions) for address, conditions in endpoints],
     }
@@ -513,11 +515,15 @@ def test_slice_endpoints_keep_the_terminating_conditions() -> None:
     assert traffic.eligible(found) == [Endpoint("10.244.1.12", 9000, False, True, True)]
 
 
-@pytest.mark.parametrize(("port", "found"), [(None, 1), (8080, 1), ("http", 1), (9999, 0), ("grpc", 0)])
-def test_slice_endpoints_of_a_service_port(port: int | str | None, found: int) -> None:
+@pytest.mark.parametrize(
+    ("port", "target"),
+    [(None, 9000), (8080, 9000), ("http", 9000), (9999, None), ("grpc", 8081), (8081, 8081), ("metrics", None)],
+)
+def test_slice_endpoints_of_a_service_port(port: int | str | None, target: int | None) -> None:
     slices = [version_slice("1.0.0", ("10.244.0.11", READY))]
 
-    assert traffic.slice_endpoints(service("1.0.0"), slices, port) == [ready("10.244.0.11")] * found
+    found = traffic.slice_endpoints(service("1.0.0"), slices, port)
+    assert found == ([ready("10.244.0.11", target)] if target else [])
 
 
 def test_a_service_with_several_ports_is_reached_on_http_without_a_port() -> None:

@@ -128,10 +128,23 @@ class Batching(ApiModel):
 class ServerSettings(ApiModel):
     """Settings of the model server Pods."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            rule(
+                "!has(self.grpcPort) || !has(self.port) || self.grpcPort == 0 || self.grpcPort != self.port",
+                "grpcPort must differ from port (8080 and 8081 by default): the two endpoints need their own ports",
+                ".grpcPort",
+            ),
+        )
+    )
+
     image: str | None = Field(default=None, max_length=512)
     """The model server image; by default the operator's own image."""
     port: int = Field(default=8080, ge=1, le=65535)
-    """The HTTP port of the Open Inference Protocol V2 endpoints."""
+    """The HTTP port of the Open Inference Protocol V2 endpoints (REST)."""
+    grpc_port: int = Field(default=8081, ge=0, le=65535)
+    """The port of the protocol's gRPC endpoint (inference.GRPCInferenceService, and grpc.health.v1.Health for
+    gRPC probes); 0 turns it off. The Pods and the Services expose it as the port named grpc."""
     max_request_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     """Requests with a larger body get 413."""
     batching: Batching | None = None

@@ -26,6 +26,8 @@ Body = dict[str, Any]
 SERVER = "mlops-server"
 MANAGED_BY = "mlops-operator"
 SERVICE_PORT = 8080
+SERVICE_GRPC_PORT = 8081
+"""The Services' ports: http (REST) and, unless spec.server.grpcPort is 0, grpc."""
 PROFILE_DIR = "/etc/mlops/profile"
 PVC_ROOT = "/mnt/pvc"
 # The non-root user of distroless-style images; any non-zero uid passes the restricted Pod Security level.
@@ -270,6 +272,7 @@ def deployment(owner: Body, spec: ModelDeploymentSpec, served: Workload, image: 
         mounts.append({"name": "model", "mountPath": f"{PVC_ROOT}/{source.netloc}", "readOnly": True})
     env += [
         ("MLOPS_SERVER_PORT", str(port)),
+        ("MLOPS_GRPC_PORT", str(spec.server.grpc_port)),
         ("MLOPS_MAX_REQUEST_BYTES", str(spec.server.max_request_bytes)),
         ("MLOPS_GRACEFUL_SECONDS", str(GRACEFUL_SECONDS)),
     ]
@@ -285,7 +288,7 @@ def deployment(owner: Body, spec: ModelDeploymentSpec, served: Workload, image: 
         "image": spec.server.image or image,
         "command": [SERVER],
         "env": [{"name": key, "value": value} for key, value in env],
-        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "ports": _container_ports(spec),
         # The server is live at once and ready once the model is loaded: startup waits on readiness, so that a
         # slow load is not killed and a failed one is restarted after the deadline.
         "startupProbe": _probe(
@@ -359,27 +362,36 @@ def deployment(owner: Body, spec: ModelDeploymentSpec, served: Workload, image: 
 # --- services --------------------------------------------------------------------------------------------------------
 
 
-def _service(metadata: Body, pod_selector: dict[str, str]) -> Body:
+def _container_ports(spec: ModelDeploymentSpec) -> list[Body]:
+    ports = [{"name": "http", "containerPort": spec.server.port, "protocol": "TCP"}]
+    if spec.server.grpc_port:
+        ports.append({"name": "grpc", "containerPort": spec.server.grpc_port, "protocol": "TCP"})
+    return ports
+
+
+def _service(metadata: Body, spec: ModelDeploymentSpec, pod_selector: dict[str, str]) -> Body:
+    ports = [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]
+    if spec.server.grpc_port:
+        # h2c: gRPC is HTTP/2 without TLS, which meshes and gateways read from the port's application protocol.
+        ports.append({"name": "grpc", "port": SERVICE_GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
+                      "appProtocol": "kubernetes.io/h2c"})  # fmt: skip
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata,
-        "spec": {
-            "type": "ClusterIP",
-            "selector": pod_selector,
-            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
-        },
+        "spec": {"type": "ClusterIP", "selector": pod_selector, "ports": ports},
     }
 
 
 def version_service(owner: Body, spec: ModelDeploymentSpec, served: Workload) -> Body:
-    """The ClusterIP Service of one version (port 8080, named http): the backend routers weight, and the address
-    of a preview."""
-    return _service(_version_metadata(owner, spec, served), selector(owner["metadata"]["name"], served.version))
+    """The ClusterIP Service of one version (port 8080 named http, and 8081 named grpc unless gRPC is off): the
+    backend routers weight, and the address of a preview."""
+    return _service(_version_metadata(owner, spec, served), spec, selector(owner["metadata"]["name"], served.version))
 
 
 def front_service(owner: Body, spec: ModelDeploymentSpec, versions: list[str]) -> Body:
-    """The front Service, named ``front_name(<deployment>)``, port 8080: the deployment's in-cluster URL.
+    """The front Service, named ``front_name(<deployment>)``, ports 8080 (http) and 8081 (grpc): the deployment's
+    in-cluster address.
 
     ``versions`` are the versions that take live traffic through it. With exactly one, it selects only that
     version's Pods (a preview, a shadow or a version being retired gets nothing); otherwise it selects every Pod of
@@ -388,17 +400,17 @@ def front_service(owner: Body, spec: ModelDeploymentSpec, versions: list[str]) -
     """
     name = owner["metadata"]["name"]
     pinned = versions[0] if len(versions) == 1 else None
-    return _service(_metadata(owner, front_name(name), labels(name, spec.model)), selector(name, pinned))
+    return _service(_metadata(owner, front_name(name), labels(name, spec.model)), spec, selector(name, pinned))
 
 
 def preview_service(owner: Body, spec: ModelDeploymentSpec, version: str) -> Body:
-    """The blueGreen preview Service, named ``preview_name(<deployment>)``, port 8080: the version in preview, before
-    it takes the traffic."""
+    """The blueGreen preview Service, named ``preview_name(<deployment>)``, ports 8080 and 8081 as the others: the
+    version in preview, before it takes the traffic."""
     name = owner["metadata"]["name"]
     # No version label: Services with one are scraped per version (the chart's ServiceMonitor), and this one
     # selects Pods that the version's own Service already covers.
     metadata = _metadata(owner, preview_name(name), labels(name, spec.model, role="preview"))
-    return _service(metadata, selector(name, version))
+    return _service(metadata, spec, selector(name, version))
 
 
 def owned(owner: Body, obj: Body) -> Body:

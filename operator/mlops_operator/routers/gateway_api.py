@@ -1,14 +1,18 @@
 """The Gateway API router: one HTTPRoute (gateway.networking.k8s.io/v1) with a weighted backendRef per version's
-Service, attached to the Gateways of spec.router.parentRefs, and a RequestMirror filter for a shadow version."""
+Service, attached to the Gateways of spec.router.parentRefs, and a RequestMirror filter for a shadow version. With
+the gRPC endpoint on, a second rule takes gRPC calls (header content-type exactly application/grpc, what gRPC
+clients send) to the Services' grpc port with the same weights; the first takes everything else to their http
+port."""
 
 from __future__ import annotations
 
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
-from mlops_operator.builders.serving import SERVICE_PORT, child_name, front_name, labels
+from mlops_operator.builders.serving import SERVICE_GRPC_PORT, SERVICE_PORT, child_name, front_name, labels
 from mlops_operator.routers import Body, Traffic, stable_only
 from mlops_operator.runtime.kinds import Resource
 
 HTTPROUTE = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
+GRPC_MATCH = {"headers": [{"type": "Exact", "name": "content-type", "value": "application/grpc"}]}
 
 
 class GatewayApiRouter:
@@ -26,24 +30,31 @@ class GatewayApiRouter:
             if ref.section_name:
                 parent["sectionName"] = ref.section_name
             parents.append(parent)
-        rule: Body = {
-            "backendRefs": [
-                {"name": child_name(name, version), "port": SERVICE_PORT, "weight": weight}
-                for version, weight in traffic.weights.items()
-            ]
-        }
-        if traffic.mirror is not None:
-            version, percent = traffic.mirror
-            rule["filters"] = [
-                {
-                    "type": "RequestMirror",
-                    "requestMirror": {
-                        "backendRef": {"name": child_name(name, version), "port": SERVICE_PORT},
-                        "percent": percent,
-                    },
-                }
-            ]
-        body: Body = {"parentRefs": parents, "rules": [rule]}
+
+        def rule(port: int) -> Body:
+            out: Body = {
+                "backendRefs": [
+                    {"name": child_name(name, version), "port": port, "weight": weight}
+                    for version, weight in traffic.weights.items()
+                ]
+            }
+            if traffic.mirror is not None:
+                version, percent = traffic.mirror
+                out["filters"] = [
+                    {
+                        "type": "RequestMirror",
+                        "requestMirror": {
+                            "backendRef": {"name": child_name(name, version), "port": port},
+                            "percent": percent,
+                        },
+                    }
+                ]
+            return out
+
+        rules = [rule(SERVICE_PORT)]
+        if spec.server.grpc_port:
+            rules.append({"matches": [GRPC_MATCH], **rule(SERVICE_GRPC_PORT)})
+        body: Body = {"parentRefs": parents, "rules": rules}
         if router.hostnames:
             body["hostnames"] = list(router.hostnames)
         return [

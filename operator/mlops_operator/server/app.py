@@ -31,6 +31,10 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON_HEADERS = [(b"content-type", b"application/json")]
+CANCELLED = 499
+"""The code counted for a request cancelled before its answer (its client went away; the code proxies use)."""
+EXTENSIONS = ("binary_tensor_data",)
+"""The protocol extensions the server supports, as its metadata lists them."""
 
 
 class HttpError(Exception):
@@ -112,8 +116,7 @@ class InferenceServer:
         if path == "/v2/health/ready":
             return (200 if ready else 503), orjson.dumps({"ready": ready}), JSON_HEADERS
         if path == "/v2":
-            body = {"name": "mlops-server", "version": __version__, "extensions": ["binary_tensor_data"]}
-            return 200, orjson.dumps(body), JSON_HEADERS
+            return 200, orjson.dumps(self.server_metadata()), JSON_HEADERS
         if path == "/metrics":
             return 200, generate_latest(self.metrics.registry), [(b"content-type", CONTENT_TYPE_LATEST.encode())]
         if path in ("/openapi.json", "/v2/openapi.json"):
@@ -121,7 +124,7 @@ class InferenceServer:
         if path.startswith("/v2/models/"):
             rest = self._model_path(path)
             if rest == "":
-                return 200, orjson.dumps(self._metadata()), JSON_HEADERS
+                return 200, orjson.dumps(self.model_metadata()), JSON_HEADERS
             if rest == "/ready":
                 return 200, orjson.dumps({"name": state.name, "ready": ready}), JSON_HEADERS
             if rest == "/sketch":
@@ -144,7 +147,7 @@ class InferenceServer:
             rest = rest[2:]
         return "/" + "/".join(rest) if rest else ""
 
-    def _metadata(self) -> dict[str, Any]:
+    def model_metadata(self) -> dict[str, Any]:
         state = self.state
         if state.runtime is None or state.signature is None:
             raise HttpError(503, state.error or f"model {state.name!r} is loading")
@@ -160,35 +163,33 @@ class InferenceServer:
     # --- inference -------------------------------------------------------------------------------------------------
 
     async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics = self.metrics
-        metrics.inflight.inc()
-        self._busy += 1
-        started = time.perf_counter()
-        status = 200
+        started = self.begin()
+        status, answered = CANCELLED, False
         try:
-            if scope["method"] != "POST":
-                raise HttpError(405, "infer takes POST")
-            if self._model_path(scope["path"]) != "/infer":
-                raise HttpError(404, f"no such endpoint: {scope['path']}")
-            body = await self._read_body(scope, receive)
-            if self.state.runtime is None:
-                raise HttpError(503, self.state.error or f"model {self.state.name!r} is not ready")
-            payload, headers = await self._predict(body, _header_length(scope))
-        except HttpError as exc:
-            status, payload, headers = exc.status, orjson.dumps({"error": str(exc)}), JSON_HEADERS
-        except Exception as exc:  # a model failure must not take the server down
-            log.exception("inference failed")
-            status, headers = 500, JSON_HEADERS
-            payload = orjson.dumps({"error": f"inference failed: {type(exc).__name__}: {exc}"})
-        self._busy -= 1
-        await _respond(send, status, payload, headers)
-        metrics.inflight.dec()
-        metrics.count(status)
-        metrics.latency.observe(time.perf_counter() - started)
-        sketch = self.state.sketch
-        if sketch is not None and sketch.due:
-            # Counted once this answer is on its way, between requests: none of them waits for it.
-            asyncio.get_running_loop().call_soon(sketch.flush)
+            try:
+                if scope["method"] != "POST":
+                    raise HttpError(405, "infer takes POST")
+                if self._model_path(scope["path"]) != "/infer":
+                    raise HttpError(404, f"no such endpoint: {scope['path']}")
+                body = await self._read_body(scope, receive)
+                if self.state.runtime is None:
+                    raise HttpError(503, self.state.error or f"model {self.state.name!r} is not ready")
+                payload, headers = await self._predict(body, _header_length(scope))
+                status = 200
+            except HttpError as exc:
+                status, payload, headers = exc.status, orjson.dumps({"error": str(exc)}), JSON_HEADERS
+            except Exception as exc:  # a model failure must not take the server down
+                log.exception("inference failed")
+                status, headers = 500, JSON_HEADERS
+                payload = orjson.dumps({"error": f"inference failed: {type(exc).__name__}: {exc}"})
+            self.answered()
+            answered = True
+            await _respond(send, status, payload, headers)
+        finally:
+            # Also when the request is cancelled: it must not hold batches back, nor stay counted in flight.
+            if not answered:
+                self.answered()
+            self.end(started, status, "rest")
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.max_body_bytes
@@ -211,8 +212,6 @@ class InferenceServer:
     async def _predict(self, raw: bytes, header_length: int | None) -> tuple[bytes, list[tuple[bytes, bytes]]]:
         """The answer's body and headers. With ``header_length`` (the binary tensor extension) the body is that
         many bytes of JSON followed by the binary inputs."""
-        state = self.state
-        assert state.runtime is not None and state.signature is not None
         binary = b""
         if header_length is not None:
             if header_length > len(raw):
@@ -225,15 +224,11 @@ class InferenceServer:
             where = " (the JSON header of a binary request)" if header_length is not None else ""
             raise HttpError(400, f"the body is not valid JSON{where}: {exc}") from None
         try:
-            inputs = parse_inputs(request, state.signature, binary)
-            wanted = _requested_outputs(request, state.runtime.output_names(), state.signature)
-            in_binary = _binary_outputs(request, wanted)
+            inputs, wanted = self.prepare(request, binary)
+            in_binary = binary_outputs(request, wanted)
         except RequestError as exc:
             raise HttpError(400, str(exc)) from None
-        results = await self.batcher(inputs, wanted)
-        if state.sketch is not None and state.sketch_input is not None:
-            # Inputs are always counted; the prediction when this request asked for that output.
-            state.sketch.count(inputs[state.sketch_input], results.get(state.sketch_output or ""))
+        results = await self.run(inputs, wanted)
         outputs, tails = [], []
         for name in wanted:
             if name in in_binary:
@@ -242,6 +237,7 @@ class InferenceServer:
                 tails.append(tail)
             else:
                 outputs.append(output_tensor(name, np.asarray(results[name])))
+        state = self.state
         response: dict[str, Any] = {"model_name": state.name, "model_version": state.version, "outputs": outputs}
         if isinstance(request.get("id"), str):
             response["id"] = request["id"]
@@ -251,6 +247,50 @@ class InferenceServer:
         headers = [(b"content-type", b"application/octet-stream"),
                    (b"inference-header-content-length", str(len(head)).encode())]  # fmt: skip
         return b"".join([head, *tails]), headers
+
+    # --- shared by REST and gRPC -----------------------------------------------------------------------------------
+
+    def prepare(self, request: Any, binary: bytes = b"") -> tuple[dict[str, Any], tuple[str, ...]]:
+        """A request (V2 JSON form; binary inputs read from ``binary``) checked against the signature: its inputs as
+        arrays and the outputs it asks for. Raises RequestError; nothing is predicted."""
+        state = self.state
+        assert state.runtime is not None and state.signature is not None
+        inputs = parse_inputs(request, state.signature, binary)
+        return inputs, _requested_outputs(request, state.runtime.output_names(), state.signature)
+
+    async def run(self, inputs: dict[str, Any], wanted: tuple[str, ...]) -> dict[str, Any]:
+        """The outputs ``wanted`` for checked ``inputs``, predicted with the requests that wait with it; the inputs
+        (and the prediction, when asked for) counted into the drift sketch."""
+        state = self.state
+        results = await self.batcher(inputs, wanted)
+        if state.sketch is not None and state.sketch_input is not None:
+            # Inputs are always counted; the prediction when this request asked for that output.
+            state.sketch.count(inputs[state.sketch_input], results.get(state.sketch_output or ""))
+        return results
+
+    def begin(self) -> float:
+        """An inference request starts (REST or gRPC): counted as in flight and busy (batches wait for it)."""
+        self.metrics.inflight.inc()
+        self._busy += 1
+        return time.perf_counter()
+
+    def answered(self) -> None:
+        """The request's answer is ready: it no longer holds a batch back."""
+        self._busy -= 1
+
+    def end(self, started: float, status: int, protocol: str) -> None:
+        """The request's answer is on its way: its metrics, and the sketch's flush when one is due."""
+        metrics = self.metrics
+        metrics.inflight.dec()
+        metrics.count(status, protocol)
+        metrics.observe_latency(time.perf_counter() - started, protocol)
+        sketch = self.state.sketch
+        if sketch is not None and sketch.due:
+            # Counted once this answer is on its way, between requests: none of them waits for it.
+            asyncio.get_running_loop().call_soon(sketch.flush)
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "mlops-server", "version": __version__, "extensions": list(EXTENSIONS)}
 
 
 def _header_length(scope: Scope) -> int | None:
@@ -263,7 +303,7 @@ def _header_length(scope: Scope) -> int | None:
     return None
 
 
-def _binary_outputs(request: dict[str, Any], wanted: tuple[str, ...]) -> set[str]:
+def binary_outputs(request: dict[str, Any], wanted: tuple[str, ...]) -> set[str]:
     """The outputs asked for in binary: every one with the request's parameters.binary_data_output, else those
     whose own parameters.binary_data is true."""
     parameters = request.get("parameters") or {}

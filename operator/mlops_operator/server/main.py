@@ -129,6 +129,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", default=env("MLOPS_REFERENCE_PROFILE"), help="reference profile JSON, or @file")
     p.add_argument("--host", default=env("MLOPS_SERVER_HOST", "0.0.0.0"))
     p.add_argument("--port", type=int, default=int(env("MLOPS_SERVER_PORT", "8080")))
+    p.add_argument("--grpc-port", type=int, default=int(env("MLOPS_GRPC_PORT", "8081")),
+                   help="port of the gRPC endpoint (inference.GRPCInferenceService and grpc.health.v1.Health); "
+                        "0 turns it off; default 8081 (MLOPS_GRPC_PORT)")  # fmt: skip
     p.add_argument("--max-body-bytes", type=int, default=int(env("MLOPS_MAX_REQUEST_BYTES", str(10 * 2**20))))
     p.add_argument("--graceful-seconds", type=float, default=float(env("MLOPS_GRACEFUL_SECONDS", "25")))
     p.add_argument("--max-batch-size", type=int, default=int(env("MLOPS_MAX_BATCH_SIZE", "16")),
@@ -147,6 +150,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"--max-batch-size (MLOPS_MAX_BATCH_SIZE) must be at least 1, got {args.max_batch_size}")
     if args.max_batch_latency < 0:
         p.error(f"--max-batch-latency (MLOPS_MAX_BATCH_LATENCY_MS) must not be negative, got {args.max_batch_latency}")
+    if not 0 <= args.grpc_port <= 65535:
+        p.error(f"--grpc-port (MLOPS_GRPC_PORT) must be a port number or 0 (off), got {args.grpc_port}")
+    if args.grpc_port and args.grpc_port == args.port:
+        p.error(f"--grpc-port and --port are both {args.port}: the two endpoints need their own ports")
     if args.threads < 1:
         p.error(f"--threads (MLOPS_INFERENCE_THREADS) must be at least 1, got {args.threads}")
     return args
@@ -162,7 +169,20 @@ async def serve(args: argparse.Namespace) -> None:
         app, host=args.host, port=args.port, loop="uvloop", http="httptools", lifespan="on", access_log=False,
         log_config=None, timeout_graceful_shutdown=args.graceful_seconds, log_level=args.log_level,
     )  # fmt: skip
-    server = uvicorn.Server(config)
+    exiting = asyncio.Event()
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            exiting.set()
+
+    server = Server(config)
+    endpoint = None
+    if args.grpc_port:
+        from mlops_operator.server.grpc_service import GrpcEndpoint
+
+        endpoint = GrpcEndpoint(app, args.host, args.grpc_port, args.max_body_bytes)
+        await endpoint.start()
 
     async def loading() -> None:
         try:
@@ -170,10 +190,23 @@ async def serve(args: argparse.Namespace) -> None:
         except Exception as exc:
             state.error = f"the model failed to load: {exc}"
             log.exception("model load failed", extra={"model": state.name, "version": state.version})
+            return
+        if endpoint is not None:
+            await endpoint.ready()
+
+    async def grpc_shutdown() -> None:
+        # uvicorn owns the signals: when it starts its graceful shutdown, the gRPC endpoint starts its own, and
+        # both let their requests in flight finish.
+        await exiting.wait()
+        if endpoint is not None:
+            await endpoint.stop(args.graceful_seconds)
 
     # Live at once, ready when loaded: the probes tell a slow load from a dead server.
     task = asyncio.create_task(loading())
+    stopping = asyncio.create_task(grpc_shutdown())
     await server.serve()
+    exiting.set()  # also when uvicorn ended on its own (its port taken)
+    await stopping
     task.cancel()
 
 
@@ -186,7 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # signal again for the handler that was there before it: with this no-op one the process exits with 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     _limit_native_threads(args.threads)
-    asyncio.run(serve(args))
+    try:
+        asyncio.run(serve(args))
+    except OSError as exc:  # a port taken, an address not on this host
+        log.error("the server cannot start: %s", exc)
+        return 1
     return 0
 
 

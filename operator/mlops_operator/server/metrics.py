@@ -17,6 +17,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
+PROTOCOLS = ("rest", "grpc")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -26,13 +27,16 @@ class ServerMetrics:
     def __init__(self, model: str, version: str) -> None:
         self.registry = CollectorRegistry()
         labels = {"model": model, "version": version}
-        self.requests = Counter("mlops_server_requests", "Inference requests by HTTP status code.",
-                                ["model", "version", "code"], registry=self.registry)  # fmt: skip
-        self._requests_by_code: dict[int, Any] = {}
+        # code: the HTTP status code, or for gRPC the HTTP code of its status (see GRPC_HTTP_CODES), so that error
+        # rates count both protocols; protocol: rest or grpc.
+        self.requests = Counter("mlops_server_requests", "Inference requests by HTTP status code and protocol.",
+                                ["model", "version", "code", "protocol"], registry=self.registry)  # fmt: skip
+        self._requests_by_code: dict[tuple[int, str], Any] = {}
         self._labels = labels
         self.latency = Histogram("mlops_server_request_duration_seconds", "Inference request latency.",
-                                 ["model", "version"], buckets=LATENCY_BUCKETS,
-                                 registry=self.registry).labels(**labels)  # fmt: skip
+                                 ["model", "version", "protocol"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)  # fmt: skip
+        self._latency_by_protocol = {p: self.latency.labels(protocol=p, **labels) for p in PROTOCOLS}
         self.inflight = Gauge("mlops_server_inflight_requests", "Inference requests being served.",
                               ["model", "version"], registry=self.registry).labels(**labels)  # fmt: skip
         self.batch_size = Histogram("mlops_server_batch_size", "Requests predicted together, per request.",
@@ -44,11 +48,15 @@ class ServerMetrics:
         self.load_seconds = Gauge("mlops_server_model_load_seconds", "Time taken to load the model.",
                                   ["model", "version"], registry=self.registry).labels(**labels)  # fmt: skip
 
-    def count(self, code: int) -> None:
-        child = self._requests_by_code.get(code)
+    def count(self, code: int, protocol: str = "rest") -> None:
+        child = self._requests_by_code.get((code, protocol))
         if child is None:
-            child = self._requests_by_code[code] = self.requests.labels(code=str(code), **self._labels)
+            child = self.requests.labels(code=str(code), protocol=protocol, **self._labels)
+            self._requests_by_code[code, protocol] = child
         child.inc()
+
+    def observe_latency(self, seconds: float, protocol: str = "rest") -> None:
+        self._latency_by_protocol[protocol].observe(seconds)
 
     def observe_batch(self, size: int, wait: float) -> None:
         """One request's batch: how many requests shared its predict call, and how long it waited for it."""
