@@ -20,15 +20,20 @@ RUN python -m venv /opt/mlops \
 COPY operator/pyproject.toml /src/operator/pyproject.toml
 RUN mkdir -p /src/operator/mlops_operator \
  && touch /src/operator/mlops_operator/__init__.py \
- && /opt/mlops/bin/pip install '/src/operator[server,s3,gcs]' \
+ && /opt/mlops/bin/pip install '/src/operator[server,xgboost,lightgbm,s3,gcs]' \
  && /opt/mlops/bin/pip uninstall --yes mlops-operator
 COPY operator/ /src/operator/
 RUN /opt/mlops/bin/pip install --no-deps '/src/operator' \
  && /opt/mlops/bin/python -m compileall -q /opt/mlops/lib \
  && /opt/mlops/bin/mlops-operator --version \
- && /opt/mlops/bin/mlops-server --help >/dev/null
+ && /opt/mlops/bin/mlops-server --help >/dev/null \
+ && /opt/mlops/bin/python -c 'import mlops_operator.server.grpc_service'
 
 FROM ${PYTHON_IMAGE}
+# XGBoost's and LightGBM's native libraries load the GNU OpenMP runtime.
+RUN apt-get update \
+ && apt-get install --yes --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
 # A numeric user, so that the kubelet can check runAsNonRoot without reading /etc/passwd.
 RUN groupadd --gid 65532 mlops \
  && useradd --uid 65532 --gid 65532 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin mlops
@@ -43,6 +48,7 @@ ENV PATH=/opt/mlops/bin:$PATH \
     JOBLIB_TEMP_FOLDER=/tmp
 USER 65532:65532
 WORKDIR /tmp
-# 8080: the model server's V2 endpoints and /metrics; 8081: the operator's liveness endpoint.
+# 8080: the model server's V2 REST endpoints and /metrics; 8081: the model server's gRPC endpoint, or the operator's
+# liveness endpoint (one process per container).
 EXPOSE 8080 8081
 CMD ["mlops-operator", "run"]

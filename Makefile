@@ -88,9 +88,10 @@ $(PEERS)/kserve/.installed:
 	$(PEERS)/kserve/bin/pip install --quiet kserve scikit-learn joblib
 	touch $@
 
-# wrk (the load generator) comes from Debian.
+# wrk (the HTTP load generator) comes from Debian; ghz (gRPC's) is built from its Go module.
 bench-tools:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	tests/cluster/build-binaries.sh ghz >/dev/null
 
 # The CRDs of crds/ first: a cluster made anew has none; then the Gateway API's (bench_canary's HTTPRoutes).
 bench: venv cluster bench-tools $(PEERS)/mlflow/.installed $(PEERS)/kserve/.installed

@@ -3,15 +3,19 @@
 A scikit-learn LogisticRegression on 50 features, one row per request, served by `mlops-server` (with adaptive
 batching and the drift sketch, its defaults; with batching off, to measure what batching adds or costs; with the
 sketch off, to measure its cost) and by KServe's ModelServer (V2 REST, one worker, its defaults), one after the
-other on this machine; wrk drives each at several concurrencies. Prints requests/s, p50/p99 latency and our batch
-size distribution per server and concurrency, and the ratios. Goals: at least 2x KServe's throughput with a lower
-p99; at 64 connections with batching at least 5x; at 1 connection batching costs no latency.
+other on this machine; wrk drives each at several concurrencies. The same server (batching on) is driven over its
+gRPC endpoint too, by ghz, with the same row as raw contents (what gRPC clients of the protocol send), one
+connection per concurrent caller as wrk's. Prints requests/s, p50/p99 latency and our batch size distribution per
+server and concurrency, and the ratios. Goals: at least 2x KServe's throughput with a lower p99; at 64 connections
+with batching at least 5x; at 1 connection batching costs no latency.
 
-Needs wrk on PATH and BENCH_KSERVE_PYTHON (a Python with the kserve package); `make bench` provides both.
+Needs wrk on PATH, ghz (on PATH or where `tests/cluster/build-binaries.sh ghz` puts it) and BENCH_KSERVE_PYTHON (a
+Python with the kserve package); `make bench` provides all three.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -35,6 +39,10 @@ FEATURES = 50
 BATCHED = "mlops-server (batching)"
 UNBATCHED = "mlops-server (batching off)"
 SKETCH_OFF = "mlops-server (batching, sketch off)"
+GRPC = "mlops-server gRPC (batching)"
+KSERVE_GRPC = "KServe ModelServer gRPC"
+GHZ_VERSION = "0.120.0"
+PROTO = HERE.parents[1] / "operator" / "mlops_operator" / "server" / "oip" / "inference.proto"
 CONCURRENCIES = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,8,64").split(",")]
 DURATION = os.environ.get("BENCH_DURATION", "10s")
 LUA = """
@@ -85,6 +93,35 @@ def wrk(url: str, body: Path, lua: Path, connections: int) -> dict[str, float]:
     return {"rps": rate, "p50_ms": p50, "p99_ms": p99}
 
 
+def ghz_binary() -> str | None:
+    found = shutil.which("ghz")
+    if found:
+        return found
+    cache = os.environ.get("MLOPS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mlops-operator"
+    )
+    built = Path(cache) / "bin" / f"ghz-v{GHZ_VERSION}" / "ghz"
+    return str(built) if built.exists() else None
+
+
+def ghz(binary: str, address: str, data: Path, connections: int) -> dict[str, float]:
+    """ModelInfer calls at ``connections`` concurrent callers, each on its own connection, for DURATION; the calls
+    in flight at the end are waited for (no cancellations counted as errors)."""
+    out = subprocess.run(
+        [binary, "--insecure", "--proto", str(PROTO), "--import-paths", str(PROTO.parents[3]),
+         "--call", "inference.GRPCInferenceService/ModelInfer", "--data-file", str(data),
+         "--concurrency", str(connections), "--connections", str(connections), "--duration", DURATION,
+         "--duration-stop", "wait", "--format", "json", address],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    report = json.loads(out)
+    codes = report.get("statusCodeDistribution") or {}
+    if set(codes) != {"OK"}:
+        raise SystemExit(f"gRPC errors under load: {codes} {report.get('errorDistribution')}")
+    percentiles = {p["percentage"]: p["latency"] / 1e6 for p in report["latencyDistribution"]}  # ns -> ms
+    return {"rps": float(report["rps"]), "p50_ms": percentiles[50], "p99_ms": percentiles[99]}
+
+
 def batch_buckets(port: int) -> dict[str, float]:
     """Our server's batch size histogram (cumulative counts by upper bound); empty for a server without one."""
     try:
@@ -96,17 +133,23 @@ def batch_buckets(port: int) -> dict[str, float]:
     return {le: float(v) for le, v in found}
 
 
-def measure(name: str, command: list[str], port: int, tmp: Path, body: Path, lua: Path) -> dict[int, dict[str, float]]:
+def measure(name: str, command: list[str], port: int, tmp: Path, body: Path, lua: Path,
+            grpc: tuple[str, str, Path] | None = None) -> dict[int, dict[str, float]]:  # fmt: skip
+    """Each concurrency's figures: over REST with wrk, or with ``grpc`` (ghz, address, data) over gRPC."""
     log = (tmp / f"{name}.log").open("wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", process)
         url = f"http://127.0.0.1:{port}/v2/models/model/infer"
-        wrk(url, body, lua, 8)  # warm up
+
+        def load(connections: int) -> dict[str, float]:
+            return ghz(*grpc, connections) if grpc else wrk(url, body, lua, connections)
+
+        load(8)  # warm up
         out = {}
         for c in CONCURRENCIES:
             before = batch_buckets(port)
-            out[c] = wrk(url, body, lua, c)
+            out[c] = load(c)
             after = batch_buckets(port)
             # Share of requests by the size of the batch they were predicted in, during this run.
             total = after.get("+Inf", 0) - before.get("+Inf", 0)
@@ -153,12 +196,16 @@ def main() -> None:
                                                 "data": row}]}))  # fmt: skip
         lua = tmp / "post.lua"
         lua.write_text(LUA)
+        grpc_data = tmp / "request-grpc.json"
+        raw = base64.b64encode(np.array(row, dtype="<f8").tobytes()).decode()
+        tensor = {"name": "features", "datatype": "FP64", "shape": [1, FEATURES]}
+        grpc_data.write_text(json.dumps({"model_name": "model", "inputs": [tensor], "raw_input_contents": [raw]}))
 
         def ours(sketch: bool, batching: bool) -> list[str]:
             port = free_port()
             command = [sys.executable, "-m", "mlops_operator.server.main", "--model-name", "model",
                        "--source", f"file://{tmp}/model.joblib", "--signature", f"@{tmp}/signature.json",
-                       "--port", str(port), "--host", "127.0.0.1"]  # fmt: skip
+                       "--port", str(port), "--host", "127.0.0.1", "--grpc-port", "0"]  # fmt: skip
             if sketch:
                 command += ["--profile", f"@{tmp}/profile.json"]
             if not batching:
@@ -170,10 +217,23 @@ def main() -> None:
             command = ours(sketch, batching)
             port = int(command[command.index("--port") + 1])
             results[label] = measure(f"ours-{sketch}-{batching}", command, port, tmp, body, lua)
+        ghz_path = ghz_binary()
+        if ghz_path:
+            command = ours(True, True)
+            port, grpc_port = int(command[command.index("--port") + 1]), free_port()
+            command += ["--grpc-port", str(grpc_port)]
+            grpc = (ghz_path, f"127.0.0.1:{grpc_port}", grpc_data)
+            results[GRPC] = measure("ours-grpc", command, port, tmp, body, lua, grpc)
         if kserve_python and shutil.which(kserve_python):
             port = free_port()
             command = [kserve_python, str(HERE / "kserve_peer.py"), str(tmp / "model.joblib"), "model", str(port)]
             results["KServe ModelServer"] = measure("kserve", command, port, tmp, body, lua)
+            if ghz_path:
+                port, grpc_port = free_port(), free_port()
+                command = [kserve_python, str(HERE / "kserve_peer.py"), str(tmp / "model.joblib"), "model", str(port),
+                           str(grpc_port)]  # fmt: skip
+                grpc = (ghz_path, f"127.0.0.1:{grpc_port}", grpc_data)
+                results[KSERVE_GRPC] = measure("kserve-grpc", command, port, tmp, body, lua, grpc)
 
     print(f"serving: LogisticRegression, {FEATURES} FP64 features, 1 row per request, wrk -t1 -d{DURATION}")
     print(f"{'server':34} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  batch sizes (share of requests)")
@@ -193,8 +253,20 @@ def main() -> None:
             line += (f"; ours/KServe throughput {on[conns]['rps'] / peer['rps']:.2f}x (goal {goal}), "
                      f"p99 {on[conns]['p99_ms']:.2f} vs {peer['p99_ms']:.2f} ms")  # fmt: skip
         print(line)
+        if GRPC in results:
+            grpc_run = results[GRPC][conns]
+            ratio = grpc_run["rps"] / on[conns]["rps"]
+            line = (f"c={conns}: gRPC (raw contents) {grpc_run['rps']:.0f} req/s, {ratio:.2f}x REST's, p99 "
+                    f"{grpc_run['p99_ms']:.2f} vs {on[conns]['p99_ms']:.2f} ms")  # fmt: skip
+            peer_grpc = results.get(KSERVE_GRPC, {}).get(conns)
+            if peer_grpc:
+                line += (f"; ours/KServe over gRPC {grpc_run['rps'] / peer_grpc['rps']:.2f}x, p99 "
+                         f"{grpc_run['p99_ms']:.2f} vs {peer_grpc['p99_ms']:.2f} ms")  # fmt: skip
+            print(line)
     if not peer_all:
         print("peer KServe: skipped (set BENCH_KSERVE_PYTHON to a Python with kserve; `make bench` does)")
+    if GRPC not in results:
+        print("gRPC: skipped (ghz not found: tests/cluster/build-binaries.sh ghz; `make bench` does)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""The peer of the serving benchmark: the same joblib model behind KServe's Python model server (V2 REST).
+"""The peer of the serving benchmark: the same joblib model behind KServe's Python model server (V2 REST, and its
+V2 gRPC endpoint when a gRPC port is given).
 
-Run with a Python that has the kserve package: python kserve_peer.py MODEL_PATH NAME PORT
+Run with a Python that has the kserve package: python kserve_peer.py MODEL_PATH NAME PORT [GRPC_PORT]
 """
 
 import sys
@@ -29,4 +30,6 @@ class SklearnModel(Model):  # type: ignore[misc]
 
 if __name__ == "__main__":
     path, name, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    ModelServer(http_port=port, grpc_port=port + 1, workers=1, enable_grpc=False).start([SklearnModel(name, path)])
+    grpc_port = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    server = ModelServer(http_port=port, grpc_port=grpc_port or port + 1, workers=1, enable_grpc=bool(grpc_port))
+    server.start([SklearnModel(name, path)])

@@ -4,9 +4,10 @@
 #   kwok, kwokctl                                                     (sigs.k8s.io/kwok)
 #   etcd                                                              (go.etcd.io/etcd/server/v3)
 # and helm (helm.sh/helm/v3) for the chart tests. Parts, in any order: kube kwok etcd helm (the default: all four),
-# kubectl (kubectl alone, part of kube), kind (only wanted when a Docker engine runs the cluster) and flagger
+# kubectl (kubectl alone, part of kube), kind (only wanted when a Docker engine runs the cluster), flagger
 # (github.com/fluxcd/flagger, the peer of tests/bench/bench_canary.py's defect part; in its own folder
-# bin/flagger-v<version>/ of the cache, as it does not belong to the control plane's set).
+# bin/flagger-v<version>/ of the cache, as it does not belong to the control plane's set) and ghz
+# (github.com/bojand/ghz, bench_serving.py's gRPC load generator, in bin/ghz-v<version>/).
 #
 # Nothing is downloaded but Go modules from the module proxy. A second run finds every binary in the cache and
 # returns at once. Prints the bin directory on its last line.
@@ -127,6 +128,14 @@ build_flagger() {
   go mod download "github.com/fluxcd/flagger@v${FLAGGER_VERSION}"
 }
 
+# ghz: the gRPC load generator of tests/bench/bench_serving.py (wrk's counterpart for gRPC), in bin/ghz-v<version>/.
+GHZ_VERSION=${GHZ_VERSION:-0.120.0}
+ghz_bin="$cache/bin/ghz-v${GHZ_VERSION}"
+build_ghz() {
+  mkdir -p "$ghz_bin"
+  GOBIN="$ghz_bin" go install -trimpath -ldflags "-s -w" "github.com/bojand/ghz/cmd/ghz@v${GHZ_VERSION}"
+}
+
 want=${*:-kube kwok etcd helm}
 for part in $want; do
   case $part in
@@ -140,7 +149,8 @@ for part in $want; do
     kind) [ -x "$bin/kind" ] && "$bin/kind" version | grep -q "v${KIND_VERSION} " ||
       timed "kind v${KIND_VERSION}" build_kind ;;
     flagger) [ -x "$flagger_bin/flagger" ] || timed "flagger v${FLAGGER_VERSION}" build_flagger ;;
-    *) log "unknown part: $part (kube, kwok, etcd, helm, kubectl, kind, flagger)"; exit 2 ;;
+    ghz) [ -x "$ghz_bin/ghz" ] || timed "ghz v${GHZ_VERSION}" build_ghz ;;
+    *) log "unknown part: $part (kube, kwok, etcd, helm, kubectl, kind, flagger, ghz)"; exit 2 ;;
   esac
 done
 echo "$bin"

@@ -62,6 +62,12 @@ CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...], tuple[str, ...]]] =
      ("spec.gates[0].tolerance", "tolerance applies only with notWorseThan")),
     # ModelDeployment.
     ("mdep-no-model", "ModelDeployment", {}, ("model",), ("spec.model", "Required value")),
+    ("mdep-grpc-port-is-port", "ModelDeployment", {"server": {"port": 9000, "grpcPort": 9000}}, (),
+     ("spec.server.grpcPort", "grpcPort must differ from port")),
+    ("mdep-grpc-port-is-default-port", "ModelDeployment", {"server": {"grpcPort": 8080}}, (),
+     ("spec.server.grpcPort", "grpcPort must differ from port")),
+    ("mdep-grpc-port-range", "ModelDeployment", {"server": {"grpcPort": 70000}}, (),
+     ("spec.server.grpcPort", "should be less than or equal to 65535")),
     ("mdep-version-and-follow", "ModelDeployment", {"version": "1.0.0"}, (),
      ("spec", "exactly one of version, follow must be set")),
     ("mdep-neither", "ModelDeployment", {}, ("follow",), ("spec", "exactly one of version, follow must be set")),

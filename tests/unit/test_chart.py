@@ -87,7 +87,8 @@ def test_dockerfile_builds_a_venv_and_copies_it_into_a_slim_final_stage(dockerfi
     assert args["PYTHON_IMAGE"] == "python:3.11-slim"
     runs = " ".join(a for k, a in build if k == "RUN")
     assert "python -m venv /opt/mlops" in runs
-    assert "'/src/operator[server,s3,gcs]'" in runs
+    assert "'/src/operator[server,xgboost,lightgbm,s3,gcs]'" in runs
+    assert "import mlops_operator.server.grpc_service" in runs, "the gRPC modules are part of the image"
     assert "compileall" in runs, "bytecode is compiled at build time: the root filesystem is read-only at run time"
     assert ("COPY", "--from=build /opt/mlops /opt/mlops") in final
 
