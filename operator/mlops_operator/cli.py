@@ -115,6 +115,68 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drift(args: argparse.Namespace) -> int:
+    import json
+
+    from mlops_operator.drift_batch import Options, compare_datasets, dataset_json, load_profile, table
+    from mlops_operator.logic.drift import METHODS, DriftError, FeatureSettings
+    from mlops_operator.outbound import Refused
+    from mlops_operator.profiling import ProfileError
+    from mlops_operator.storage import SourceUnreachable
+
+    def fail(message: str) -> int:
+        print(f"mlops-operator drift: {message}", file=sys.stderr)
+        return 2
+
+    datasets = list(args.datasets)
+    if args.reference_profile and len(datasets) != 1:
+        return fail("with --reference-profile give one dataset, the current one")
+    if not args.reference_profile and len(datasets) != 2:
+        return fail("give the reference dataset and the current dataset (or --reference-profile and the current one)")
+    overrides: dict[str, FeatureSettings] = {}
+    methods: dict[str, str] = {"numeric": "auto", "categorical": "auto"}
+    for item in args.method or []:
+        name, _, method = item.partition("=")
+        if not method or method not in (*METHODS, "auto"):
+            return fail(f"--method {item!r}: use FEATURE=METHOD, numeric=METHOD or categorical=METHOD with a "
+                        f"method of {', '.join(METHODS)} or auto")  # fmt: skip
+        if name in methods:
+            methods[name] = method
+        else:
+            overrides[name] = FeatureSettings(method, overrides.get(name, FeatureSettings()).threshold)
+    for item in args.threshold or []:
+        name, _, value = item.partition("=")
+        try:
+            threshold = float(value)
+        except ValueError:
+            return fail(f"--threshold {item!r}: use FEATURE=NUMBER")
+        overrides[name] = FeatureSettings(overrides.get(name, FeatureSettings()).method, threshold)
+    options = Options(
+        features=[f for f in (args.features or "").split(",") if f] or None,
+        exclude=[f for f in (args.exclude or "").split(",") if f],
+        prediction=args.prediction, prediction_counts=not args.prediction_apart,
+        num_method=methods["numeric"], cat_method=methods["categorical"], overrides=overrides,
+        drift_share=args.drift_share, multiple_testing=args.multiple_testing, min_samples=args.min_samples,
+    )  # fmt: skip
+
+    def uri(path: str) -> str:
+        return path if "://" in path else f"file://{os.path.abspath(path)}"
+
+    try:
+        if args.reference_profile:
+            result = compare_datasets(uri(datasets[0]), profile=load_profile(args.reference_profile), options=options)
+        else:
+            result = compare_datasets(uri(datasets[1]), reference=uri(datasets[0]), options=options)
+    except (ProfileError, DriftError, SourceUnreachable, Refused, OSError) as exc:
+        return fail(str(exc))
+    if args.json:
+        print(json.dumps(dataset_json(result), indent=2))
+    else:
+        for line in table(result):
+            print(line)
+    return {"Drifted": 1, "NotDrifted": 0}.get(result.verdict, 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlops-operator", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mlops-operator {__version__}")
@@ -171,6 +233,40 @@ def main(argv: list[str] | None = None) -> int:
     crds.add_argument("-o", "--output", help="directory to write one YAML file per kind to (default: stdout)")
     crds.add_argument("--check", action="store_true", help="with --output: fail if the files there are stale")
     crds.set_defaults(func=_crds)
+
+    compare = sub.add_parser(
+        "drift", help="compare two datasets (or a reference profile and a dataset) for drift; exit 0: no drift, "
+        "1: drift, 2: error",
+        description="Compares every feature of CURRENT with REFERENCE (CSV or Parquet: paths, file://, http(s)://, "
+        "s3://, gs://) or with a reference profile, and prints each feature's statistic, p-value, threshold and "
+        "verdict, then the dataset's. Exit code 0 when the dataset has not drifted, 1 when it has, 2 on an error "
+        "or when nothing could be judged.",
+    )  # fmt: skip
+    compare.add_argument("datasets", nargs="+", metavar="REFERENCE CURRENT", help="the two datasets (or CURRENT "
+                         "alone with --reference-profile)")  # fmt: skip
+    compare.add_argument("--reference-profile", metavar="FILE",
+                         help="a profile JSON (or its ConfigMap, YAML or JSON) as the reference")  # fmt: skip
+    compare.add_argument("--method", action="append", metavar="FEATURE=METHOD",
+                         help="the method of a feature, or numeric=METHOD / categorical=METHOD for every feature of "
+                              "that type (psi, ks, jensenShannon, wasserstein, chiSquare, zTest, auto; default auto: "
+                              "tests up to 1,000 samples, distances above); repeatable")  # fmt: skip
+    compare.add_argument("--threshold", action="append", metavar="FEATURE=NUMBER",
+                         help="a feature's threshold (a p-value for ks, chiSquare and zTest; default 0.05, and 0.1 "
+                              "for the distances); repeatable")  # fmt: skip
+    compare.add_argument("--features", metavar="A,B,...", help="only these features")
+    compare.add_argument("--exclude", metavar="A,B,...", help="leave these features out")
+    compare.add_argument("--prediction", metavar="COLUMN",
+                         help="the prediction column (default: the profile's), reported apart")  # fmt: skip
+    compare.add_argument("--prediction-apart", action="store_true",
+                         help="do not count the prediction toward the dataset's drift share")  # fmt: skip
+    compare.add_argument("--drift-share", type=float, default=0.5, metavar="SHARE",
+                         help="the dataset drifts when at least this share of features does (default 0.5)")  # fmt: skip
+    compare.add_argument("--multiple-testing", choices=["none", "bonferroni", "benjaminiHochberg"], default="none",
+                         help="adjust the p-value methods' thresholds across features (default none)")  # fmt: skip
+    compare.add_argument("--min-samples", type=int, default=1, metavar="N",
+                         help="a feature with fewer current values is NoData (default 1)")  # fmt: skip
+    compare.add_argument("--json", action="store_true", help="print the result as JSON")
+    compare.set_defaults(func=_drift)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -7,6 +7,7 @@ stand (Ready or not, by kind). The model servers have metrics of their own (``se
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
@@ -72,6 +73,56 @@ CANARY_MEASUREMENTS = Counter(
     ["verdict"],
     registry=REGISTRY,
 )
+DRIFT_STATISTIC = Gauge(
+    "mlops_drift_statistic",
+    "The last drift statistic of each feature of each DriftMonitor (a distance, or the test's statistic).",
+    ["namespace", "monitor", "feature", "method"],
+    registry=REGISTRY,
+)
+DRIFT_P_VALUE = Gauge(
+    "mlops_drift_p_value", "The last p-value of each feature whose method is a test.",
+    ["namespace", "monitor", "feature", "method"], registry=REGISTRY,
+)  # fmt: skip
+DRIFT_SHARE = Gauge("mlops_drift_share", "The share of a DriftMonitor's judged features that drifted.",
+                    ["namespace", "monitor"], registry=REGISTRY)  # fmt: skip
+DRIFT_DETECTED = Gauge("mlops_drift_detected", "1 when a DriftMonitor's dataset drifted at its last analysis, else 0.",
+                       ["namespace", "monitor"], registry=REGISTRY)  # fmt: skip
+_DRIFT_SERIES: dict[tuple[str, str], set[tuple[str, str]]] = {}
+"""The (feature, method) series of each monitor, to remove those no longer reported."""
+
+
+def record_drift(namespace: str, monitor: str, result: Any) -> None:
+    """A DriftMonitor's analysis (a ``logic.drift.DatasetResult``) as gauges."""
+    features = [*result.features, *([result.prediction] if result.prediction is not None else [])]
+    now = {(f.name, f.method) for f in features if f.statistic is not None}
+    for feature, method in _DRIFT_SERIES.get((namespace, monitor), set()) - now:
+        for gauge in (DRIFT_STATISTIC, DRIFT_P_VALUE):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, monitor, feature, method)
+    _DRIFT_SERIES[(namespace, monitor)] = now
+    for f in features:
+        if f.statistic is None:
+            continue
+        DRIFT_STATISTIC.labels(namespace, monitor, f.name, f.method).set(f.statistic)
+        if f.p_value is not None:
+            DRIFT_P_VALUE.labels(namespace, monitor, f.name, f.method).set(f.p_value)
+    if result.share is not None:
+        DRIFT_SHARE.labels(namespace, monitor).set(result.share)
+    if result.verdict in ("Drifted", "NotDrifted"):
+        DRIFT_DETECTED.labels(namespace, monitor).set(1 if result.verdict == "Drifted" else 0)
+
+
+def forget_drift(namespace: str, monitor: str) -> None:
+    """A deleted DriftMonitor's series go."""
+    for feature, method in _DRIFT_SERIES.pop((namespace, monitor), set()):
+        for gauge in (DRIFT_STATISTIC, DRIFT_P_VALUE):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, monitor, feature, method)
+    for gauge in (DRIFT_SHARE, DRIFT_DETECTED):
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, monitor)
+
+
 BUILD_INFO = Gauge("mlops_operator_build_info", "The operator's version (value 1).", ["version"], registry=REGISTRY)
 BUILD_INFO.labels(__version__).set(1)
 

@@ -7,8 +7,12 @@ thread.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,6 +36,71 @@ def infer_format(uri: str) -> str:
     raise ProfileError(f"cannot tell the format of {redact(uri)}: set spec.reference.format to csv or parquet")
 
 
+@contextlib.contextmanager
+def columns(uri: str, policy: Policy, fmt: str | None = None) -> Iterator[Table]:
+    """The dataset at ``uri`` (opened under ``policy``), read a column at a time. Parse errors are ProfileError
+    with the kind of failure only (parsers quote the offending line)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    fmt = fmt or infer_format(uri)
+    failures = (pa.ArrowException, OSError, ValueError)
+
+    def unreadable() -> ProfileError:
+        return ProfileError(f"cannot read the dataset as {fmt} ({type(sys.exc_info()[1]).__name__})")
+
+    with opened(uri, policy) as data, tempfile.TemporaryDirectory(prefix="mlops-dataset-") as tmp:
+        if fmt == "parquet":
+            try:
+                parquet = pq.ParquetFile(data)
+            except failures:
+                raise unreadable() from None
+
+            def parquet_column(name: str) -> pa.ChunkedArray:
+                try:
+                    return parquet.read(columns=[name], use_threads=False).column(0)
+                except failures:
+                    raise unreadable() from None
+
+            yield Table(fmt, list(parquet.schema_arrow.names), parquet.metadata.num_rows, parquet_column)
+            return
+        arrow_path = os.path.join(tmp, "data.arrow")
+        try:
+            reader = pacsv.open_csv(_decompressed(uri, data))
+            with pa.OSFile(arrow_path, "wb") as sink, ipc.new_file(sink, reader.schema) as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+            with pa.memory_map(arrow_path) as source:
+                arrow = ipc.open_file(source)
+                names = list(arrow.schema.names)
+                rows = sum(arrow.get_batch(i).num_rows for i in range(arrow.num_record_batches))
+        except failures:
+            raise unreadable() from None
+
+        def csv_column(name: str) -> pa.ChunkedArray:
+            # A fresh mapping per column, dropped with the column: pages of columns already read leave the
+            # process's memory.
+            try:
+                with pa.memory_map(arrow_path) as source:
+                    return ipc.open_file(source).read_all().column(name)
+            except failures:
+                raise unreadable() from None
+
+        yield Table(fmt, names, rows, csv_column)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A dataset being read: its format, column names, row count, and one column at a time."""
+
+    format: str
+    names: list[str]
+    rows: int
+    column: Callable[[str], Any]
+
+
 def profile_dataset(
     uri: str,
     policy: Policy,
@@ -40,62 +109,25 @@ def profile_dataset(
     prediction: str | None = None,
 ) -> dict[str, Any]:
     """The profile of the dataset at ``uri``, opened under ``policy``."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.ipc as ipc
-    import pyarrow.parquet as pq
-
-    fmt = fmt or infer_format(uri)
-    with opened(uri, policy) as data, tempfile.TemporaryDirectory(prefix="mlops-profile-") as tmp:
-        try:
-            if fmt == "parquet":
-                parquet = pq.ParquetFile(data)
-                names = list(parquet.schema_arrow.names)
-                rows = parquet.metadata.num_rows
-
-                def column(name: str) -> pa.ChunkedArray:
-                    return parquet.read(columns=[name], use_threads=False).column(0)
-
+    with columns(uri, policy, fmt) as table:
+        wanted = list(features) if features else [n for n in table.names if n != prediction]
+        if prediction:
+            wanted.append(prediction)
+        if table.rows == 0:
+            raise ProfileError(f"the {table.format} dataset has no rows")
+        missing = [n for n in wanted if n not in table.names]
+        if missing:
+            # Only names the spec asked for: the dataset's own header is not echoed.
+            raise ProfileError(f"columns not in the dataset: {', '.join(missing)} (it has {len(table.names)} columns)")
+        profiled: dict[str, Any] = {}
+        skipped: list[dict[str, str]] = []
+        for name in wanted:
+            result = profile_column(table.column(name))
+            if isinstance(result, str):
+                skipped.append({"name": name, "reason": result})
             else:
-                arrow_path = os.path.join(tmp, "data.arrow")
-                reader = pacsv.open_csv(_decompressed(uri, data))
-                with pa.OSFile(arrow_path, "wb") as sink, ipc.new_file(sink, reader.schema) as writer:
-                    for batch in reader:
-                        writer.write_batch(batch)
-                with pa.memory_map(arrow_path) as source:
-                    arrow = ipc.open_file(source)
-                    names = list(arrow.schema.names)
-                    rows = sum(arrow.get_batch(i).num_rows for i in range(arrow.num_record_batches))
-
-                def column(name: str) -> pa.ChunkedArray:
-                    # A fresh mapping per column, dropped with the column: pages of columns already profiled
-                    # leave the process's memory.
-                    with pa.memory_map(arrow_path) as source:
-                        return ipc.open_file(source).read_all().column(name)
-
-            wanted = list(features) if features else [n for n in names if n != prediction]
-            if prediction:
-                wanted.append(prediction)
-            if rows == 0:
-                raise ProfileError(f"the {fmt} dataset has no rows")
-            missing = [n for n in wanted if n not in names]
-            if missing:
-                # Only names the spec asked for: the dataset's own header is not echoed.
-                raise ProfileError(f"columns not in the dataset: {', '.join(missing)} (it has {len(names)} columns)")
-            profiled: dict[str, Any] = {}
-            skipped: list[dict[str, str]] = []
-            for name in wanted:
-                result = profile_column(column(name))
-                if isinstance(result, str):
-                    skipped.append({"name": name, "reason": result})
-                else:
-                    profiled[name] = result
-        except ProfileError:
-            raise
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            # Parsers quote the offending line in their messages: only the kind of failure is kept.
-            raise ProfileError(f"cannot read the dataset as {fmt} ({type(exc).__name__})") from None
-    out: dict[str, Any] = {"format": FORMAT, "rows": int(rows), "features": profiled}
+                profiled[name] = result
+    out: dict[str, Any] = {"format": FORMAT, "rows": int(table.rows), "features": profiled}
     if prediction:
         out["prediction"] = prediction
     if skipped:

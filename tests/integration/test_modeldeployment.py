@@ -283,7 +283,9 @@ def mirrors(kubectl: Kubectl, router: str) -> bool:
     if "fraud" not in names(kubectl, f"{kind}s"):
         return False
     spec = kubectl.get(kind, "fraud")["spec"]
-    return bool(spec["rules"][0].get("filters")) if router == "gatewayAPI" else "mirror" in spec["http"][0]
+    if router == "gatewayAPI":
+        return all(rule.get("filters") for rule in spec["rules"])
+    return all("mirror" in route for route in spec["http"])
 
 
 def given_a_shadow(kubectl: Kubectl, tmp_path: Path, router: dict[str, Any]) -> None:
@@ -319,11 +321,13 @@ def test_an_istio_virtual_service_sends_the_traffic_and_mirrors_the_shadow(
     ns = kubectl.namespace
     v1, v2 = child_name("fraud", "1.0.0"), child_name("fraud", "1.1.0")
     assert vs["hosts"] == [f"fraud.{ns}.svc.cluster.local"]
-    http = vs["http"][0]
-    assert http["route"] == [{"destination": {"host": f"{v1}.{ns}.svc.cluster.local", "port": {"number": 8080}},
-                              "weight": 100}]  # fmt: skip
-    assert http["mirror"] == {"host": f"{v2}.{ns}.svc.cluster.local", "port": {"number": 8080}}
-    assert http["mirrorPercentage"] == {"value": 25}
+    # gRPC calls first (to the grpc port), then everything else (http); both weighted and mirrored alike.
+    assert [route["name"] for route in vs["http"]] == ["mlops-weights-grpc", "mlops-weights"]
+    for http, port in zip(vs["http"], (8081, 8080), strict=True):
+        assert http["route"] == [{"destination": {"host": f"{v1}.{ns}.svc.cluster.local", "port": {"number": port}},
+                                  "weight": 100}]  # fmt: skip
+        assert http["mirror"] == {"host": f"{v2}.{ns}.svc.cluster.local", "port": {"number": port}}
+        assert http["mirrorPercentage"] == {"value": 25}
     assert names(kubectl, "deployments") == {v1, v2}
 
 
@@ -351,7 +355,7 @@ def test_removing_the_shadow_removes_its_mirror_and_its_children(
 ) -> None:
     given_a_shadow(kubectl, tmp_path, {"type": "istio"})
     patch(kubectl, "fraud", {"shadow": None})
-    kubectl.wait_for(lambda: "mirror" not in kubectl.get("virtualservice", "fraud")["spec"]["http"][0],
+    kubectl.wait_for(lambda: not any("mirror" in r for r in kubectl.get("virtualservice", "fraud")["spec"]["http"]),
                      what="mirror removed")  # fmt: skip
     kubectl.wait_for(lambda: names(kubectl, "deployments") == {child_name("fraud", "1.0.0")}, what="shadow removed")
 

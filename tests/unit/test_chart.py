@@ -284,13 +284,15 @@ def test_install_cluster_role_is_exactly_what_the_operator_needs(install: dict[t
     role = install[("ClusterRole", "mlops-operator")]
     # What the operator's requests use (tests/integration/test_rbac.py checks it against the audit log).
     # Our kinds watched; kopf patches its annotations onto the kinds without a controller yet, the CanaryRollout
-    # controller clears the verbs' annotations.
-    controlled = ("modelversions", "modeldeployments")
+    # controller clears the verbs' annotations (and DriftMonitors set the abort verb).
+    controlled = ("modelversions", "modeldeployments", "driftmonitors")
     expected = {("mlops.io", p, v) for p in KIND_PLURALS for v in ("list", "watch")}
     expected |= {("mlops.io", p, "patch") for p in KIND_PLURALS if p not in controlled}
     expected |= {("mlops.io", f"{p}/status", "patch") for p in KIND_PLURALS}
     expected |= {("mlops.io", f"{p}/finalizers", "update") for p in ("modelversions", "modeldeployments")}
+    # Reference profiles: applied by the registry, read by DriftMonitors.
     expected |= {("", "events", "create"), ("", "configmaps", "create"), ("", "configmaps", "patch")}
+    expected |= {("", "configmaps", "get")}
     expected |= {(g, r, v) for g, resources in OWNED.items() for r in resources for v in OWN if r != "configmaps"}
     expected |= {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
     # The canary analysis: Pods listed (direct provider), Secrets read one by one (prometheus provider's

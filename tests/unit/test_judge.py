@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from scipy.stats import mannwhitneyu  # type: ignore[import-untyped]
+from scipy.stats import mannwhitneyu
 
 from mlops_operator.logic.judge import (
     EXACT_MAX,

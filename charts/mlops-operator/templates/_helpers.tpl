@@ -60,12 +60,13 @@ ClusterRole in cluster mode. Keep in step with what the controllers read and wri
 {{- define "mlops-operator.namespacedRules" -}}
 # Exactly the requests the operator makes (tests/integration/test_rbac.py compares these rules with the API server's
 # audit log of a whole test run). Our kinds: watched; kopf patches its annotations onto the kinds without a
-# controller yet, which it acknowledges with change handlers; every controller patches its kind's status only.
+# controller yet, which it acknowledges with change handlers; a CanaryRollout's verbs are removed once acted on
+# (DriftMonitors with onDrift.abortCanary give the abort verb); every controller patches its kind's status only.
 - apiGroups: [mlops.io]
-  resources: [canaryrollouts, driftmonitors, alertrules]
+  resources: [canaryrollouts, alertrules]
   verbs: [list, watch, patch]
 - apiGroups: [mlops.io]
-  resources: [modelversions, modeldeployments]
+  resources: [modelversions, modeldeployments, driftmonitors]
   verbs: [list, watch]
 - apiGroups: [mlops.io]
   resources: [modelversions/status, modeldeployments/status, canaryrollouts/status, driftmonitors/status, alertrules/status]
@@ -80,12 +81,12 @@ ClusterRole in cluster mode. Keep in step with what the controllers read and wri
   resources: [events]
   verbs: [create]
 # Reference profiles: applied (server-side apply is a patch, and a patch that creates the object is authorized as a
-# create too) and collected with their ModelVersion by the garbage collector.
+# create too) and collected with their ModelVersion by the garbage collector; read by DriftMonitors.
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [create, patch]
-# The canary analysis: the direct provider lists the model server Pods of a deployment (their addresses and
-# readiness); the prometheus provider reads the Secrets a CanaryRollout names for its credentials and headers.
+  verbs: [get, create, patch]
+# The canary analysis and drift monitors: the direct provider lists the model server Pods of a deployment (their
+# addresses and readiness); the prometheus provider reads the Secrets a resource names for its credentials.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]

@@ -184,7 +184,7 @@ KINDS: tuple[Kind, ...] = (
         driftmonitor.DriftMonitorSpec,
         driftmonitor.DriftMonitorStatus,
         (
-            Column("Deployment", ".spec.deploymentRef"),
+            Column("Deployment", ".spec.deploymentRef.name"),
             Column("Drift", '.status.conditions[?(@.type=="DriftDetected")].status', description="DriftDetected"),
             Column("Share", ".status.driftedShare", "number", "Share of drifted features"),
             Column("Checked", ".status.lastCheck", "date", "Last analysis"),

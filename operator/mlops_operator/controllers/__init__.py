@@ -13,6 +13,7 @@ from mlops_operator import __version__, metrics
 from mlops_operator.api.crds import KINDS
 from mlops_operator.controllers import intake
 from mlops_operator.controllers.canaryrollout import CanaryRollouts
+from mlops_operator.controllers.driftmonitor import DriftMonitors
 from mlops_operator.controllers.modeldeployment import ModelDeployments
 from mlops_operator.controllers.modelversion import ModelVersions
 from mlops_operator.controllers.settings import configure
@@ -24,6 +25,7 @@ CONTROLLERS: dict[str, Any] = {
     "ModelVersion": ModelVersions,
     "ModelDeployment": ModelDeployments,
     "CanaryRollout": CanaryRollouts,
+    "DriftMonitor": DriftMonitors,
 }
 
 

@@ -89,3 +89,25 @@ def canary_rollouts(manager: Manager) -> Store:
     """The CanaryRollouts, indexed by the (namespace, name) of the ModelDeployment they steer (index
     ``deployment``)."""
     return manager.store(CANARY_ROLLOUTS, compact_rollout, {"deployment": steered_deployment})
+
+
+DRIFT_MONITORS = Resource(GROUP, VERSION, "driftmonitors", "DriftMonitor")
+
+
+def compact_monitor(body: Any) -> Body:
+    """A DriftMonitor as the controller reads it: all but managedFields."""
+    meta = body["metadata"]
+    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp")
+    return {
+        "apiVersion": body.get("apiVersion") or DRIFT_MONITORS.api_version,
+        "kind": DRIFT_MONITORS.kind,
+        "metadata": plain({k: meta[k] for k in kept if k in meta}),
+        "spec": plain(body.get("spec") or {}),
+        "status": plain(body.get("status") or {}),
+    }
+
+
+def watched_deployment(body: Body) -> list[tuple[str, str]]:
+    """The (namespace, name) of the ModelDeployment a DriftMonitor watches (none for a dataset monitor)."""
+    target = ((body.get("spec") or {}).get("deploymentRef") or {}).get("name")
+    return [(body["metadata"].get("namespace") or "", str(target))] if target else []

@@ -376,6 +376,33 @@ class Prometheus:
         canary, stable = await _all(*(connection.bins(query, end, feature) for query in queries))
         return Values(canary=measure.prediction_shift(canary, stable, feature))
 
+    async def vector(self, query: str, at: datetime) -> list[tuple[dict[str, str], float]]:
+        """An instant query's series (labels and value) at ``at``: QueryError with a safe message otherwise."""
+        timeout = duration_seconds(self.spec.timeout)
+        self._check_address()
+        credentials = await self._credentials()
+
+        async def run(connection: _Connection) -> list[tuple[dict[str, str], float]]:
+            try:
+                data = await connection.call(QUERY, {"query": query, "time": _timestamp(at)})
+                if data["resultType"] != "vector":
+                    raise QueryError(f"the query returned a {data['resultType']}, not a vector")
+                out = []
+                for series in data["result"]:
+                    value = _number(series["value"][1])
+                    if value is not None:
+                        out.append(({str(k): str(v) for k, v in series["metric"].items()}, value))
+                return out
+            except QueryError as exc:
+                raise QueryError(credentials.mask(str(exc))) from None
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                raise QueryError(f"an answer not shaped as Prometheus' ({type(exc).__name__})") from None
+
+        if self.session is not None and not self.session.closed:
+            return await run(_Connection(self.session, self.spec.address, credentials, timeout))
+        async with self.policy.session(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            return await run(_Connection(session, self.spec.address, credentials, timeout))
+
     def _check_address(self) -> None:
         parts = urlsplit(self.spec.address)
         if parts.username is not None or parts.password is not None:

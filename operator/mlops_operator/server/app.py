@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 import numpy as np
 import orjson
@@ -22,7 +23,7 @@ from mlops_operator.server.batching import Batcher
 from mlops_operator.server.metrics import ServerMetrics
 from mlops_operator.server.openapi import document
 from mlops_operator.server.runtimes import Runtime
-from mlops_operator.server.sketch import Sketch
+from mlops_operator.server.sketch import Sketch, WindowError, duration_seconds
 from mlops_operator.server.validation import RequestError, Signature, binary_output, output_tensor, parse_inputs
 
 log = logging.getLogger("mlops_operator.server")
@@ -87,7 +88,7 @@ class InferenceServer:
             if path.startswith("/v2/models/") and path.endswith("/infer"):
                 await self._infer(scope, receive, send)
                 return
-            status, body, headers = self._get(path, method)
+            status, body, headers = self._get(path, method, scope.get("query_string", b""))
         except HttpError as exc:
             status, body, headers = exc.status, orjson.dumps({"error": str(exc)}), JSON_HEADERS
         except Exception as exc:  # answered as JSON like every other error, and logged
@@ -106,7 +107,7 @@ class InferenceServer:
 
     # --- GET endpoints ---------------------------------------------------------------------------------------------
 
-    def _get(self, path: str, method: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    def _get(self, path: str, method: str, query: bytes = b"") -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         if method not in ("GET", "HEAD"):
             raise HttpError(405, f"{method} is not allowed on {path}")
         state = self.state
@@ -130,7 +131,12 @@ class InferenceServer:
             if rest == "/sketch":
                 if state.sketch is None:
                     raise HttpError(404, "no reference profile is configured: no drift sketch")
-                body = {"model_name": state.name, "model_version": state.version, **state.sketch.snapshot()}
+                window = _sketch_window(query)
+                try:
+                    counts = state.sketch.snapshot(window)
+                except WindowError as exc:
+                    raise HttpError(400, f"query parameter window: {exc}") from None
+                body = {"model_name": state.name, "model_version": state.version, **counts}
                 return 200, orjson.dumps(body), JSON_HEADERS
         raise HttpError(404, f"no such endpoint: {path}")
 
@@ -291,6 +297,29 @@ class InferenceServer:
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "mlops-server", "version": __version__, "extensions": list(EXTENSIONS)}
+
+
+def _sketch_window(query: bytes) -> float | None:
+    """The seconds of the sketch's ``window`` query parameter (``30s``, ``15m``, ``1h``, ``1h30m`` or plain seconds);
+    None without one: the cumulative counts."""
+    if not query:
+        return None
+    try:
+        params = parse_qs(query.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+    except ValueError:  # UnicodeDecodeError too
+        raise HttpError(400, f"the query string is malformed: {query.decode('latin-1')!r}") from None
+    unknown = sorted(set(params) - {"window"})
+    if unknown:
+        raise HttpError(400, f"unknown query parameter(s) {', '.join(map(repr, unknown))}: the sketch takes window")
+    values = params.get("window")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise HttpError(400, f"query parameter window is given {len(values)} times; give it once")
+    try:
+        return duration_seconds(values[0])
+    except ValueError as exc:
+        raise HttpError(400, f"query parameter window: {exc}") from None
 
 
 def _header_length(scope: Scope) -> int | None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 from mlops_operator.server.app import InferenceServer, ModelState
 from mlops_operator.server.metrics import ServerMetrics
 from mlops_operator.server.runtimes import load
-from mlops_operator.server.sketch import Sketch
+from mlops_operator.server.sketch import Sketch, duration_seconds
 from mlops_operator.server.validation import Signature
 
 log = logging.getLogger("mlops_operator.server")
@@ -91,7 +92,7 @@ def load_model(state: ModelState, metrics: ServerMetrics, args: argparse.Namespa
         if tensor is None:
             log.warning("a reference profile is given but no input tensor names its features: no drift sketch")
         else:
-            state.sketch = Sketch(profile, tensor.features)
+            state.sketch = Sketch(profile, tensor.features, retention_minutes=args.sketch_retention)
             state.sketch_input = tensor.name
             produced = runtime.output_names()
             state.sketch_output = next((t.name for t in signature.outputs if t.name in produced), produced[0])
@@ -141,6 +142,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "(MLOPS_MAX_BATCH_LATENCY_MS)")  # fmt: skip
     p.add_argument("--threads", type=int, default=int(env("MLOPS_INFERENCE_THREADS", "1")),
                    help="native threads (OpenMP, BLAS) per inference; default 1 (MLOPS_INFERENCE_THREADS)")  # fmt: skip
+    p.add_argument("--sketch-retention", default=env("MLOPS_SKETCH_RETENTION", "24h"),
+                   help="how long the drift sketch keeps its per-minute counts, the longest window "
+                        "/v2/models/{name}/sketch?window= answers: a duration (90m, 24h, 1h30m; rounded up to whole "
+                        "minutes) or a plain number of minutes; memory grows with the minutes that had traffic "
+                        "within it; default 24h (MLOPS_SKETCH_RETENTION)")  # fmt: skip
     p.add_argument("--log-level", default=env("MLOPS_LOG_LEVEL", "info"))
     args = p.parse_args(argv)
     missing = [flag for flag, value in (("--model-name", args.model_name), ("--source", args.source)) if not value]
@@ -156,6 +162,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"--grpc-port and --port are both {args.port}: the two endpoints need their own ports")
     if args.threads < 1:
         p.error(f"--threads (MLOPS_INFERENCE_THREADS) must be at least 1, got {args.threads}")
+    retention = "--sketch-retention (MLOPS_SKETCH_RETENTION)"
+    try:
+        args.sketch_retention = math.ceil(duration_seconds(args.sketch_retention, plain="minutes") / 60)
+    except (ValueError, OverflowError) as exc:  # OverflowError: a number too large for a float
+        p.error(f"{retention}: {exc}")
+    if args.sketch_retention < 1:
+        p.error(f"{retention}: must be at least one minute, got {args.sketch_retention}")
     return args
 
 
