@@ -298,10 +298,33 @@ echo
 stop_load "$work/defect-load" "during 1.3.0's canary"
 echo "(1.3.0's answers were all 200, with the wrong class: the prediction shift is what caught it)"
 
-step "drift monitoring and alerting on the deployment (accepted; their controllers come later)"
-kubectl apply --server-side --field-manager=mlops-demo -n "$ns" \
-  -f manifests/examples/driftmonitor.yaml -f manifests/examples/alertrule.yaml
-kubectl wait --for=jsonpath='{.status.observedGeneration}' -n "$ns" --timeout="$timeout" driftmonitor,alertrule --all >/dev/null
+step "drift monitoring: manifests/examples/driftmonitor.yaml, here every 10s over the last minute"
+# Fresh transactions of the training distribution for a minute: the monitor's window holds only them.
+"$py" "$helper" requests --count 600 >"$work/fresh.jsonl"
+start_load "$work/fresh.jsonl" "$work/fresh-load"
+sleep 65
+kubectl apply --server-side --field-manager=mlops-demo -n "$ns" -f manifests/examples/driftmonitor.yaml
+kubectl patch driftmonitor fraud -n "$ns" --type=merge -p '{"spec": {"interval": "10s", "window": "1m"}}' >/dev/null
+until_jsonpath driftmonitor/fraud '{.status.verdict}' NotDrifted "$timeout"
+features='{range .status.features[*]}{"  "}{.name}{": "}{.method}{" "}{.statistic}{" -> "}{.verdict}{"\n"}{end}'
+features+='{"  "}{.status.prediction.name}{" (prediction): "}{.status.prediction.method}{" "}'
+features+='{.status.prediction.statistic}{" -> "}{.status.prediction.verdict}{"\n"}{.status.message}{"\n"}'
+kubectl get driftmonitor fraud -n "$ns" -o jsonpath="$features"
+stop_load "$work/fresh-load" "with fresh transactions"
+
+step "the traffic shifts: amounts three times as large, riskier merchants"
+"$py" "$helper" requests --count 600 --amount-scale 3 --risk-shift 0.2 --seed 22 >"$work/shifted.jsonl"
+start_load "$work/shifted.jsonl" "$work/shifted-load"
+until_jsonpath driftmonitor/fraud "{.status.verdict}" Drifted 120s
+kubectl get driftmonitor fraud -n "$ns" -o jsonpath="$features"
+kubectl get driftmonitor -n "$ns"
+kubectl get events -n "$ns" --field-selector "involvedObject.kind=DriftMonitor" --sort-by=.metadata.creationTimestamp \
+  -o custom-columns=REASON:.reason,MESSAGE:.message
+stop_load "$work/shifted-load" "with shifted transactions"
+
+step "alerting on the deployment (accepted; its controller comes later)"
+kubectl apply --server-side --field-manager=mlops-demo -n "$ns" -f manifests/examples/alertrule.yaml
+kubectl wait --for=jsonpath='{.status.observedGeneration}' -n "$ns" --timeout="$timeout" alertrule --all >/dev/null
 
 step "what is there"
 kubectl get mlops -n "$ns"

@@ -7,6 +7,11 @@ server's environment, and checks the served predictions against the model's own.
     python tests/demo_model.py check URL MODEL DIR        inference requests; exits 1 when a prediction differs
     python tests/demo_model.py request [--rows N]         the inference request body of the demo's steady load
                                                           (N transactions per request, default 1)
+    python tests/demo_model.py requests --count C [--rows N] [--amount-scale X] [--risk-shift Y]
+                                                          C different bodies, one per line (the traffic driver
+                                                          sends them in turn): fresh transactions of the training
+                                                          distribution, or with amounts scaled and merchant risk
+                                                          raised (the drift part)
     python tests/demo_model.py load-summary FILE          the traffic driver's JSON report in a few lines
     python tests/demo_model.py prometheus URL NS POD...   the servers' requests by version, as Prometheus has them
 """
@@ -163,6 +168,18 @@ def request(rows_per_request: int = 1) -> dict[str, Any]:
     return {"inputs": [{"name": "features", "datatype": "FP64", "shape": list(rows.shape), "data": rows.tolist()}]}
 
 
+def requests(count: int, rows: int, amount_scale: float, risk_shift: float, seed: int) -> list[str]:
+    """``count`` request bodies of ``rows`` fresh transactions each, shifted as asked."""
+    x, _ = transactions(count * rows, seed=seed)
+    x[:, 0] = (x[:, 0] * amount_scale).round(2)
+    x[:, 2] = np.clip(x[:, 2] + risk_shift, 0, 1).round(3)
+    out = []
+    for batch in np.split(x, count):
+        out.append(json.dumps({"inputs": [{"name": "features", "datatype": "FP64", "shape": list(batch.shape),
+                                           "data": batch.tolist()}]}))  # fmt: skip
+    return out
+
+
 def load_summary(path: Path) -> None:
     report = json.loads(path.read_text())
     latency = report["latency_ms"]
@@ -204,6 +221,12 @@ def main() -> int:
     p.add_argument("directory", type=Path)
     p = commands.add_parser("request")
     p.add_argument("--rows", type=int, default=1)
+    p = commands.add_parser("requests")
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--rows", type=int, default=REQUEST_ROWS)
+    p.add_argument("--amount-scale", type=float, default=1.0)
+    p.add_argument("--risk-shift", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=21)
     p = commands.add_parser("load-summary")
     p.add_argument("file", type=Path)
     p = commands.add_parser("prometheus")
@@ -220,6 +243,8 @@ def main() -> int:
         print(free_port())
     elif args.command == "request":
         print(json.dumps(request(args.rows)))
+    elif args.command == "requests":
+        print("\n".join(requests(args.count, args.rows, args.amount_scale, args.risk_shift, args.seed)))
     elif args.command == "load-summary":
         load_summary(args.file)
     elif args.command == "prometheus":

@@ -45,6 +45,9 @@ class Options:
     window_seconds: float | None = None
     format: str | None = None
     """csv or parquet; by default from the file name."""
+    performance: tuple[str, str, str | None, float | None, float, int] | None = None
+    """(metric, label column, prediction column, registered value, tolerance, min samples): the model's
+    performance on the labelled rows (the prediction column by default the prediction's)."""
 
 
 @dataclass
@@ -158,13 +161,33 @@ def compare_datasets(current: str, reference: str | None = None, profile: Mappin
         prediction = options.prediction or (profile or {}).get("prediction")
         names = _features(options, cur_table, ref_table, profile, prediction)
         names = [n for n in names if n != options.time_column]
+        names = [n for n in names if not options.performance or n != options.performance[1]]
         results = [_one(name, cur_table, ref_table, profile, options) for name in names]
         predicted = _one(prediction, cur_table, ref_table, profile, options) if prediction else None
+        scored = _performance(cur_table, options, prediction) if options.performance else None
     adjusted = drift.adjust([*results, *([predicted] if predicted else [])], options.multiple_testing)
     if predicted is not None:
         predicted = adjusted.pop()
     result = drift.dataset(adjusted, options.drift_share, predicted, options.prediction_counts)
-    return replace(result, window=window) if window is not None else result
+    return replace(result, window=window, performance=scored)
+
+
+def _performance(table: Table, options: Options, prediction: str | None) -> Any:
+    from mlops_operator.logic import performance
+
+    assert options.performance is not None
+    metric, label, predicted, registered, tolerance, min_samples = options.performance
+    predicted = predicted or prediction
+    if not predicted:
+        return performance.Performance(metric, None, registered, tolerance, None, 0,
+                                       "no prediction column: set performance.predictionColumn")  # fmt: skip
+    missing = [c for c in (label, predicted) if c not in table.names]
+    if missing:
+        return performance.Performance(metric, None, registered, tolerance, None, 0,
+                                       f"column(s) not in the dataset: {', '.join(missing)}")  # fmt: skip
+    labels = np.asarray(table.column(label).to_numpy(zero_copy_only=False))
+    scores = np.asarray(table.column(predicted).to_numpy(zero_copy_only=False))
+    return performance.judge(metric, labels, scores, registered, tolerance, min_samples)
 
 
 def _seconds(column: Any) -> npt.NDArray[np.float64]:

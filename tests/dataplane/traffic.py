@@ -62,6 +62,7 @@ import contextlib
 import errno
 import functools
 import ipaddress
+import itertools
 import json
 import logging
 import math
@@ -857,7 +858,7 @@ class Load:
 
 async def send(
     table: Callable[[], Table],
-    body: Mapping[str, Any] | bytes,
+    body: Mapping[str, Any] | bytes | Sequence[bytes],
     model: str,
     load: Load,
     local: Sequence[Network] | None = None,
@@ -865,17 +866,24 @@ async def send(
 ) -> Report:
     """Send inference requests routed by ``table()`` (asked per request) as ``load`` says, and wait for every
     answer. Only addresses on the loopback range or in ``local`` (default: ``local_ranges()``) are sent to. Setting
-    ``stop`` ends the schedule early: nothing more is sent, the requests in flight are answered."""
+    ``stop`` ends the schedule early: nothing more is sent, the requests in flight are answered. A sequence of
+    bodies is sent in turn (each request the next, its mirrors the same)."""
     ranges = local_ranges() if local is None else tuple(local)
     path = f"/v2/models/{model}/infer"
-    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    if isinstance(body, bytes):
+        payloads: list[bytes] = [body]
+    elif isinstance(body, Mapping):
+        payloads = [json.dumps(body).encode()]
+    else:
+        payloads = list(body)
+    turn = itertools.cycle(payloads)
     rng = random.Random(load.seed)
     report = Report()
     slots = asyncio.Semaphore(load.concurrency)
     mirrors_in_flight = 0
     pending: set[asyncio.Task[None]] = set()
 
-    async def request(pick: Pick) -> None:
+    async def request(pick: Pick, payload: bytes) -> None:
         try:
             if pick.endpoint is None:
                 report.record(Outcome(pick.backend, error=pick.error))
@@ -884,7 +892,7 @@ async def send(
         finally:
             slots.release()
 
-    async def mirror(name: str, endpoint: Endpoint) -> None:
+    async def mirror(name: str, endpoint: Endpoint, payload: bytes) -> None:
         nonlocal mirrors_in_flight
         try:
             report.record_mirror(await post(session, endpoint, path, payload, name, ranges))
@@ -916,7 +924,8 @@ async def send(
             report.max_lag = max(report.max_lag, loop.time() - due)
             pick = table().pick(rng)
             sent += 1
-            start(request(pick))
+            payload = next(turn)
+            start(request(pick, payload))
             for name, endpoint in pick.mirrors:
                 if endpoint is None:
                     report.record_mirror(Outcome(name, error=NO_ENDPOINTS))
@@ -924,7 +933,7 @@ async def send(
                     report.mirror_errors["dropped"] += 1  # fire and forget: a slow mirror never slows the requests
                 else:
                     mirrors_in_flight += 1
-                    start(mirror(name, endpoint))
+                    start(mirror(name, endpoint, payload))
         while pending:
             await asyncio.gather(*pending)
         report.elapsed = loop.time() - begin
@@ -935,7 +944,7 @@ async def send(
 async def drive(
     namespace: str,
     entry: str,
-    body: Mapping[str, Any] | bytes,
+    body: Mapping[str, Any] | bytes | Sequence[bytes],
     model: str,
     rate: float,
     duration: float | None = None,
@@ -975,7 +984,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--entry", required=True, help="service/<name>[:<port>], httproute/<name>, virtualservice/<name>"
     )
     parser.add_argument("--model", required=True, help="the model name in /v2/models/<model>/infer")
-    parser.add_argument("--body", required=True, help="the JSON request body, or @FILE")
+    parser.add_argument(
+        "--body", required=True, help="the JSON request body, or @FILE; @FILE.jsonl: one body per line, in turn"
+    )
     parser.add_argument("--rate", type=float, required=True, help="requests per second")
     parser.add_argument("--duration", type=float, help="seconds of schedule")
     parser.add_argument("--count", type=int, help="number of requests")
@@ -994,8 +1005,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def read_body(text: str) -> bytes:
-    """The body argument as bytes, checked to be JSON: the text itself, or the file named after ``@``."""
+def read_body(text: str) -> bytes | list[bytes]:
+    """The body argument as bytes, checked to be JSON: the text itself, or the file named after ``@``; a file
+    named ``*.jsonl`` holds one body per line, sent in turn."""
+    if text.startswith("@") and text.endswith(".jsonl"):
+        bodies = [line.encode() for line in Path(text[1:]).read_text().splitlines() if line.strip()]
+        for raw in bodies:
+            json.loads(raw)
+        if not bodies:
+            raise ValueError(f"{text[1:]} holds no body")
+        return bodies
     raw = Path(text[1:]).read_bytes() if text.startswith("@") else text.encode()
     json.loads(raw)
     return raw

@@ -211,35 +211,52 @@ def test_a_batch_monitor_reads_a_dataset_within_its_window(kubectl: Kubectl, ope
     import pyarrow.parquet as pq
 
     source, checksum, reference, _ = model_files(tmp_path)
+    profiled = {"uri": reference, "prediction": "is_fraud"}
     kubectl.apply(version("fraud-1-0-0", "fraud", "1.0.0", source, checksum, signature=SIGNATURE,
-                          reference={"uri": reference, "prediction": "is_fraud"}))  # fmt: skip
+                          metrics={"accuracy": 0.93}, reference=profiled))  # fmt: skip
     wait_status(kubectl, "modelversion", "fraud-1-0-0", "a reference profile", has_profile, timeout=60)
-    # Scoring logs: yesterday's rows shifted, the last hour's drawn from the reference.
+    # Scoring logs with delayed labels: yesterday's rows shifted and mostly mislabelled, the last hour's drawn from
+    # the reference and labelled as predicted but 5 in 100.
+    rng = np.random.default_rng(18)
     old, recent = transactions(3000, seed=16, amount_scale=4.0), transactions(3000, seed=17)
+    predicted = rng.integers(0, 2, 6000)
+    wrong = np.concatenate([rng.random(3000) < 0.4, rng.random(3000) < 0.05])
     now = 1_800_000_000
     times = np.concatenate([now - 86400 + np.arange(3000), now - 3000 + np.arange(3000)])
     rows = np.vstack([old, recent])
-    table = {name: rows[:, i] for i, name in enumerate(FEATURES)}
+    table: dict[str, Any] = {name: rows[:, i] for i, name in enumerate(FEATURES)}
+    table["is_fraud"] = predicted
+    table["label"] = np.where(wrong, 1 - predicted, predicted)
     table["scored_at"] = pa.array((times * 1_000_000).astype("int64"), type=pa.timestamp("us"))
     path = tmp_path / "scores.parquet"
     pq.write_table(pa.table(table), path)
     body = {"dataset": {"uri": f"file://{path}", "timeColumn": "scored_at"}, "interval": "1m", "window": "1h",
-            "reference": {"modelVersion": "fraud-1-0-0"}, "minSamples": 100}  # fmt: skip
+            "reference": {"modelVersion": "fraud-1-0-0"}, "minSamples": 100, "prediction": {"enabled": False},
+            "performance": {"metric": "accuracy", "labelColumn": "label", "tolerance": 0.05}}  # fmt: skip
     kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "DriftMonitor", "metadata": {"name": "batch"},
                    "spec": body})  # fmt: skip
-    status = wait_status(kubectl, "driftmonitor", "batch", "an analysis", analysed(3000), timeout=60)["status"]
+    found = wait_status(kubectl, "driftmonitor", "batch", "an analysis", analysed(3000), timeout=60)
+    status = found["status"]
     assert status["verdict"] == "NotDrifted", status
     assert status["samples"] == 3000
     assert status["windowEnd"] and status["windowStart"]
-    # The whole file: the shifted rows count, the amount drifts.
+    assert status["performance"]["samples"] == 3000 and status["performance"]["registered"] == 0.93
+    assert status["performance"]["value"] == pytest.approx(0.95, abs=0.015)
+    assert condition(found, "PerformanceDegraded")["status"] == "False"
+    # The whole file: the shifted rows count, the amount drifts, and the accuracy falls below the registered one.
     kubectl.run("patch", "driftmonitor", "batch", "--type=json", "-p",
                 '[{"op": "remove", "path": "/spec/dataset/timeColumn"}]')  # fmt: skip
-    status = wait_status(kubectl, "driftmonitor", "batch", "an analysis of every row", analysed(6000),
-                         timeout=60)["status"]  # fmt: skip
+    found = wait_status(kubectl, "driftmonitor", "batch", "an analysis of every row", analysed(6000), timeout=60)
+    status = found["status"]
     assert verdicts(status)["amount"] == "Drifted", status
+    assert status["performance"]["value"] == pytest.approx(0.775, abs=0.02)
+    degraded = condition(found, "PerformanceDegraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "BelowRegistered", degraded
+    assert "below the registered 0.93" in degraded["message"]
     # An unreadable dataset: Ready False with the reason, nothing else lost.
     kubectl.run("patch", "driftmonitor", "batch", "--type=merge", "-p",
                 json.dumps({"spec": {"dataset": {"uri": f"file://{tmp_path}/nope.parquet"}}}))  # fmt: skip
-    body = wait_status(kubectl, "driftmonitor", "batch", "Ready False",
-                       lambda o: condition(o, "Ready").get("reason") == "DatasetUnreadable", timeout=60)  # fmt: skip
-    assert "nope.parquet" in condition(body, "Ready")["message"]
+    found = wait_status(kubectl, "driftmonitor", "batch", "Ready False",
+                        lambda o: condition(o, "Ready").get("reason") == "DatasetUnreadable", timeout=60)  # fmt: skip
+    assert "nope.parquet" in condition(found, "Ready")["message"]
+    assert found["status"]["performance"]["value"] == status["performance"]["value"]  # the last result stays

@@ -168,3 +168,21 @@ def test_excluded_and_chosen_features(files: dict[str, Path]) -> None:
     result = compare_datasets(f"file://{files['same']}", reference=f"file://{files['reference']}",
                               options=Options(features=["age", "nope"]))  # fmt: skip
     assert [(f.name, f.verdict) for f in result.features] == [("age", "NotDrifted"), ("nope", "Error")]
+
+
+def test_performance_on_labelled_rows(tmp_path: Path, files: dict[str, Path]) -> None:
+    frame = frames(5)
+    rng = np.random.default_rng(5)
+    frame["predicted"] = rng.integers(0, 2, N)
+    frame["truth"] = np.where(rng.random(N) < 0.2, 1 - frame["predicted"], frame["predicted"])
+    frame.loc[:99, "truth"] = np.nan  # labels not in yet: left out
+    path = tmp_path / "scored.parquet"
+    frame.to_parquet(path)
+    options = Options(exclude=["truth", "predicted"], performance=("accuracy", "truth", "predicted", 0.9, 0.05, 100))
+    result = compare_datasets(f"file://{path}", reference=f"file://{files['reference']}", options=options)
+    assert result.performance is not None and result.performance.samples == N - 100
+    assert result.performance.value == pytest.approx(0.8, abs=0.02)
+    assert result.performance.degraded is True and "below the registered 0.9" in result.performance.reason
+    missing = Options(performance=("accuracy", "nope", "predicted", 0.9, 0.05, 100))
+    result = compare_datasets(f"file://{path}", reference=f"file://{files['reference']}", options=missing)
+    assert result.performance.degraded is None and result.performance.reason == "column(s) not in the dataset: nope"

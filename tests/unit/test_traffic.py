@@ -939,12 +939,13 @@ class Server:
 
     def __init__(self, version: str, status: int = 200) -> None:
         self.version, self.status, self.requests, self.port = version, status, 0, 0
+        self.bodies: list[Any] = []
         self._runner: web.AppRunner | None = None
 
     async def infer(self, request: web.Request) -> web.Response:
         self.requests += 1
         body = await request.json()
-        assert body == {"inputs": []}
+        self.bodies.append(body)
         answer = {"model_name": request.match_info["model"], "model_version": self.version, "outputs": []}
         return web.json_response(answer if self.status == 200 else {"error": "no"}, status=self.status)
 
@@ -991,6 +992,21 @@ def test_send_counts_every_request_by_answering_version() -> None:
     assert report.by_backend == {"svc-a": report.by_version["1.0.0"], "svc-b": report.by_version["1.1.0"]}
     assert report.by_code == {200: 200}
     assert len(report.latencies) == 200
+
+
+def test_send_sends_several_bodies_in_turn(tmp_path: Path) -> None:
+    lines = [json.dumps({"inputs": [{"n": i}]}) for i in range(3)]
+    (tmp_path / "bodies.jsonl").write_text("\n".join(lines) + "\n")
+    bodies = traffic.read_body(f"@{tmp_path / 'bodies.jsonl'}")
+    assert bodies == [line.encode() for line in lines]
+
+    async def run() -> list[Any]:
+        async with Server("1") as server:
+            table = Table(((target("svc", server.port), 1, ()),))
+            await traffic.send(lambda: table, bodies, "m", Load(1000, count=7, concurrency=1))
+            return server.bodies
+
+    assert [b["inputs"][0]["n"] for b in asyncio.run(run())] == [0, 1, 2, 0, 1, 2, 0]
 
 
 def test_send_keeps_to_the_schedule() -> None:

@@ -83,6 +83,25 @@ class ReferenceSource(ApiModel):
     """A ModelVersion (object name, this namespace) whose reference profile is used."""
 
 
+class PerformanceCheck(ApiModel):
+    """The model's performance on labelled batch data (delayed labels joined to its predictions by the user's job)
+    against the metric its ModelVersion registers: concept drift."""
+
+    metric: Literal["accuracy", "auc", "logLoss", "rmse", "mae"]
+    """accuracy (predictions equal to labels), auc and logLoss (two classes; the prediction column holds the
+    positive class's score or probability), rmse and mae (regression)."""
+    label_column: str = Field(min_length=1, max_length=128)
+    """The column of true labels (rows without one are left out)."""
+    prediction_column: str | None = Field(default=None, min_length=1, max_length=128)
+    """The column the metric scores; by default dataset.predictionColumn, else the profile's prediction."""
+    registered_metric: str | None = Field(default=None, min_length=1, max_length=128)
+    """The name of the metric in the ModelVersion's spec.metrics; by default the metric's."""
+    tolerance: float = Field(default=0.05, ge=0)
+    """How much worse than registered (absolute) the metric may be before PerformanceDegraded is True."""
+    min_samples: int = Field(default=100, ge=1)
+    """Fewer labelled rows: no verdict (PerformanceDegraded Unknown)."""
+
+
 class OnDrift(ApiModel):
     """What the operator does when the dataset drifts."""
 
@@ -107,6 +126,11 @@ class DriftMonitorSpec(ApiModel):
                 "!has(self.dataset) || has(self.reference)",
                 "a dataset monitor needs reference.modelVersion: there is no deployment to take it from",
                 ".reference",
+            ),
+            rule(
+                "!has(self.performance) || has(self.dataset)",
+                "performance needs dataset: labels come with batch data",
+                ".performance",
             ),
             rule(
                 "!has(self.onDrift) || !self.onDrift.abortCanary || has(self.deploymentRef)",
@@ -144,6 +168,8 @@ class DriftMonitorSpec(ApiModel):
     """The dataset has drifted when at least this share of judged features has."""
     prediction: PredictionDrift = PredictionDrift()
     """Prediction drift."""
+    performance: PerformanceCheck | None = None
+    """Performance (concept) drift from labels in the dataset (condition PerformanceDegraded)."""
     on_drift: OnDrift | None = None
     """Actions on drift."""
     provider: MetricProvider | None = None
@@ -183,6 +209,25 @@ class ReferenceStatus(ApiModel):
     """The ConfigMap holding the profile."""
     digest: str | None = None
     """sha256 of the profile JSON."""
+
+
+class PerformanceStatus(ApiModel):
+    """The model's performance on the labelled rows of the last analysis."""
+
+    metric: str
+    """The metric."""
+    value: float | None = None
+    """Its value on the labelled rows."""
+    registered: float | None = None
+    """The ModelVersion's registered value."""
+    tolerance: float
+    """The tolerance applied."""
+    degraded: bool | None = None
+    """Whether it is worse than registered by more than the tolerance (unset: not judged)."""
+    samples: int = 0
+    """Labelled rows scored."""
+    reason: str | None = Field(default=None, max_length=1024)
+    """The comparison in words, or why there is none."""
 
 
 class HistoryEntry(ApiModel):
@@ -229,5 +274,7 @@ class DriftMonitorStatus(StatusBase):
     """The dataset's verdict."""
     message: str | None = Field(default=None, max_length=4096)
     """What the last analysis found, in a sentence."""
+    performance: PerformanceStatus | None = None
+    """The performance check's result."""
     history: list[HistoryEntry] = Field(default=[], max_length=HISTORY)
     """The last dataset-level results, newest last."""

@@ -30,6 +30,7 @@ from mlops_operator.api.driftmonitor import (
     DriftMonitorStatus,
     FeatureResult,
     HistoryEntry,
+    PerformanceStatus,
     ReferenceStatus,
 )
 from mlops_operator.builders.serving import selector
@@ -135,7 +136,7 @@ class DriftMonitors:
         try:
             version, reference, profile = await self._reference(meta["namespace"], spec)
             if spec.dataset is not None:
-                result, counted = await self._batch(spec, profile, now)
+                result, counted = await self._batch(spec, profile, now, self._registered(meta["namespace"], spec))
             else:
                 result, counted = await self._live(meta["namespace"], spec, version, profile, now)
         except Unready as exc:
@@ -340,8 +341,19 @@ class DriftMonitors:
 
     # --- batch ---------------------------------------------------------------------------------------------------
 
-    async def _batch(self, spec: DriftMonitorSpec, profile: dict[str, Any],
-                     now: datetime) -> tuple[drift.DatasetResult, dict[str, Any]]:  # fmt: skip
+    def _registered(self, namespace: str, spec: DriftMonitorSpec) -> float | None:
+        """The reference ModelVersion's registered value of the performance check's metric."""
+        if spec.performance is None or spec.reference is None:
+            return None
+        mv = self.versions.get((namespace, spec.reference.model_version)) or {}
+        name = spec.performance.registered_metric or spec.performance.metric
+        for entry in (mv.get("spec") or {}).get("metrics") or []:
+            if str(entry.get("name")).lower() == name.lower():
+                return float(entry["value"])
+        return None
+
+    async def _batch(self, spec: DriftMonitorSpec, profile: dict[str, Any], now: datetime,
+                     registered: float | None) -> tuple[drift.DatasetResult, dict[str, Any]]:  # fmt: skip
         from mlops_operator.drift_batch import Options, compare_datasets
         from mlops_operator.outbound import Refused
         from mlops_operator.profiling import ProfileError
@@ -357,6 +369,11 @@ class DriftMonitors:
             window_seconds=duration_seconds(spec.window) if spec.dataset.time_column else None,
             format=spec.dataset.format,
         )  # fmt: skip
+        check = spec.performance
+        if check is not None:
+            options.performance = (check.metric, check.label_column,
+                                   check.prediction_column or spec.dataset.prediction_column, registered,
+                                   check.tolerance, check.min_samples)  # fmt: skip
         try:
             result = await asyncio.to_thread(compare_datasets, spec.dataset.uri, None, profile, options, self.policy)
         except (ProfileError, SourceUnreachable, Refused, drift.DriftError, OSError) as exc:
@@ -426,6 +443,16 @@ def _status(old: DriftMonitorStatus, stored: Body, generation: int | None, spec:
     else:
         detected = ("False", "NoDatasetDrift", message)
     ready = ("True", "Analysed", message) if result.verdict != "Error" else ("False", "AnalysisFailed", message)
+    checked = result.performance
+    performance = None
+    degraded: tuple[Any, str, str] | None = None
+    if checked is not None:
+        performance = PerformanceStatus(metric=checked.metric, value=checked.value, registered=checked.reference,
+                                        tolerance=checked.tolerance, degraded=checked.degraded,
+                                        samples=checked.samples, reason=checked.reason[:1024])  # fmt: skip
+        degraded = {True: ("True", "BelowRegistered", checked.reason),
+                    False: ("False", "WithinTolerance", checked.reason)}.get(
+            checked.degraded, ("Unknown", "NotJudged", checked.reason))  # fmt: skip
 
     def at(key: str) -> datetime | None:
         value = counted.get(key)
@@ -433,9 +460,14 @@ def _status(old: DriftMonitorStatus, stored: Body, generation: int | None, spec:
 
     history = [*old.history, HistoryEntry(at=now, verdict=result.verdict, drifted_share=result.share,
                                           samples=samples)][-HISTORY:]  # fmt: skip
+    conditions = _conditions(stored, generation, ready, detected)
+    if degraded is not None:
+        wire = [c.wire() for c in conditions]
+        conditions = [Condition.model_validate(c)
+                      for c in set_condition(wire, "PerformanceDegraded", *degraded, generation)]  # fmt: skip
     return DriftMonitorStatus(
         observed_generation=generation,
-        conditions=_conditions(stored, generation, ready, detected),
+        conditions=conditions,
         last_check=now,
         window_start=at("windowStart"),
         window_end=at("windowEnd"),
@@ -450,5 +482,6 @@ def _status(old: DriftMonitorStatus, stored: Body, generation: int | None, spec:
         drifted_share=result.share,
         verdict=result.verdict,
         message=message[:4096],
+        performance=performance,
         history=history,
     )

@@ -521,6 +521,8 @@ class DatasetResult:
     errors: tuple[str, ...] = field(default=())
     window: tuple[float, float] | None = None
     """Batch data with a time column: the rows' time span compared (unix seconds)."""
+    performance: Any = None
+    """Batch data with labels: a ``logic.performance.Performance``."""
 
 
 def dataset(results: Sequence[FeatureResult], share_threshold: float, prediction: FeatureResult | None = None,
