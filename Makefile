@@ -88,13 +88,19 @@ $(PEERS)/kserve/.installed:
 	$(PEERS)/kserve/bin/pip install --quiet kserve scikit-learn joblib
 	touch $@
 
+# evidently 0.7.23 imports a pandas function that pandas 3 removed: pandas below 3.
+$(PEERS)/evidently/.installed:
+	$(PYTHON) -m venv $(PEERS)/evidently
+	$(PEERS)/evidently/bin/pip install --quiet 'evidently==0.7.23' 'pandas<3' pyarrow
+	touch $@
+
 # wrk (the HTTP load generator) comes from Debian; ghz (gRPC's) is built from its Go module.
 bench-tools:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	tests/cluster/build-binaries.sh ghz >/dev/null
 
 # The CRDs of crds/ first: a cluster made anew has none; then the Gateway API's (bench_canary's HTTPRoutes).
-bench: venv cluster bench-tools $(PEERS)/mlflow/.installed $(PEERS)/kserve/.installed
+bench: venv cluster bench-tools $(PEERS)/mlflow/.installed $(PEERS)/kserve/.installed $(PEERS)/evidently/.installed
 	tests/cluster/build-binaries.sh flagger >/dev/null
 	$(CLUSTER_ENV) && kubectl apply --server-side --force-conflicts --field-manager=mlops-bench -f crds >/dev/null && \
 		kubectl wait --for=condition=Established --timeout=60s -f crds >/dev/null && \
@@ -103,7 +109,8 @@ bench: venv cluster bench-tools $(PEERS)/mlflow/.installed $(PEERS)/kserve/.inst
 		kubectl wait --for=condition=Established --timeout=60s -f "$$gateway_api" >/dev/null && \
 		for b in tests/bench/bench_*.py; do \
 		echo "== $$b"; BENCH_MLFLOW_PYTHON=$(abspath $(PEERS))/mlflow/bin/python \
-		BENCH_KSERVE_PYTHON=$(abspath $(PEERS))/kserve/bin/python $(BIN)/python $$b; done
+		BENCH_KSERVE_PYTHON=$(abspath $(PEERS))/kserve/bin/python \
+		BENCH_EVIDENTLY_PYTHON=$(abspath $(PEERS))/evidently/bin/python $(BIN)/python $$b; done
 
 clean:
 	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache operator/*.egg-info

@@ -117,14 +117,18 @@ def _current(reference: _Reference, column: Any) -> drift.Current:
         if not _is_numeric(column.type):
             raise drift.DriftError(f"the reference is numeric, the current column is {column.type}")
         values, nulls = _numeric_values(column)
+        # Sorted once: the bins, the values out of range and the exact statistics all read the order.
+        values = np.sort(values)
         if len(ref.edges) <= 1:
             counts = np.array([float(values.size)])
         else:
-            index = np.searchsorted(np.asarray(ref.edges[1:-1]), values, side="right")
-            counts = np.bincount(index, minlength=len(ref.edges) - 1).astype(np.float64)
+            below = np.searchsorted(values, np.asarray(ref.edges[1:-1]), side="left")
+            counts = np.diff(np.concatenate([[0], below, [values.size]])).astype(np.float64)
         outside = None
         if ref.minimum is not None and ref.maximum is not None:
-            outside = (int(np.count_nonzero(values < ref.minimum)), int(np.count_nonzero(values > ref.maximum)))
+            low = int(np.searchsorted(values, ref.minimum, side="left"))
+            high = int(values.size - np.searchsorted(values, ref.maximum, side="right"))
+            outside = (low, high)
         return drift.Current(drift.Binned("numeric", counts, float(nulls)), values, outside)
     if not _is_categorical(column.type) and not _is_numeric(column.type):
         raise drift.DriftError(f"the reference is categorical, the current column is {column.type}")

@@ -54,7 +54,10 @@ def columns(uri: str, policy: Policy, fmt: str | None = None) -> Iterator[Table]
     with opened(uri, policy) as data, tempfile.TemporaryDirectory(prefix="mlops-dataset-") as tmp:
         if fmt == "parquet":
             try:
-                parquet = pq.ParquetFile(data)
+                schema = pq.ParquetFile(data).schema_arrow
+                # Text columns as dictionaries: read and counted several times faster than plain strings.
+                text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+                parquet = pq.ParquetFile(data, read_dictionary=text)
             except failures:
                 raise unreadable() from None
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,6 +55,11 @@ CONFLICT_RETRY_SECONDS = 2
 RETRY_SECONDS = 30
 """A monitor that cannot run yet (no reference, no deployment) looks again after this."""
 SCRAPE_TIMEOUT = 10.0
+PROFILE_TTL = 30.0
+"""A reference profile read is reused this long (monitors of one version share it) before its ConfigMap is read
+again."""
+PODS_TTL = 5.0
+"""The Pods of a version are listed again after this long (monitors of one deployment share the list)."""
 PROMETHEUS_ENV = "MLOPS_OPERATOR_PROMETHEUS_URL"
 
 
@@ -75,8 +81,10 @@ class DriftMonitors:
         self.deployments = kinds.model_deployments(manager)
         self.versions = kinds.model_versions(manager)
         self.status = StatusWriter(kinds.DRIFT_MONITORS, self._changed_meanwhile, self._forget, manager.api)
-        self._profiles: dict[tuple[str, str], tuple[str, dict[str, Any], str]] = {}
-        """(namespace, ConfigMap) -> (resourceVersion, profile, digest)."""
+        self._profiles: dict[tuple[str, str], tuple[float, dict[str, Any], str]] = {}
+        """(namespace, ConfigMap) -> (when read, profile, digest)."""
+        self._pods: dict[tuple[str, str, str], tuple[float, list[Body]]] = {}
+        """(namespace, deployment, version) -> (when listed, Pods)."""
         self._session: aiohttp.ClientSession | None = None
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self.controller = manager.add(
@@ -204,20 +212,21 @@ class DriftMonitors:
         return str(version) if version else None
 
     async def _profile(self, namespace: str, name: str) -> tuple[dict[str, Any], str]:
+        now = time.monotonic()
+        cached = self._profiles.get((namespace, name))
+        if cached is not None and now - cached[0] < PROFILE_TTL:
+            return cached[1], cached[2]
         body = await self.api.get("v1", "ConfigMap", namespace, name)
         if body is None:
             raise Unready("NoReferenceProfile", f"ConfigMap {name} (the reference profile) not found")
-        version = body["metadata"].get("resourceVersion", "")
-        cached = self._profiles.get((namespace, name))
-        if cached is not None and cached[0] == version:
-            return cached[1], cached[2]
         text = (body.get("data") or {}).get("profile.json")
         try:
             profile = json.loads(text or "")
         except ValueError:
             raise Unready("NoReferenceProfile", f"ConfigMap {name} holds no profile.json") from None
         digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest() if text else ""
-        self._profiles[(namespace, name)] = (version, profile, digest)
+        self._profiles = {k: v for k, v in self._profiles.items() if now - v[0] < 600}
+        self._profiles[(namespace, name)] = (now, profile, digest)
         return profile, digest
 
     # --- live counts ---------------------------------------------------------------------------------------------
@@ -251,8 +260,14 @@ class DriftMonitors:
 
     async def _direct(self, namespace: str, deployment: str, model: str, version: str, window: float,
                       port: int) -> dict[str, Any]:  # fmt: skip
-        pods = await self.api.list_objects("v1", "Pod", "pods", namespace, labels=selector(deployment, version))
-        ready = [p for p in pods if _ready(p)]
+        now = time.monotonic()
+        listed = self._pods.get((namespace, deployment, version))
+        if listed is None or now - listed[0] >= PODS_TTL:
+            pods = await self.api.list_objects("v1", "Pod", "pods", namespace, labels=selector(deployment, version))
+            # Lists of versions no monitor read lately go (versions come and go).
+            self._pods = {k: v for k, v in self._pods.items() if now - v[0] < 600}
+            listed = self._pods[(namespace, deployment, version)] = (now, pods)
+        ready = [p for p in listed[1] if _ready(p)]
         if not ready:
             raise Unready("NoServers", f"no ready Pod of {deployment} {version} to read the live counts from")
 

@@ -188,6 +188,17 @@ def z_test(successes: tuple[float, float], totals: tuple[float, float]) -> tuple
     return z, float(2 * norm.sf(abs(z)))
 
 
+def _merged(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64],
+                                                                            npt.NDArray[np.float64]]:  # fmt: skip
+    """Both samples' values in order, and the gap F_a - F_b of their empirical CDFs just after each value (valid at
+    the last of equal values, where the gap is read). One stable sort of both, cumulative counts: no search."""
+    both = np.concatenate([a, b])
+    order = np.argsort(both, kind="stable")
+    from_a = order < a.size
+    gap = np.cumsum(from_a) / a.size - np.cumsum(~from_a) / b.size
+    return both[order], gap
+
+
 def ks_raw(reference: npt.NDArray[np.float64], current: npt.NDArray[np.float64],
            reference_sorted: bool = False) -> tuple[float, float]:  # fmt: skip
     """The two-sample KS statistic and p-value of ``scipy.stats.ks_2samp(reference, current)`` with its defaults.
@@ -199,20 +210,12 @@ def ks_raw(reference: npt.NDArray[np.float64], current: npt.NDArray[np.float64],
     if max(n1, n2) <= KS_EXACT_MAX:
         result = ks_2samp(reference, current)
         return float(result.statistic), float(result.pvalue)
-    a = reference if reference_sorted else np.sort(reference)
-    b = np.sort(current)
-    d = _ks_gap(a, b)
+    values, gap = _merged(reference, current)
+    last_of_equal = np.append(values[1:] != values[:-1], True)
+    d = float(np.max(np.abs(gap[last_of_equal])))
     m, n = sorted([float(n1), float(n2)], reverse=True)
     en = m * n / (m + n)
     return d, float(np.clip(distributions.kstwo.sf(d, np.round(en)), 0, 1))
-
-
-def _ks_gap(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
-    """max |F_a(x) - F_b(x)| over every x in a or b, both sorted."""
-    both = np.concatenate([a, b])
-    cdf_a = np.searchsorted(a, both, side="right") / a.size
-    cdf_b = np.searchsorted(b, both, side="right") / b.size
-    return float(np.max(np.abs(cdf_a - cdf_b)))
 
 
 def ks_binned(reference: npt.NDArray[np.float64], current: npt.NDArray[np.float64]) -> tuple[float, float]:
@@ -233,13 +236,9 @@ def wasserstein_raw(reference: npt.NDArray[np.float64], current: npt.NDArray[np.
                     reference_sorted: bool = False) -> float:  # fmt: skip
     """W1 between the samples (as ``scipy.stats.wasserstein_distance``) divided by ``scale`` (the reference's
     standard deviation; a constant reference: not divided)."""
-    a = reference if reference_sorted else np.sort(reference)
-    b = np.sort(current)
-    both = np.sort(np.concatenate([a, b]))
-    deltas = np.diff(both)
-    cdf_a = np.searchsorted(a, both[:-1], side="right") / a.size
-    cdf_b = np.searchsorted(b, both[:-1], side="right") / b.size
-    w1 = float(np.sum(np.abs(cdf_a - cdf_b) * deltas))
+    values, gap = _merged(reference, current)
+    # Between two consecutive values the gap is constant; within equal values the width is 0.
+    w1 = float(np.sum(np.abs(gap[:-1]) * np.diff(values)))
     return w1 / scale if scale > 0 else w1
 
 
@@ -394,25 +393,32 @@ def decide(result: FeatureResult, level: float | None = None) -> FeatureResult:
         signals = [replace(s, threshold=level) if s.name == "distribution" and s.p_value is not None else s
                    for s in signals]  # fmt: skip
     share = sum(1 for s in signals if s.p_value is not None)
-    decided = []
+    kept: list[Signal] = []
+    reasons: list[str] = []
+    distribution: tuple[Signal, float] | None = None
     for s in signals:
         if s.p_value is not None:
             cut = s.threshold / share
             # A difference of exactly MISSING_DELTA computes a hair below it (0.06 - 0.05): a tolerance.
             effect = s.name not in ("missing", "unseen") or (s.statistic or 0.0) >= MISSING_DELTA - 1e-12
-            decided.append(replace(s, drifted=bool(s.p_value < cut and effect), threshold=cut))
+            drifted = bool(s.p_value < cut and effect)
         else:
-            decided.append(replace(s, drifted=bool(s.statistic is not None and s.statistic >= s.threshold)))
-    # The thresholds kept in the signals are their base ones; the shared cut is in the reason.
-    drifted = [s for s in decided if s.drifted]
-    distribution = next((s for s in decided if s.name == "distribution"), None)
-    verdict: Verdict = "Drifted" if drifted else "NotDrifted"
-    reason = ", ".join(_describe(s) for s in drifted)
-    base = tuple(replace(d, threshold=o.threshold) for d, o in zip(decided, signals, strict=True))
+            cut = s.threshold
+            drifted = bool(s.statistic is not None and s.statistic >= s.threshold)
+        # The thresholds kept in the signals are their base ones; the shared cut is in the reason.
+        signal = s if s.drifted == drifted else replace(s, drifted=drifted)
+        kept.append(signal)
+        if drifted:
+            reasons.append(_describe(signal, cut))
+        if s.name == "distribution":
+            distribution = (signal, cut)
+    verdict: Verdict = "Drifted" if reasons else "NotDrifted"
+    reason = ", ".join(reasons)
     if distribution is None:
-        return replace(result, verdict=verdict, signals=base, reason=reason or "no non-missing values")
-    return replace(result, statistic=distribution.statistic, p_value=distribution.p_value,
-                   threshold=distribution.threshold, verdict=verdict, signals=base, reason=reason)  # fmt: skip
+        return replace(result, verdict=verdict, signals=tuple(kept), reason=reason or "no non-missing values")
+    signal, cut = distribution
+    return replace(result, statistic=signal.statistic, p_value=signal.p_value, threshold=cut, verdict=verdict,
+                   signals=tuple(kept), reason=reason)  # fmt: skip
 
 
 def adjust(results: Sequence[FeatureResult], how: MultipleTesting) -> list[FeatureResult]:
@@ -438,10 +444,10 @@ def adjust(results: Sequence[FeatureResult], how: MultipleTesting) -> list[Featu
     return [decide(r, cut[r.name]) if r.name in cut else r for r in results]
 
 
-def _describe(signal: Signal) -> str:
+def _describe(signal: Signal, cut: float) -> str:
     if signal.p_value is not None:
-        return f"{signal.name} ({signal.method} p={signal.p_value:.3g} < {signal.threshold:.3g})"
-    return f"{signal.name} ({signal.method} {signal.statistic:.3g} >= {signal.threshold:.3g})"
+        return f"{signal.name} ({signal.method} p={signal.p_value:.3g} < {cut:.3g})"
+    return f"{signal.name} ({signal.method} {signal.statistic:.3g} >= {cut:.3g})"
 
 
 def _distribution(name: str, method: str, threshold: float, reference: Binned, current: Current,
