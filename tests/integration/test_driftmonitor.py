@@ -260,3 +260,35 @@ def test_a_batch_monitor_reads_a_dataset_within_its_window(kubectl: Kubectl, ope
                         lambda o: condition(o, "Ready").get("reason") == "DatasetUnreadable", timeout=60)  # fmt: skip
     assert "nope.parquet" in condition(found, "Ready")["message"]
     assert found["status"]["performance"]["value"] == status["performance"]["value"]  # the last result stays
+
+
+def test_drift_on_a_canary_aborts_its_rollout(kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
+    source, checksum, reference, _ = model_files(tmp_path)
+    profiled = {"uri": reference, "prediction": "is_fraud"}
+    for ver in ("1.0.0", "1.1.0"):
+        kubectl.apply(version(f"fraud-{ver.replace('.', '-')}", "fraud", ver, source, checksum, signature=SIGNATURE,
+                              reference=profiled))  # fmt: skip
+        wait_status(kubectl, "modelversion", f"fraud-{ver.replace('.', '-')}", "a reference profile", has_profile,
+                    timeout=60)  # fmt: skip
+    deploy(kubectl, "fraud", version="1.0.0", replicas=2, rollout={"strategy": "canary", "drainDelay": "2s"})
+    wait_serving(kubectl, "fraud", "1.0.0", ready_replicas=2, timeout=90)
+    kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "CanaryRollout", "metadata": {"name": "fraud"},
+                   "spec": {"deploymentRef": {"name": "fraud"},
+                            "steps": [{"setWeight": 50}, {"pause": {}}]}})  # fmt: skip
+    kubectl.run("patch", "modeldeployment", "fraud", "--type=merge", "-p", '{"spec": {"version": "1.1.0"}}')
+    wait_status(kubectl, "canaryrollout", "fraud", "paused with the canary",
+                lambda o: (o.get("status") or {}).get("phase") == "Paused", timeout=120)  # fmt: skip
+    monitor(kubectl, minSamples=100, datasetDriftShare=0.4, onDrift={"abortCanary": True})
+    pods = json.loads(kubectl.run("get", "pods", "-l", "mlops.io/version=1.1.0", "-o", "json").stdout)["items"]
+    canary_ips = [p["status"]["podIP"] for p in pods if not p["metadata"].get("deletionTimestamp")]
+    # The canary's traffic drifts (the stable version's does not get any of it).
+    send(canary_ips, transactions(3000, seed=19, amount_scale=5.0), per_request=200)
+    body = wait_status(kubectl, "driftmonitor", "fraud", "drift on the canary",
+                       lambda o: (o.get("status") or {}).get("verdict") == "Drifted", timeout=60)  # fmt: skip
+    assert body["status"]["version"] == "1.1.0"
+    rollout = wait_status(kubectl, "canaryrollout", "fraud", "aborted",
+                          lambda o: (o.get("status") or {}).get("phase") == "Aborted", timeout=60)  # fmt: skip
+    assert rollout["status"]["run"]["reason"] == "aborted by mlops.io/abort"
+    selector = "involvedObject.kind=DriftMonitor,reason=CanaryAborted"
+    said = json.loads(kubectl.run("get", "events", "--field-selector", selector, "-o", "json").stdout)
+    assert any("aborted rollout fraud" in e["message"] for e in said["items"]), said
