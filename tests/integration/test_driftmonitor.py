@@ -46,7 +46,10 @@ def model_files(directory: Path) -> tuple[str, str, str, np.ndarray]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    x = transactions(4000, seed=7)
+    # Seeds fixed: every verdict below is deterministic. (Over seeds, an unshifted feature is flagged at no more
+    # than the nominal 5 %: tests/unit/test_drift.py measures it; reference seed 7 is one such 1 % draw, its
+    # account_age_days minimum 3.3 where 4,000 uniform draws from 0..3000 usually reach below 1.)
+    x = transactions(4000, seed=8)
     y = (x[:, 2] + np.log(x[:, 0]) / 10 > 0.75).astype(int)
     # An imputer first, as models fed by live data usually have: missing values are answered, and counted.
     model = make_pipeline(SimpleImputer(), LogisticRegression(max_iter=1000)).fit(x, y)

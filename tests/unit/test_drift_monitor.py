@@ -91,8 +91,21 @@ def test_settings_reach_the_statistics() -> None:
                   prediction={"enabled": False})  # fmt: skip
     result = drift_monitor.evaluate(profile(), counted(rows(5000, seed=5)), drift_monitor.settings(chosen))
     methods = {r.name: (r.method, r.threshold) for r in result.features}
-    assert methods == {"amount": ("ks", 0.01), "channel": ("chiSquare", 0.05)}
+    # amount's 0.01 shared with its out-of-range test (Bonferroni within the feature): 0.005 each.
+    assert methods == {"amount": ("ks", 0.005), "channel": ("chiSquare", 0.05)}
     assert result.prediction is None
+
+
+def test_values_outside_the_reference_range_are_counted_live_and_flagged() -> None:
+    data = rows(3000, seed=8)
+    data[:40, 1] = 500.0  # ages far above any the reference had
+    counted_ = counted(data)
+    # The 40, and the odd value of the reference distribution beyond its 20,000-row range.
+    assert 40 <= counted_["features"]["age"]["above"] <= 42 and counted_["features"]["age"]["below"] <= 2
+    result = drift_monitor.evaluate(profile(), counted_, drift_monitor.settings(spec()))
+    age = next(r for r in result.features if r.name == "age")
+    assert age.verdict == "Drifted" and "outOfRange" in age.reason
+    assert [r.name for r in result.features if r.verdict == "Drifted"] == ["age"]
 
 
 def test_below_min_samples_there_is_no_verdict() -> None:

@@ -95,6 +95,8 @@ def merged(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
                    "nulls": fa["nulls"] + fb["nulls"]}  # fmt: skip
         if fa["type"] == "categorical":
             feature["otherCount"] = fa["otherCount"] + fb["otherCount"]
+        else:
+            feature["below"], feature["above"] = fa["below"] + fb["below"], fa["above"] + fb["above"]
         features[name] = feature
     assert (a["windowStart"], a["windowEnd"]) == (b["windowStart"], b["windowEnd"])
     return {"samples": a["samples"] + b["samples"], "features": features, "window": a["window"],

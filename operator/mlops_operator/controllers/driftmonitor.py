@@ -319,7 +319,7 @@ class DriftMonitors:
         for name, reference in (profile.get("features") or {}).items():
             if reference["type"] == "numeric":
                 bins = max(len(reference.get("edges") or []) - 1, 1)
-                features[name] = {"type": "numeric", "counts": [0.0] * bins, "nulls": 0.0}
+                features[name] = {"type": "numeric", "counts": [0.0] * bins, "nulls": 0.0, "below": 0.0, "above": 0.0}
             else:
                 categories = list(reference.get("categories") or [])
                 features[name] = {"type": "categorical", "categories": categories, "counts": [0.0] * len(categories),
@@ -331,6 +331,8 @@ class DriftMonitors:
                 continue
             if bin_ == "__null__":
                 feature["nulls"] += value
+            elif bin_ in ("__below__", "__above__") and feature["type"] == "numeric":
+                feature[bin_.strip("_")] += value
             elif feature["type"] == "numeric":
                 if bin_.isdigit() and int(bin_) < len(feature["counts"]):
                     feature["counts"][int(bin_)] += value

@@ -70,9 +70,9 @@ def merge(snapshots: Iterable[Snapshot]) -> dict[str, Any]:
             if len(mine.get("counts") or []) != len(feature.get("counts") or []):
                 raise ValueError(f"feature {name!r}: servers count it in different bins (profiles differ)")
             mine["counts"] = [a + b for a, b in zip(mine["counts"], feature["counts"], strict=True)]
-            mine["nulls"] = int(mine.get("nulls") or 0) + int(feature.get("nulls") or 0)
-            if "otherCount" in feature:
-                mine["otherCount"] = int(mine.get("otherCount") or 0) + int(feature["otherCount"])
+            for key in ("nulls", "otherCount", "below", "above"):
+                if key in feature:
+                    mine[key] = int(mine.get(key) or 0) + int(feature[key])
     return out
 
 
@@ -83,7 +83,10 @@ def _current(name: str, reference: Mapping[str, Any], counted: Mapping[str, Any]
         counts = np.asarray((counted or {}).get("counts") or [0] * bins, dtype=np.float64)
         if counts.size != bins:
             raise drift.DriftError(f"feature {name!r}: counted in {counts.size} bins, the reference has {bins}")
-        return drift.Current(drift.Binned("numeric", counts, float((counted or {}).get("nulls") or 0)))
+        outside = None
+        if counted is not None and "below" in counted and "above" in counted:
+            outside = (round(counted["below"]), round(counted["above"]))
+        return drift.Current(drift.Binned("numeric", counts, float((counted or {}).get("nulls") or 0)), None, outside)
     categories = list(reference.get("categories") or [])
     counts = np.zeros(len(categories) + 1)
     if counted is not None:

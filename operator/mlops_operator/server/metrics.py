@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from mlops_operator.server.sketch import NULL, OTHER, Sketch
+from mlops_operator.server.sketch import ABOVE, BELOW, NULL, OTHER, Sketch
 
 # *_created series double the series count and nothing here uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -83,6 +83,9 @@ class _SketchCollector(Collector):
             if data["type"] == "categorical":
                 bins.add_metric([self.labels["model"], self.labels["version"], feature, OTHER], data["otherCount"])
             bins.add_metric([self.labels["model"], self.labels["version"], feature, NULL], data["nulls"])
+            if data["type"] == "numeric":
+                bins.add_metric([self.labels["model"], self.labels["version"], feature, BELOW], data["below"])
+                bins.add_metric([self.labels["model"], self.labels["version"], feature, ABOVE], data["above"])
         yield bins
         samples = CounterMetricFamily("mlops_server_sketch_samples", "Rows counted into the drift sketches.",
                                       labels=["model", "version"])  # fmt: skip

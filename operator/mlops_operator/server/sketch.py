@@ -30,6 +30,8 @@ import numpy.typing as npt
 from mlops_operator.logic.profile import category
 
 OTHER, NULL = "__other__", "__null__"
+BELOW, ABOVE = "__below__", "__above__"
+"""Numeric values below the reference's minimum, and above its maximum (also counted in the outer bins)."""
 FLUSH_ROWS = 256
 RETENTION_MINUTES = 24 * 60
 """How long the per-minute counts are kept by default: the longest window ``snapshot`` answers."""
@@ -64,6 +66,10 @@ class _Numeric:
     width: int  # the most bins of any feature
     counts: slice  # slots of the (features, width) bin counts, row by row
     nulls: slice  # slots of the nulls, one per feature
+    low: npt.NDArray[np.float64]  # each feature's reference minimum (-inf when the profile has none)
+    high: npt.NDArray[np.float64]  # and maximum (+inf)
+    below: slice  # slots of the values below the reference's minimum, one per feature
+    above: slice  # and above its maximum
 
 
 @dataclass(frozen=True)
@@ -81,8 +87,11 @@ def _numeric(names: list[str], columns: list[int], profiles: list[Mapping[str, A
         edges = p["edges"][1:-1]
         inner[i, : len(edges)] = edges
     bins = np.array([max(len(p["edges"]) - 1, 1) for p in profiles], dtype=np.intp)
+    low = np.array([p["min"] if p.get("min") is not None else -np.inf for p in profiles], dtype=np.float64)
+    high = np.array([p["max"] if p.get("max") is not None else np.inf for p in profiles], dtype=np.float64)
     return _Numeric(names, np.array(columns, dtype=np.intp), inner, bins, width,
-                    slots.take(len(names) * width), slots.take(len(names)))  # fmt: skip
+                    slots.take(len(names) * width), slots.take(len(names)), low, high,
+                    slots.take(len(names)), slots.take(len(names)))  # fmt: skip
 
 
 def _categorical(name: str, column: int, profile: Mapping[str, Any], slots: _Slots) -> _Categorical:
@@ -253,12 +262,14 @@ class Sketch:
             if numeric is None:
                 continue
             bins = counts[numeric.counts].reshape(len(numeric.names), numeric.width)
-            nulls = counts[numeric.nulls]
+            nulls, below, above = counts[numeric.nulls], counts[numeric.below], counts[numeric.above]
             for i, name in enumerate(numeric.names):
                 out["features"][name] = {
                     "type": "numeric",
                     "counts": bins[i, : numeric.bins[i]].tolist(),
                     "nulls": int(nulls[i]),
+                    "below": int(below[i]),
+                    "above": int(above[i]),
                 }
         categorical = [*self.categorical, *([self.prediction_categories] if self.prediction_categories else [])]
         for feature in categorical:
@@ -279,6 +290,9 @@ def _joined(chunks: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:
 
 def _count_numeric(sketch: _Numeric, values: npt.NDArray[np.float64], into: Counts) -> None:
     missing = np.isnan(values)
+    # Outside the reference's range (NaN compares false): the out-of-range signal of a DriftMonitor.
+    into[sketch.below] += (values < sketch.low[None, :]).sum(axis=0)
+    into[sketch.above] += (values > sketch.high[None, :]).sum(axis=0)
     # The bin of a value is the number of inner edges at or below it: one comparison per edge, no Python loop.
     bins = (values[:, :, None] >= sketch.inner[None, :, :]).sum(axis=2)
     if missing.any():
