@@ -10,14 +10,11 @@ the weight from the status and moves the traffic; nothing here touches the deplo
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-
-import aiohttp
 
 from mlops_operator import metrics
 from mlops_operator.api.canaryrollout import (
@@ -29,7 +26,7 @@ from mlops_operator.api.canaryrollout import (
     MetricStatus,
     Weights,
 )
-from mlops_operator.api.common import Condition, MetricProvider, PrometheusProvider, SecretKeyRef
+from mlops_operator.api.common import Condition, MetricProvider, PrometheusProvider
 from mlops_operator.api.crds import BY_KIND
 from mlops_operator.controllers import kinds
 from mlops_operator.logic import rollout
@@ -38,7 +35,7 @@ from mlops_operator.logic.conditions import set_condition
 from mlops_operator.outbound import UNRESTRICTED, Policy
 from mlops_operator.providers import Provider, Target
 from mlops_operator.providers.direct import Direct
-from mlops_operator.providers.prometheus import Prometheus
+from mlops_operator.providers.prometheus import Prometheus, Sessions, secret_reader
 from mlops_operator.runtime import events
 from mlops_operator.runtime.controller import Controller, Watch
 from mlops_operator.runtime.kinds import Body, Key, key_of
@@ -67,8 +64,8 @@ class CanaryRollouts:
         self.versions = kinds.model_versions(manager)
         self.status = StatusWriter(kinds.CANARY_ROLLOUTS, self._changed_meanwhile, self._forget, manager.api)
         self.direct = Direct(manager.api)
-        # One session per outbound policy, kept: connections to a Prometheus are reused across measurements.
-        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self.sessions = Sessions()
+        self._secret = secret_reader(manager.api)
         self.controller = manager.add(
             Controller(
                 name=KIND,
@@ -178,35 +175,17 @@ class CanaryRollouts:
     async def close(self) -> None:
         """Closes the providers' connections (the operator is stopping)."""
         await self.direct.close()
-        for session in self._sessions.values():
-            await session.close()
-        self._sessions.clear()
-
-    def _session(self, policy: Policy) -> aiohttp.ClientSession:
-        key = policy is UNRESTRICTED
-        session = self._sessions.get(key)
-        if session is None or session.closed:
-            session = self._sessions[key] = policy.session()
-        return session
+        await self.sessions.close()
 
     def _provider(self, spec: MetricProvider | None, namespace: str) -> Provider:
         if spec is not None and spec.prometheus is not None:
-            return Prometheus(spec.prometheus, namespace, self._secret, self.policy, self._session(self.policy))
+            return Prometheus(spec.prometheus, namespace, self._secret, self.policy, self.sessions.of(self.policy))
         default = os.environ.get(PROMETHEUS_ENV)
         if spec is None and default:
             # The operator's own setting, not a user's address: no outbound policy applies.
             return Prometheus(PrometheusProvider(address=default), namespace, self._secret, UNRESTRICTED,
-                              self._session(UNRESTRICTED))  # fmt: skip
+                              self.sessions.of(UNRESTRICTED))  # fmt: skip
         return self.direct
-
-    async def _secret(self, namespace: str, ref: SecretKeyRef) -> str:
-        secret = await self.api.get("v1", "Secret", namespace, ref.name)
-        if secret is None:
-            raise LookupError(f"Secret {ref.name} not found")
-        data = secret.get("data") or {}
-        if ref.key not in data:
-            raise LookupError(f"Secret {ref.name} has no key {ref.key}")
-        return base64.b64decode(data[ref.key]).decode()
 
 
 def _deployment(name: str, body: Body | None, rollout_name: str) -> rollout.Deployment:

@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from mlops_operator import metrics
-from mlops_operator.api.common import Condition, PrometheusProvider, SecretKeyRef, duration_seconds
+from mlops_operator.api.common import Condition, PrometheusProvider, duration_seconds
 from mlops_operator.api.crds import BY_KIND
 from mlops_operator.api.driftmonitor import (
     HISTORY,
@@ -40,7 +40,7 @@ from mlops_operator.logic import drift, drift_monitor
 from mlops_operator.logic.conditions import set_condition
 from mlops_operator.logic.rollout import ABORT
 from mlops_operator.outbound import UNRESTRICTED, Policy
-from mlops_operator.providers.prometheus import Prometheus, label_value, range_of
+from mlops_operator.providers.prometheus import Prometheus, Sessions, label_value, range_of, secret_reader
 from mlops_operator.runtime import events
 from mlops_operator.runtime.controller import Controller, Watch
 from mlops_operator.runtime.kinds import Body, Key, key_of
@@ -86,7 +86,8 @@ class DriftMonitors:
         self._pods: dict[tuple[str, str, str], tuple[float, list[Body]]] = {}
         """(namespace, deployment, version) -> (when listed, Pods)."""
         self._session: aiohttp.ClientSession | None = None
-        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self.sessions = Sessions()
+        self._secret = secret_reader(manager.api)
         self.controller = manager.add(
             Controller(
                 name=KIND,
@@ -112,10 +113,9 @@ class DriftMonitors:
         metrics.forget_drift(body["metadata"]["namespace"], body["metadata"]["name"])
 
     async def close(self) -> None:
-        for session in [self._session, *self._sessions.values()]:
-            if session is not None:
-                await session.close()
-        self._sessions.clear()
+        if self._session is not None:
+            await self._session.close()
+        await self.sessions.close()
 
     # --- the pass ------------------------------------------------------------------------------------------------
 
@@ -293,17 +293,10 @@ class DriftMonitors:
             counted["unread"] = failed
         return counted
 
-    def _session_for(self, policy: Policy) -> aiohttp.ClientSession:
-        key = policy is UNRESTRICTED
-        session = self._sessions.get(key)
-        if session is None or session.closed:
-            session = self._sessions[key] = policy.session()
-        return session
-
     async def _prometheus(self, spec: PrometheusProvider, namespace: str, model: str, version: str,
                           profile: dict[str, Any], window: float, now: datetime,
                           policy: Policy) -> dict[str, Any]:  # fmt: skip
-        provider = Prometheus(spec, namespace, self._secret, policy, self._session_for(policy))
+        provider = Prometheus(spec, namespace, self._secret, policy, self.sessions.of(policy))
         selected = ",".join(f"{k}={label_value(v)}" for k, v in
                             (("namespace", namespace), ("model", model), ("version", version)))  # fmt: skip
         span = range_of(window)
@@ -344,17 +337,6 @@ class DriftMonitors:
         total = round(sum(v for _, v in samples))
         return {"samples": total, "features": features, "windowStart": start.timestamp(),
                 "windowEnd": now.timestamp()}  # fmt: skip
-
-    async def _secret(self, namespace: str, ref: SecretKeyRef) -> str:
-        import base64
-
-        secret = await self.api.get("v1", "Secret", namespace, ref.name)
-        if secret is None:
-            raise LookupError(f"Secret {ref.name} not found")
-        data = secret.get("data") or {}
-        if ref.key not in data:
-            raise LookupError(f"Secret {ref.name} has no key {ref.key}")
-        return base64.b64decode(data[ref.key]).decode()
 
     # --- batch ---------------------------------------------------------------------------------------------------
 

@@ -43,11 +43,48 @@ from mlops_operator.api.canaryrollout import AnalysisMetric
 from mlops_operator.api.common import PrometheusProvider, SecretKeyRef, duration_seconds
 from mlops_operator.logic import measure
 from mlops_operator.logic.analysis import Values
-from mlops_operator.outbound import Policy, redact
+from mlops_operator.outbound import UNRESTRICTED, Policy, redact
 from mlops_operator.providers import Target
 from mlops_operator.storage import describe, refusal
 
 SecretReader = Callable[[str, SecretKeyRef], Awaitable[str]]
+
+
+def secret_reader(api: Any) -> SecretReader:
+    """Reads one key of a Secret with ``get`` (never list or watch) through ``api`` (the operator's API client)."""
+
+    async def read(namespace: str, ref: SecretKeyRef) -> str:
+        secret = await api.get("v1", "Secret", namespace, ref.name)
+        if secret is None:
+            raise LookupError(f"Secret {ref.name} not found")
+        data = secret.get("data") or {}
+        if ref.key not in data:
+            raise LookupError(f"Secret {ref.name} has no key {ref.key}")
+        return base64.b64decode(data[ref.key]).decode()
+
+    return read
+
+
+class Sessions:
+    """One HTTP session per outbound policy, kept, so that connections to a Prometheus are reused across
+    measurements: the operator's own default (unrestricted) apart from the addresses users write (the policy)."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+
+    def of(self, policy: Policy) -> aiohttp.ClientSession:
+        key = policy is UNRESTRICTED
+        session = self._sessions.get(key)
+        if session is None or session.closed:
+            session = self._sessions[key] = policy.session()
+        return session
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+
 """Reads a key of a Secret: (namespace, reference) -> value."""
 
 REQUESTS = f"{measure.REQUESTS}_total"
