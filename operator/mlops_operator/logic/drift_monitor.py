@@ -9,14 +9,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from mlops_operator.api.driftmonitor import DriftMonitorSpec
+from mlops_operator.api.common import Condition
+from mlops_operator.api.driftmonitor import (
+    HISTORY,
+    DriftMonitorSpec,
+    DriftMonitorStatus,
+    FeatureResult,
+    HistoryEntry,
+    PerformanceStatus,
+    ReferenceStatus,
+)
 from mlops_operator.logic import drift
+from mlops_operator.logic.conditions import set_condition
 
 Snapshot = Mapping[str, Any]
+
+
+class Unavailable(Exception):
+    """The analysis cannot run yet (no deployment, no reference, no server to read): the reason (Ready False)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -164,3 +183,115 @@ def due_in(last_check: float | None, interval: float, now: float) -> float:
 
 def drifted_names(results: Sequence[drift.FeatureResult]) -> list[str]:
     return [r.name for r in results if r.verdict == "Drifted"]
+
+
+def from_series(profile: Mapping[str, Any], series: Iterable[tuple[Mapping[str, str], float]], samples: float,
+                start: float, end: float) -> dict[str, Any]:  # fmt: skip
+    """Prometheus' ``sum by (feature, bin)`` of the servers' bin counters over a window, in the sketch endpoint's
+    shape (every profiled feature, zero where no series came)."""
+    features: dict[str, Any] = {}
+    for name, reference in (profile.get("features") or {}).items():
+        if reference["type"] == "numeric":
+            bins = max(len(reference.get("edges") or []) - 1, 1)
+            features[name] = {"type": "numeric", "counts": [0.0] * bins, "nulls": 0.0, "below": 0.0, "above": 0.0}
+        else:
+            categories = list(reference.get("categories") or [])
+            features[name] = {"type": "categorical", "categories": categories, "counts": [0.0] * len(categories),
+                              "otherCount": 0.0, "nulls": 0.0}  # fmt: skip
+    for labels, value in series:
+        feature = features.get(labels.get("feature", ""))
+        bin_ = labels.get("bin", "")
+        if feature is None:
+            continue
+        if bin_ == "__null__":
+            feature["nulls"] += value
+        elif bin_ in ("__below__", "__above__") and feature["type"] == "numeric":
+            feature[bin_.strip("_")] += value
+        elif feature["type"] == "numeric":
+            if bin_.isdigit() and int(bin_) < len(feature["counts"]):
+                feature["counts"][int(bin_)] += value
+        elif bin_ == "__other__":
+            feature["otherCount"] += value
+        elif bin_ in feature["categories"]:
+            feature["counts"][feature["categories"].index(bin_)] += value
+    return {"samples": round(samples), "features": features, "windowStart": start, "windowEnd": end}
+
+
+# --- the status ------------------------------------------------------------------------------------------------------
+
+
+def conditions(stored: Mapping[str, Any], generation: int | None, ready: tuple[Any, str, str],
+                detected: tuple[Any, str, str] | None = None) -> list[Condition]:  # fmt: skip
+    conditions = set_condition(stored.get("conditions") or [], "Ready", *ready, generation)
+    if detected is not None:
+        conditions = set_condition(conditions, "DriftDetected", *detected, generation)
+    return [Condition.model_validate(c) for c in conditions]
+
+
+def feature_status(result: drift.FeatureResult) -> FeatureResult:
+    return FeatureResult(
+        name=result.name, method=result.method or "-", statistic=result.statistic, p_value=result.p_value,
+        threshold=result.threshold, verdict=result.verdict, samples=result.samples,
+        missing_share=result.missing_share, reason=(result.reason or None) and result.reason[:1024],
+    )  # fmt: skip
+
+
+def status(old: DriftMonitorStatus, stored: Mapping[str, Any], generation: int | None, spec: DriftMonitorSpec,
+            result: drift.DatasetResult, counted: dict[str, Any], version: str | None, reference: ReferenceStatus,
+            now: datetime) -> DriftMonitorStatus:  # fmt: skip
+    samples = int(counted.get("samples") or 0)
+    message = summary(result, samples)
+    complete = counted.get("complete")
+    if complete is False:
+        message += " (partial window: a server started within it, or did not answer)"
+    if result.verdict == "NoData":
+        detected = ("Unknown", "NotEnoughSamples", f"{samples} samples in the window, minSamples {spec.min_samples}")
+    elif result.verdict == "Error":
+        detected = ("Unknown", "AnalysisFailed", message)
+    elif result.verdict == "Drifted":
+        detected = ("True", "DatasetDrift", message)
+    else:
+        detected = ("False", "NoDatasetDrift", message)
+    ready = ("True", "Analysed", message) if result.verdict != "Error" else ("False", "AnalysisFailed", message)
+    checked = result.performance
+    performance = None
+    degraded: tuple[Any, str, str] | None = None
+    if checked is not None:
+        performance = PerformanceStatus(metric=checked.metric, value=checked.value, registered=checked.reference,
+                                        tolerance=checked.tolerance, degraded=checked.degraded,
+                                        samples=checked.samples, reason=checked.reason[:1024])  # fmt: skip
+        degraded = {True: ("True", "BelowRegistered", checked.reason),
+                    False: ("False", "WithinTolerance", checked.reason)}.get(
+            checked.degraded, ("Unknown", "NotJudged", checked.reason))  # fmt: skip
+
+    def at(key: str) -> datetime | None:
+        value = counted.get(key)
+        return datetime.fromtimestamp(float(value), UTC) if value is not None else None
+
+    history = [*old.history, HistoryEntry(at=now, verdict=result.verdict, drifted_share=result.share,
+                                          samples=samples)][-HISTORY:]  # fmt: skip
+    found = conditions(stored, generation, ready, detected)
+    if degraded is not None:
+        wire = [c.wire() for c in found]
+        found = [Condition.model_validate(c)
+                 for c in set_condition(wire, "PerformanceDegraded", *degraded, generation)]  # fmt: skip
+    return DriftMonitorStatus(
+        observed_generation=generation,
+        conditions=found,
+        last_check=now,
+        window_start=at("windowStart"),
+        window_end=at("windowEnd"),
+        complete=complete if isinstance(complete, bool) else None,
+        version=version,
+        samples=samples,
+        reference=reference,
+        features=[feature_status(r) for r in result.features],
+        prediction=feature_status(result.prediction) if result.prediction is not None else None,
+        drifted_features=result.drifted,
+        judged_features=result.judged,
+        drifted_share=result.share,
+        verdict=result.verdict,
+        message=message[:4096],
+        performance=performance,
+        history=history,
+    )

@@ -106,7 +106,7 @@ class Direct:
         versions = {target.canary, *([target.stable] if target.stable else [])}
         wanted = [
             p for p in pods
-            if (p["metadata"].get("labels") or {}).get("mlops.io/version") in versions and _ready(p)
+            if (p["metadata"].get("labels") or {}).get("mlops.io/version") in versions and ready(p)
         ]  # fmt: skip
         texts = await asyncio.gather(*(self._scrape(p, target.port) for p in wanted), return_exceptions=True)
         out: Readings = {v: {} for v in versions}
@@ -131,7 +131,7 @@ class Direct:
             return await response.text()
 
 
-def _ready(pod: dict[str, Any]) -> bool:
+def ready(pod: dict[str, Any]) -> bool:
     status = pod.get("status") or {}
     if not status.get("podIP") or pod["metadata"].get("deletionTimestamp"):
         return False
