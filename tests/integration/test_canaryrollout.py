@@ -338,8 +338,14 @@ def test_a_sigkilled_operator_resumes_the_run_from_status_repeating_and_skipping
         patch(kubectl, "fraud", {"version": "1.1.0"})
         # Killed during the analysis, then during the weight change to 50, then during promotion.
         for step in (1, 2, 4):
-            wait_status(kubectl, "canaryrollout", "fraud", f"at step {step}",
-                        lambda o, s=step: (o["status"].get("currentStep") or 0) >= s, timeout=120)  # fmt: skip
+            obj = wait_status(kubectl, "canaryrollout", "fraud", f"at step {step}",
+                              lambda o, s=step: (o["status"].get("currentStep") or 0) >= s, timeout=120)  # fmt: skip
+            # Events are posted just after the status they describe: killed in that instant, an Event is lost
+            # (status is the record). Killed once the completed steps' Events are in, a repeat or a skip shows.
+            done = obj["status"]["currentStep"]
+            deadline = time.monotonic() + 10
+            while len(events(kubectl, "fraud", "StepCompleted")) < done and time.monotonic() < deadline:
+                time.sleep(0.2)
             op.stop(signal.SIGKILL)
             op = start_operator(tmp_path, "--namespace", kubectl.namespace or "default")
         obj = wait_phase(kubectl, "Promoted", timeout=120)

@@ -10,6 +10,7 @@ the weight from the status and moves the traffic; nothing here touches the deplo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Sequence
@@ -154,8 +155,8 @@ class CanaryRollouts:
         new = _status(status, outcome, plan, md, metric_status, meta.get("generation"))
         if not await self.status.write(body, new):
             return None
-        for reason, message, type_ in outcome.events:
-            events.record(body, reason, message, type_)
+        # Awaited, right after the status they describe: a restart between the two loses as few as can be.
+        await asyncio.gather(*(events.post(body, reason, message, type_) for reason, message, type_ in outcome.events))
         if outcome.consumed:
             # After the status that acted on them is written: a verb is never lost, and one seen twice is stale.
             patch = {"annotations": dict.fromkeys(outcome.consumed)}
