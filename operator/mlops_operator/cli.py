@@ -70,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
             allow_private=args.allow_private,
             allow_hosts=args.allow_host or (),
             allow_buckets=args.allow_bucket or (),
+            receiver_hosts=args.receiver_host,
         )
     except ValueError as exc:
         print(f"mlops-operator: {exc}", file=sys.stderr)
@@ -225,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         "--allow-bucket", action="append", metavar="PATTERN",
         help="allow only s3:// and gs:// buckets matching PATTERN (glob; repeatable; default: any bucket the "
         "operator's credentials reach)",
+    )  # fmt: skip
+    outbound.add_argument(
+        "--receiver-host", action="append", metavar="HOST[:PORT]|CIDR",
+        help="alert receivers (webhook, Slack, PagerDuty, Alertmanager URLs) may only name these hosts (repeatable; "
+        "default: any host the rest of the policy allows)",
     )  # fmt: skip
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)

@@ -123,6 +123,40 @@ def forget_drift(namespace: str, monitor: str) -> None:
             gauge.remove(namespace, monitor)
 
 
+ALERT_STATE = Gauge(
+    "mlops_alert_state",
+    "Instances of each AlertRule by state (pending, firing, resolved: resolved within the last 15 minutes).",
+    ["namespace", "rule", "state"],
+    registry=REGISTRY,
+)
+ALERT_NOTIFICATIONS = Counter(
+    "mlops_alert_notifications",
+    "Notifications sent by AlertRules, by receiver type (event, alertmanager, webhook, slack, pagerduty) and result "
+    "(success, failure).",
+    ["receiver", "result"],
+    registry=REGISTRY,
+)
+ALERT_EVALUATION_SECONDS = Histogram(
+    "mlops_alert_evaluation_duration_seconds", "Time taken by one AlertRule evaluation.", buckets=_BUCKETS,
+    registry=REGISTRY,
+)  # fmt: skip
+ALERT_STATES = ("pending", "firing", "resolved")
+
+
+def record_alerts(namespace: str, rule: str, states: Iterable[str]) -> None:
+    """An AlertRule's instances by state, as gauges (every state present, 0 when none)."""
+    tally = Tally(states)
+    for state in ALERT_STATES:
+        ALERT_STATE.labels(namespace, rule, state).set(tally.get(state, 0))
+
+
+def forget_alerts(namespace: str, rule: str) -> None:
+    """A deleted AlertRule's series go."""
+    for state in ALERT_STATES:
+        with contextlib.suppress(KeyError):
+            ALERT_STATE.remove(namespace, rule, state)
+
+
 BUILD_INFO = Gauge("mlops_operator_build_info", "The operator's version (value 1).", ["version"], registry=REGISTRY)
 BUILD_INFO.labels(__version__).set(1)
 

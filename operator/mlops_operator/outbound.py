@@ -159,6 +159,8 @@ class Policy:
     allow_hosts: tuple[HostRule, ...] = ()
     allow_buckets: tuple[str, ...] = ()
     unrestricted: bool = False
+    # Alert receivers: when set, the only hosts a receiver's URL may name (--receiver-host).
+    receiver_hosts: tuple[HostRule, ...] | None = None
     # The API server's addresses and ports, learnt when the operator logs in.
     apiserver: set[tuple[Address, int]] = field(default_factory=set)
     resolve: Resolve = _system_resolve
@@ -171,6 +173,7 @@ class Policy:
         allow_private: bool = False,
         allow_hosts: Iterable[str] = (),
         allow_buckets: Iterable[str] = (),
+        receiver_hosts: Iterable[str] | None = None,
     ) -> Policy:
         """The policy of the operator's flags; a root that does not exist or an entry that does not parse is a
         ValueError naming it."""
@@ -186,6 +189,7 @@ class Policy:
             allow_private=allow_private,
             allow_hosts=tuple(HostRule.parse(h) for h in allow_hosts),
             allow_buckets=tuple(allow_buckets),
+            receiver_hosts=None if receiver_hosts is None else tuple(HostRule.parse(h) for h in receiver_hosts),
         )
 
     def describe(self) -> str:
@@ -201,6 +205,8 @@ class Policy:
             parts.append(f"allowed hosts: {', '.join(r.text for r in self.allow_hosts)}")
         if self.allow_buckets:
             parts.append(f"buckets: {', '.join(self.allow_buckets)}")
+        if self.receiver_hosts is not None:
+            parts.append(f"receiver hosts: {', '.join(r.text for r in self.receiver_hosts) or 'none'}")
         return "; ".join(parts)
 
     def learn_apiserver(self, server: str) -> None:

@@ -2,7 +2,9 @@
 # Fetches third-party CRDs from their published Go modules and caches them by version:
 #   gateway-api  the standard channel of the Gateway API  (sigs.k8s.io/gateway-api, config/crd/standard/*.yaml)
 #   istio        Istio's CRDs                              (istio.io/api, kubernetes/customresourcedefinitions.gen.yaml)
-# Parts, in any order: gateway-api istio (the default: both). Versions come from versions.env.
+#   prometheus-operator  its PrometheusRule CRD only           (github.com/prometheus-operator/prometheus-operator,
+#                example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml)
+# Parts, in any order: gateway-api istio prometheus-operator (the default: all three). Versions come from versions.env.
 #
 # Nothing is downloaded but Go modules from the module proxy, into the usual module cache (go env GOMODCACHE), whose
 # files are read-only; the YAML is copied out to <cache>/crds/<part>-v<version>/. A second run finds it there and
@@ -71,7 +73,7 @@ fetch() {
   echo "$dest"
 }
 
-want=${*:-gateway-api istio}
+want=${*:-gateway-api istio prometheus-operator}
 for part in $want; do
   case $part in
     gateway-api)
@@ -83,6 +85,13 @@ for part in $want; do
       fetch "$crds_root/istio-v${ISTIO_API_VERSION}" "istio.io/api@v${ISTIO_API_VERSION}" \
         "kubernetes/customresourcedefinitions.gen.yaml" \
         "virtualservices.networking.istio.io destinationrules.networking.istio.io gateways.networking.istio.io" ;;
-    *) log "unknown part: $part (gateway-api, istio)"; exit 2 ;;
+    prometheus-operator)
+      # The root module (the pkg/apis/monitoring module holds the Go types, no YAML); its other CRDs (Prometheus,
+      # ServiceMonitor, ...) are left out: we only export alert rules.
+      fetch "$crds_root/prometheus-operator-v${PROMETHEUS_OPERATOR_VERSION}" \
+        "github.com/prometheus-operator/prometheus-operator@v${PROMETHEUS_OPERATOR_VERSION}" \
+        "example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml" \
+        "prometheusrules.monitoring.coreos.com" ;;
+    *) log "unknown part: $part (gateway-api, istio, prometheus-operator)"; exit 2 ;;
   esac
 done

@@ -50,8 +50,9 @@ def crds(kubectl_session: Kubectl) -> list[str]:
 
 @pytest.fixture(scope="session")
 def third_party_crds(kubectl_session: Kubectl) -> list[str]:
-    """Installs the Gateway API (standard channel) and Istio CRDs fetched by tests/cluster/third-party-crds.sh and
-    waits until they are established. They stay installed: later runs find them there."""
+    """Installs the Gateway API (standard channel), Istio and prometheus-operator (PrometheusRule) CRDs fetched by
+    tests/cluster/third-party-crds.sh and waits until they are established. They stay installed: later runs find them
+    there."""
     proc = subprocess.run([str(ROOT / "tests/cluster/third-party-crds.sh")], capture_output=True, text=True,
                           timeout=600)  # fmt: skip
     if proc.returncode != 0:

@@ -455,7 +455,7 @@ def start_operator(
 # What the operator writes in a namespace: its kinds and the children of a ModelDeployment (replicas router).
 WRITTEN = ("modelversions,modeldeployments,canaryrollouts,driftmonitors,alertrules,"
            "deployments,services,horizontalpodautoscalers,poddisruptionbudgets,configmaps")  # fmt: skip
-CONTROLLED = ("ModelVersion", "ModelDeployment", "CanaryRollout", "DriftMonitor")
+CONTROLLED = ("ModelVersion", "ModelDeployment", "CanaryRollout", "DriftMonitor", "AlertRule")
 """The kinds with a controller of the runtime (the others pass kopf's intake)."""
 
 

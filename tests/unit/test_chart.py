@@ -283,11 +283,10 @@ OWNED = {
 def test_install_cluster_role_is_exactly_what_the_operator_needs(install: dict[tuple[str, str], Any]) -> None:
     role = install[("ClusterRole", "mlops-operator")]
     # What the operator's requests use (tests/integration/test_rbac.py checks it against the audit log).
-    # Our kinds watched; kopf patches its annotations onto the kinds without a controller yet, the CanaryRollout
-    # controller clears the verbs' annotations (and DriftMonitors set the abort verb).
-    controlled = ("modelversions", "modeldeployments", "driftmonitors")
+    # Our kinds watched; the CanaryRollout controller clears the verbs' annotations (and DriftMonitors set the abort
+    # verb).
     expected = {("mlops.io", p, v) for p in KIND_PLURALS for v in ("list", "watch")}
-    expected |= {("mlops.io", p, "patch") for p in KIND_PLURALS if p not in controlled}
+    expected |= {("mlops.io", "canaryrollouts", "patch")}
     expected |= {("mlops.io", f"{p}/status", "patch") for p in KIND_PLURALS}
     expected |= {("mlops.io", f"{p}/finalizers", "update") for p in ("modelversions", "modeldeployments")}
     # Reference profiles: applied by the registry, read by DriftMonitors.
@@ -298,6 +297,8 @@ def test_install_cluster_role_is_exactly_what_the_operator_needs(install: dict[t
     # The canary analysis: Pods listed (direct provider), Secrets read one by one (prometheus provider's
     # credentials), never listed or watched.
     expected |= {("", "pods", "list"), ("", "secrets", "get")}
+    # AlertRules exported as PrometheusRules: server-side applied.
+    expected |= {("monitoring.coreos.com", "prometheusrules", v) for v in ("create", "patch")}
     assert {v for _, r, v in _grants(role["rules"]) if r == "secrets"} == {"get"}
     assert _grants(role["rules"]) == expected
     assert {p.name.removeprefix("mlops.io_").removesuffix(".yaml") for p in (ROOT / "crds").glob("*.yaml")} == set(

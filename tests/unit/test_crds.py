@@ -95,7 +95,7 @@ def test_duration_fields_keep_their_own_description() -> None:
     durations = {path: node["description"] for path, node in nodes.items() if node.get("pattern") == DURATION_PATTERN}
     assert len(durations) >= 18 and all(text.endswith(DURATION_SYNTAX) for text in durations.values()), durations
     assert durations["AlertRule.spec.for"] == (
-        f"How long the rule must hold before pending becomes firing. {DURATION_SYNTAX}"
+        f"How long an instance must hold before pending becomes firing. {DURATION_SYNTAX}"
     )
     assert durations["ModelDeployment.spec.rollout.drainDelay"].startswith(
         "rolling and canary: how long a version that lost its traffic keeps running"

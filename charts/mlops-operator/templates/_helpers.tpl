@@ -59,14 +59,13 @@ ClusterRole in cluster mode. Keep in step with what the controllers read and wri
 */}}
 {{- define "mlops-operator.namespacedRules" -}}
 # Exactly the requests the operator makes (tests/integration/test_rbac.py compares these rules with the API server's
-# audit log of a whole test run). Our kinds: watched; kopf patches its annotations onto the kinds without a
-# controller yet, which it acknowledges with change handlers; a CanaryRollout's verbs are removed once acted on
+# audit log of a whole test run). Our kinds: watched; a CanaryRollout's verbs are removed once acted on
 # (DriftMonitors with onDrift.abortCanary give the abort verb); every controller patches its kind's status only.
 - apiGroups: [mlops.io]
-  resources: [canaryrollouts, alertrules]
+  resources: [canaryrollouts]
   verbs: [list, watch, patch]
 - apiGroups: [mlops.io]
-  resources: [modelversions, modeldeployments, driftmonitors]
+  resources: [modelversions, modeldeployments, driftmonitors, alertrules]
   verbs: [list, watch]
 - apiGroups: [mlops.io]
   resources: [modelversions/status, modeldeployments/status, canaryrollouts/status, driftmonitors/status, alertrules/status]
@@ -86,13 +85,19 @@ ClusterRole in cluster mode. Keep in step with what the controllers read and wri
   resources: [configmaps]
   verbs: [get, create, patch]
 # The canary analysis and drift monitors: the direct provider lists the model server Pods of a deployment (their
-# addresses and readiness); the prometheus provider reads the Secrets a resource names for its credentials.
+# addresses and readiness); the prometheus provider and alert receivers read the Secrets a resource names for its
+# credentials (get only: never list or watch).
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+# AlertRules with prometheusRule: true are exported as prometheus-operator PrometheusRules (server-side applied,
+# collected with their AlertRule by the garbage collector; granted whether or not the CRD is installed).
+- apiGroups: [monitoring.coreos.com]
+  resources: [prometheusrules]
+  verbs: [create, patch]
 # A ModelDeployment's serving children and traffic routers (Gateway API HTTPRoutes, Istio VirtualServices; granted
 # whether or not their CRDs are installed): watched, applied (create and patch), pruned; get confirms that a name
 # the watch has not reported yet is taken.

@@ -202,7 +202,8 @@ KINDS: tuple[Kind, ...] = (
         (
             Column("State", ".status.state"),
             Column("Severity", ".spec.severity"),
-            Column("Since", ".status.activeSince", "date", "When the rule started to hold"),
+            Column("Since", ".status.activeSince", "date", "Since when the worst state holds"),
+            Column("Instances", ".status.instances", "integer", "Instances pending or firing"),
             READY,
             MESSAGE,
             AGE,

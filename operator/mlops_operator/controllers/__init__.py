@@ -12,6 +12,7 @@ import kopf
 from mlops_operator import __version__, metrics
 from mlops_operator.api.crds import KINDS
 from mlops_operator.controllers import intake
+from mlops_operator.controllers.alertrule import AlertRules
 from mlops_operator.controllers.canaryrollout import CanaryRollouts
 from mlops_operator.controllers.driftmonitor import DriftMonitors
 from mlops_operator.controllers.modeldeployment import ModelDeployments
@@ -26,6 +27,7 @@ CONTROLLERS: dict[str, Any] = {
     "ModelDeployment": ModelDeployments,
     "CanaryRollout": CanaryRollouts,
     "DriftMonitor": DriftMonitors,
+    "AlertRule": AlertRules,
 }
 
 

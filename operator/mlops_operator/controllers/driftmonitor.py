@@ -58,9 +58,7 @@ class DriftMonitors:
     def __init__(self, manager: Manager, policy: Policy | None = None) -> None:
         self.api = manager.api
         self.policy = policy or Policy()
-        self.monitors = manager.store(
-            kinds.DRIFT_MONITORS, kinds.compact_monitor, {"deployment": kinds.watched_deployment}
-        )
+        self.monitors = kinds.drift_monitors(manager)
         self.deployments = kinds.model_deployments(manager)
         self.versions = kinds.model_versions(manager)
         self.status = StatusWriter(kinds.DRIFT_MONITORS, self._changed_meanwhile, self._forget, manager.api)

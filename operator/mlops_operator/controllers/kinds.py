@@ -38,7 +38,8 @@ def compact_version(body: Any) -> Body:
     """What the controllers read of a ModelVersion: no managedFields (memory per object), but the time of the
     current stage request read from them."""
     meta = body["metadata"]
-    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp")
+    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp",
+            "labels")  # fmt: skip
     return {
         "apiVersion": body.get("apiVersion") or MODEL_VERSIONS.api_version,
         "kind": MODEL_VERSIONS.kind,
@@ -69,7 +70,7 @@ def compact_rollout(body: Any) -> Body:
     """A CanaryRollout as the controllers read it: all but managedFields."""
     meta = body["metadata"]
     kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp",
-            "annotations")  # fmt: skip
+            "annotations", "labels")  # fmt: skip
     return {
         "apiVersion": body.get("apiVersion") or CANARY_ROLLOUTS.api_version,
         "kind": CANARY_ROLLOUTS.kind,
@@ -97,7 +98,8 @@ DRIFT_MONITORS = Resource(GROUP, VERSION, "driftmonitors", "DriftMonitor")
 def compact_monitor(body: Any) -> Body:
     """A DriftMonitor as the controller reads it: all but managedFields."""
     meta = body["metadata"]
-    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp")
+    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp",
+            "labels")  # fmt: skip
     return {
         "apiVersion": body.get("apiVersion") or DRIFT_MONITORS.api_version,
         "kind": DRIFT_MONITORS.kind,
@@ -111,3 +113,31 @@ def watched_deployment(body: Body) -> list[tuple[str, str]]:
     """The (namespace, name) of the ModelDeployment a DriftMonitor watches (none for a dataset monitor)."""
     target = ((body.get("spec") or {}).get("deploymentRef") or {}).get("name")
     return [(body["metadata"].get("namespace") or "", str(target))] if target else []
+
+
+ALERT_RULES = Resource(GROUP, VERSION, "alertrules", "AlertRule")
+
+
+def compact_rule(body: Any) -> Body:
+    """An AlertRule as the controllers read it: all but managedFields."""
+    meta = body["metadata"]
+    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp",
+            "labels")  # fmt: skip
+    return {
+        "apiVersion": body.get("apiVersion") or ALERT_RULES.api_version,
+        "kind": ALERT_RULES.kind,
+        "metadata": plain({k: meta[k] for k in kept if k in meta}),
+        "spec": plain(body.get("spec") or {}),
+        "status": plain(body.get("status") or {}),
+    }
+
+
+def drift_monitors(manager: Manager) -> Store:
+    """The DriftMonitors, indexed by the (namespace, name) of the ModelDeployment they watch (index
+    ``deployment``)."""
+    return manager.store(DRIFT_MONITORS, compact_monitor, {"deployment": watched_deployment})
+
+
+def namespace_of(body: Body) -> list[str]:
+    """The namespace of an object (index ``namespace``)."""
+    return [body["metadata"].get("namespace") or ""]
