@@ -67,7 +67,7 @@ def test_kubectl_get_mlops_prints_every_kind_with_columns(kubectl: Kubectl) -> N
     assert ["NAME", "MODEL", "VERSION", "READY", "REPLICAS", "WEIGHT", "MESSAGE", "AGE"] in headers
     assert ["NAME", "DEPLOYMENT", "CANDIDATE", "PHASE", "WEIGHT", "READY", "MESSAGE", "AGE"] in headers
     assert ["NAME", "DEPLOYMENT", "DRIFT", "SHARE", "CHECKED", "READY", "MESSAGE", "AGE"] in headers
-    assert ["NAME", "STATE", "SEVERITY", "SINCE", "READY", "MESSAGE", "AGE"] in headers
+    assert ["NAME", "STATE", "SEVERITY", "SINCE", "INSTANCES", "READY", "MESSAGE", "AGE"] in headers
     for name in (
         "modelversion.mlops.io/fraud-detector-1-0-0",
         "modeldeployment.mlops.io/fraud",

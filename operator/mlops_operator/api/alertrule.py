@@ -283,7 +283,8 @@ class AlertRuleSpec(ApiModel):
     grouping: Grouping = Grouping()
     """When the direct receivers are notified."""
     prometheus_rule: bool = False
-    """Emit the expr rule as a prometheus-operator PrometheusRule (owned by this rule) instead of evaluating it."""
+    """Emit the expr rule as a prometheus-operator PrometheusRule (owned by this rule, carrying this rule's labels,
+    which a Prometheus's ruleSelector picks) instead of evaluating it."""
 
 
 class Sent(ApiModel):

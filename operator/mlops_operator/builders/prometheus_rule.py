@@ -56,7 +56,8 @@ def prometheus_rule(rule: Body) -> Body:
         "metadata": {
             "name": meta["name"],
             "namespace": meta["namespace"],
-            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
+            # The AlertRule's own labels: a Prometheus picks PrometheusRules by label (its ruleSelector).
+            "labels": {**(meta.get("labels") or {}), "app.kubernetes.io/managed-by": MANAGED_BY},
             "ownerReferences": [owner_reference(rule)],
         },
         "spec": {"groups": [group]},

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import aiohttp
 
-from mlops_operator import metrics
+from mlops_operator import kube, metrics
 from mlops_operator.api.alertrule import (
     MAX_INSTANCES,
     Alert,
@@ -346,6 +346,7 @@ class AlertRules:
 
     async def _export(self, body: Body, spec: AlertRuleSpec, status: AlertRuleStatus, stored: Body) -> float | None:
         wanted = prometheus_rule(body)
+        kube.register_kind(PROMETHEUS_RULES.api_version, PROMETHEUS_RULES.kind, PROMETHEUS_RULES.plural)
         try:
             await self.api.apply(wanted)
         except Exception as exc:
