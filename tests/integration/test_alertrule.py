@@ -70,7 +70,7 @@ class Capture:
         capture = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 capture.bodies.append(json.loads(self.rfile.read(length) or b"{}"))
                 self.send_response(200)
@@ -251,8 +251,9 @@ def test_a_condition_rule_on_ready_false_has_one_instance_per_failing_deployment
 
 def test_a_cel_rule_over_drift_monitors_status(kubectl: Kubectl, operator: OperatorProcess) -> None:
     for name in ("orphan", "another"):
+        spec = {"deploymentRef": {"name": f"no-{name}"}, "interval": "10s", "window": "10m"}
         kubectl.apply({"apiVersion": "mlops.io/v1alpha1", "kind": "DriftMonitor", "metadata": {"name": name},
-                       "spec": {"deploymentRef": {"name": f"no-{name}"}, "interval": "10s", "window": "10m"}})  # fmt: skip
+                       "spec": spec})  # fmt: skip
     cel = ("self.metadata.name == 'orphan' && self.status.conditions.exists(c, c.type == 'Ready' && "
            "c.status == 'False')")  # fmt: skip
     rule(kubectl, "orphaned-monitor", condition={"selector": {"kind": "DriftMonitor"}, "cel": cel})
