@@ -122,8 +122,12 @@ kubectl wait --for=condition=Established --timeout="$timeout" -f crds/ >/dev/nul
 kubectl create namespace "$ns" >/dev/null
 port=$("$py" "$helper" free-port)
 # The demo's artifacts and dataset are files under $work: the only place the operator may read files from.
+# The local Prometheus and Alertmanager listen on loopback: the only loopback addresses the operator may reach for
+# the alert rule below (its PromQL and its receiver).
+hostport() { local rest=${1#*://}; echo "${rest%%/*}"; }
 mlops-operator run --namespace "$ns" --liveness "http://127.0.0.1:$port/healthz" --metrics "" \
-  --allow-file-root "$work" >"$work/operator.log" 2>&1 &
+  --allow-file-root "$work" --allow-host "$(hostport "$MLOPS_PROMETHEUS_URL")" \
+  --allow-host "$(hostport "$MLOPS_ALERTMANAGER_URL")" >"$work/operator.log" 2>&1 &
 operator=$!
 wait_http "http://127.0.0.1:$port/healthz" "$operator" "$work/operator.log"
 echo "operator running: pid $operator, log $work/operator.log"
@@ -322,9 +326,57 @@ kubectl get events -n "$ns" --field-selector "involvedObject.kind=DriftMonitor" 
   -o custom-columns=REASON:.reason,MESSAGE:.message
 stop_load "$work/shifted-load" "with shifted transactions"
 
-step "alerting on the deployment (accepted; its controller comes later)"
+step "alerting: manifests/examples/alertrule.yaml on the drifted monitor (pending: it must hold for 10m)"
+kubectl create secret generic alerting -n "$ns" --from-literal=slack-url=https://hooks.slack.invalid/services/demo \
+  --from-literal=alertmanager-url="$MLOPS_ALERTMANAGER_URL" >/dev/null
 kubectl apply --server-side --field-manager=mlops-demo -n "$ns" -f manifests/examples/alertrule.yaml
-kubectl wait --for=jsonpath='{.status.observedGeneration}' -n "$ns" --timeout="$timeout" alertrule --all >/dev/null
+# Only the Events receiver here: the demo has no Slack workspace.
+kubectl patch alertrule fraud-drift -n "$ns" --type=merge \
+  -p '{"spec": {"interval": "10s", "receivers": [{"name": "events", "event": {}}]}}' >/dev/null
+until_jsonpath alertrule/fraud-drift '{.status.state}' pending "$timeout"
+kubectl get alertrule fraud-drift -n "$ns"
+
+step "a PromQL rule on the error rate, into the local Alertmanager; a fifth of the requests go bad"
+kubectl apply --server-side --field-manager=mlops-demo -n "$ns" -f - <<EOF
+apiVersion: mlops.io/v1alpha1
+kind: AlertRule
+metadata: {name: fraud-errors}
+spec:
+  expr: >-
+    sum by (namespace, deployment) (rate(mlops_server_requests_total{namespace="$ns",code!~"2.."}[20s]))
+    / sum by (namespace, deployment) (rate(mlops_server_requests_total{namespace="$ns"}[20s])) > 0.1
+  prometheus: {address: "$MLOPS_PROMETHEUS_URL"}
+  for: 10s
+  interval: 10s
+  severity: critical
+  annotations: {summary: "{{ \$labels.deployment }} answers {{ \$value | humanizePercentage }} of requests with errors"}
+  receivers:
+    - name: alertmanager
+      alertmanager: {urlSecretRef: {name: alerting, key: alertmanager-url}}
+    - name: events
+      event: {}
+EOF
+"$py" "$helper" requests --count 500 --malformed 0.2 --seed 23 >"$work/bad.jsonl"
+"$py" tests/dataplane/traffic.py --namespace "$ns" --entry "service/$front" --model "$model" \
+  --body "@$work/bad.jsonl" --rate 50 --duration 600 >"$work/bad-load.json" 2>"$work/bad-load.log" &
+load=$!
+until_jsonpath alertrule/fraud-errors '{.status.state}' pending 120s
+echo "pending: the rule holds, not yet for 10s"
+until_jsonpath alertrule/fraud-errors '{.status.state}' firing 60s
+kubectl get alertrule fraud-errors -n "$ns"
+echo "the local Alertmanager lists it:"
+"$py" "$helper" alertmanager "$MLOPS_ALERTMANAGER_URL" "$ns" fraud-errors
+kill -TERM "$load"
+wait "$load" || true
+load=''
+echo "the bad requests stop; healthy traffic only:"
+start_load "$work/fresh.jsonl" "$work/healthy-load"
+until_jsonpath alertrule/fraud-errors '{.status.state}' inactive 120s
+kubectl get alertrule fraud-errors -n "$ns" \
+  -o jsonpath='{range .status.alerts[*]}{"  "}{.labels.deployment}{": "}{.state}{" at "}{.resolvedAt}{"\n"}{end}'
+kubectl get events -n "$ns" --field-selector "involvedObject.name=fraud-errors" --sort-by=.metadata.creationTimestamp \
+  -o custom-columns=REASON:.reason,MESSAGE:.message
+stop_load "$work/healthy-load" "after the bad requests"
 
 step "what is there"
 kubectl get mlops -n "$ns"

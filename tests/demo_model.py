@@ -24,6 +24,7 @@ import json
 import socket
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -168,16 +169,30 @@ def request(rows_per_request: int = 1) -> dict[str, Any]:
     return {"inputs": [{"name": "features", "datatype": "FP64", "shape": list(rows.shape), "data": rows.tolist()}]}
 
 
-def requests(count: int, rows: int, amount_scale: float, risk_shift: float, seed: int) -> list[str]:
-    """``count`` request bodies of ``rows`` fresh transactions each, shifted as asked."""
+def requests(count: int, rows: int, amount_scale: float, risk_shift: float, seed: int,
+             malformed: float = 0.0) -> list[str]:  # fmt: skip
+    """``count`` request bodies of ``rows`` fresh transactions each, shifted as asked; a ``malformed`` share of them
+    (spread evenly) lacks the last feature, which the server refuses with 400."""
     x, _ = transactions(count * rows, seed=seed)
     x[:, 0] = (x[:, 0] * amount_scale).round(2)
     x[:, 2] = np.clip(x[:, 2] + risk_shift, 0, 1).round(3)
     out = []
-    for batch in np.split(x, count):
+    for i, batch in enumerate(np.split(x, count)):
+        if int((i + 1) * malformed) > int(i * malformed):
+            batch = batch[:, :3]
         out.append(json.dumps({"inputs": [{"name": "features", "datatype": "FP64", "shape": list(batch.shape),
                                            "data": batch.tolist()}]}))  # fmt: skip
     return out
+
+
+def alertmanager(url: str, namespace: str, alertname: str) -> int:
+    """Prints the alerts the Alertmanager at ``url`` holds of ``alertname`` in ``namespace``; 1 when none."""
+    query = urllib.parse.urlencode([("filter", f'alertname="{alertname}"'), ("filter", f'namespace="{namespace}"')])
+    found = call(f"{url}/api/v2/alerts?{query}")
+    for a in found:
+        print(f"  {a['labels']['alertname']} {a['status']['state']} since {a['startsAt']}: "
+              f"{a['annotations'].get('summary', '')}")  # fmt: skip
+    return 0 if found else 1
 
 
 def load_summary(path: Path) -> None:
@@ -227,12 +242,17 @@ def main() -> int:
     p.add_argument("--amount-scale", type=float, default=1.0)
     p.add_argument("--risk-shift", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=21)
+    p.add_argument("--malformed", type=float, default=0.0, help="the share of requests lacking a feature")
     p = commands.add_parser("load-summary")
     p.add_argument("file", type=Path)
     p = commands.add_parser("prometheus")
     p.add_argument("url")
     p.add_argument("namespace")
     p.add_argument("pods", nargs="+")
+    p = commands.add_parser("alertmanager")
+    p.add_argument("url")
+    p.add_argument("namespace")
+    p.add_argument("alertname")
     args = parser.parse_args()
     if args.command == "train":
         result = train(args.directory, args.version)
@@ -244,11 +264,14 @@ def main() -> int:
     elif args.command == "request":
         print(json.dumps(request(args.rows)))
     elif args.command == "requests":
-        print("\n".join(requests(args.count, args.rows, args.amount_scale, args.risk_shift, args.seed)))
+        bodies = requests(args.count, args.rows, args.amount_scale, args.risk_shift, args.seed, args.malformed)
+        print("\n".join(bodies))
     elif args.command == "load-summary":
         load_summary(args.file)
     elif args.command == "prometheus":
         return prometheus(args.url, args.namespace, args.pods)
+    elif args.command == "alertmanager":
+        return alertmanager(args.url, args.namespace, args.alertname)
     else:
         return check(args.url, args.model, args.directory)
     return 0
