@@ -17,6 +17,7 @@ from mlops_operator.logic.alert_expr import (
     REQUESTS,
     SLIS,
     CelError,
+    CelObject,
     check_promql,
     compile_cel,
     expand,
@@ -377,3 +378,15 @@ def test_sla_instances_are_labelled_by_sli() -> None:
         "deployment": "fraud",
         "namespace": "risk",
     }
+
+
+def test_a_converted_object_gives_the_same_answers_as_the_plain_one() -> None:
+    obj = {"metadata": {"name": "m", "managedFields": [{"manager": "x"}]},
+           "status": {"driftedShare": 1, "conditions": [{"type": "Ready", "status": "False"}]}}  # fmt: skip
+    converted = CelObject(obj)
+    for expr in ("self.status.driftedShare > 0.3", "self.status.phase == 'x'", "has(self.metadata.managedFields)",
+                 "self.status.conditions.exists(c, c.type == 'Ready' && c.status == 'False')"):  # fmt: skip
+        program = compile_cel(expr)
+        assert program.holds(converted) == program.holds(obj), expr  # fmt: skip
+    assert compile_cel("self.status.driftedShare > 0.3").holds(converted) == (True, None)
+    assert compile_cel("has(self.metadata.managedFields)").holds(converted) == (False, None)

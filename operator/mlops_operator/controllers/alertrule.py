@@ -55,6 +55,8 @@ CONFLICT_RETRY_SECONDS = 2
 PROMETHEUS_ENV = "MLOPS_OPERATOR_PROMETHEUS_URL"
 PROMETHEUS_RULES = Resource("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule")
 EXTERNAL_URL = "mlops-operator"
+CEL_OBJECTS = 20_000
+"""Resources kept converted for CEL rules (by uid and resourceVersion)."""
 
 
 ReadyState = tuple[Literal["True", "False", "Unknown"], str, str]
@@ -87,6 +89,7 @@ class AlertRules:
         self.sessions = Sessions()
         self._http: aiohttp.ClientSession | None = None
         self._secret = secret_reader(manager.api)
+        self._cel_objects: dict[tuple[str, str], alert_expr.CelObject] = {}
         self.controller = manager.add(
             Controller(
                 name=KIND,
@@ -247,13 +250,24 @@ class AlertRules:
                 held, value = alerting.condition_holds(conditions, c.type, c.status, c.reason)
             else:
                 assert program is not None
-                held, error = program.holds(obj)
+                held, error = program.holds(self._cel_object(obj))
                 value = "true" if held else error
             if held:
                 meta = obj["metadata"]
                 labels = {"kind": selector.kind, "name": meta["name"], "namespace": namespace}
                 out.append(alerting.Sample(labels, value))
         return out
+
+    def _cel_object(self, obj: Body) -> alert_expr.CelObject:
+        """``obj`` converted for CEL, kept while its resourceVersion stays (rules and evaluations share it)."""
+        meta = obj["metadata"]
+        key = (meta.get("uid") or "", meta.get("resourceVersion") or "")
+        found = self._cel_objects.get(key)
+        if found is None:
+            if len(self._cel_objects) >= CEL_OBJECTS:
+                self._cel_objects.clear()  # stale versions go with the rest; the live ones come back on use
+            found = self._cel_objects[key] = alert_expr.CelObject(obj)
+        return found
 
     # --- notification --------------------------------------------------------------------------------------------
 
