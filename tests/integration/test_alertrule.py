@@ -30,6 +30,7 @@ from support import (
     events,
     prometheus_data,
     register,
+    scrape,
     wait_serving,
     wait_status,
 )
@@ -242,6 +243,15 @@ def test_a_condition_rule_on_ready_false_has_one_instance_per_failing_deployment
     kubectl.wait_for(lambda: len(events(kubectl, "fraud-b", "AlertFiring")) == 1, timeout=20,
                      what="the AlertFiring Event on fraud-b")  # fmt: skip
     assert len(events(kubectl, "not-ready", "AlertFiring")) == 2
+
+    # The operator's metrics count them.
+    samples = scrape(operator.metrics)
+    namespace = kubectl.namespace or ""
+    state = {s: samples.get(("mlops_alert_state", (("namespace", namespace), ("rule", "not-ready"), ("state", s))))
+             for s in ("pending", "firing", "resolved")}  # fmt: skip
+    assert state == {"pending": 0, "firing": 2, "resolved": 0}, state
+    sent = samples.get(("mlops_alert_notifications_total", (("receiver", "event"), ("result", "success"))), 0)
+    assert sent >= 1
 
     kubectl.run("patch", "modeldeployment", "fraud-c", "--type=merge", "-p", '{"spec": {"version": "1.0.0"}}')
     obj = wait_status(kubectl, "alertrule", "not-ready", "one firing", state_is("firing", 1), timeout=90)

@@ -142,6 +142,9 @@ def test_outbound_values_become_the_operators_flags(helm: Helm) -> None:
     from mlops_operator.outbound import HostRule
 
     assert [HostRule.parse(h).port for h in ("minio.storage.svc:9000", "10.20.0.0/16")] == [9000, None]
+    receivers = helm.template("--set", "outbound.receiverHosts={hooks.slack.com,alertmanager.monitoring:9093}")
+    assert [a for a in _container(receivers)["args"] if a.startswith("--receiver-host")] == [
+        "--receiver-host=hooks.slack.com", "--receiver-host=alertmanager.monitoring:9093"]  # fmt: skip
 
 
 def test_operator_metrics_can_be_turned_off_moved_and_monitored(helm: Helm) -> None:

@@ -173,6 +173,7 @@ def test_values_meet_the_schema(schema: dict[str, Any], values: str) -> None:
         ({"outbound": {"fileRoots": ["data"]}}, "'data' does not match '^/'"),
         ({"outbound": {"allowHosts": ["http://minio:9000/"]}}, "'http://minio:9000/' does not match"),
         ({"outbound": {"allowHosts": ["minio:9000/path"]}}, "does not match"),
+        ({"outbound": {"receiverHosts": ["https://hooks.slack.com/"]}}, "does not match"),
         ({"outbound": {"allowEverything": True}}, "Additional properties are not allowed ('allowEverything'"),
     ],
 )
