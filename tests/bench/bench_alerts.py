@@ -45,8 +45,8 @@ Measured:
     Prometheus process the same way, which also answers the operator's queries and whatever the other tests on
     the cluster ask of it.
   - the status writes: API requests of the operator by verb in the window, and the size of the status written;
-    and the CPU one GET /metrics costs the operator (10 back to back, less the steady share; the local Prometheus
-    scrapes it every 2 s).
+    and what one GET /metrics takes (the quickest and the median of 10, a second apart, after the window: it is
+    rendered on the event loop in one go; the local Prometheus scrapes it every 2 s).
 
 Run (the local cluster up with its monitoring, the CRDs of crds/ applied, as `make bench` does):
 
@@ -54,7 +54,7 @@ Run (the local cluster up with its monitoring, the CRDs of crds/ applied, as `ma
     .venv/bin/python tests/bench/bench_alerts.py [--rules 1000] [--objects 1000] [--quick]
 
 ``--quick``: 20 rules over 100 objects, interval 10s, a short window: a smoke run of about a minute.
-BENCH_PROFILE=<file> runs the operator under cProfile (read it with pstats). About 5 minutes at the default size.
+BENCH_PROFILE=<file> runs the operator under cProfile (read it with pstats). About 4 minutes at the default size.
 """
 
 from __future__ import annotations
@@ -477,10 +477,14 @@ async def run(args: argparse.Namespace) -> None:
         metrics1, cpu1, prom1 = samples(op.metrics()), cpu_seconds(op.proc.pid), cpu_seconds(prometheus.pid)
         share, prom_share = (cpu1 - cpu0) / (end - start), (prom1 - prom0) / (end - start)
         await asyncio.sleep(2 * POLL_SECONDS)  # Prometheus's last evaluations of the window, read
-        # What one /metrics costs the operator: SCRAPES back to back, less the steady share meanwhile.
-        cpu0, t0 = cpu_seconds(op.proc.pid), time.monotonic()
-        scrape_bytes = sum(len(op.metrics()) for _ in range(SCRAPES)) / SCRAPES
-        scrape_cpu = (cpu_seconds(op.proc.pid) - cpu0 - share * (time.monotonic() - t0)) / SCRAPES
+        # What one /metrics costs: the loop renders it in one go, so the quickest of several answers (one that
+        # found the loop idle) is about its CPU.
+        scrapes = []
+        for _ in range(SCRAPES):
+            t0 = time.monotonic()
+            scrape_bytes = len(op.metrics())
+            scrapes.append(time.monotonic() - t0)
+            await asyncio.sleep(1)
     finally:
         for task in tasks:
             task.cancel()
@@ -568,8 +572,10 @@ async def run(args: argparse.Namespace) -> None:
     print("    operator API requests a minute: "
           + ", ".join(f"{k or 'all'} {v * per_minute:.0f}" for k, v in sorted(requests.items()) if v)
           + f"; status written {written_kb * per_minute / 1024:.1f} MB a minute (whole statuses; a merge patch "
-          f"sends the changed fields); its /metrics {scrape_bytes / 1024:.0f} KB, {scrape_cpu * 1000:.0f} ms CPU each "
-          "(scraped every 2 s)")  # fmt: skip
+          f"sends the changed fields)")  # fmt: skip
+    print(f"    operator /metrics: {scrape_bytes / 1024:.0f} KB, answered in {min(scrapes) * 1000:.0f} ms at best, "
+          f"{pct(scrapes, 50) * 1000:.0f} ms p50 of {SCRAPES} (rendered on the event loop; scraped every "
+          "2 s)")  # fmt: skip
 
 
 def main() -> None:

@@ -315,8 +315,6 @@ class Alert(ApiModel):
     """When it started to fire."""
     resolved_at: datetime | None = None
     """When it was resolved."""
-    last_seen: datetime | None = None
-    """When it last held."""
     keep_firing_since: datetime | None = None
     """Firing, no longer holding: since when (keepFiringFor counts from here)."""
     value: str | None = Field(default=None, max_length=1024)

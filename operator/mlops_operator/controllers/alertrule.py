@@ -85,6 +85,7 @@ class AlertRules:
         }
         for store in self.watched.values():
             store.add_index("namespace", kinds.namespace_of)
+            store.add_index("label", kinds.labels_of)
         self.status = StatusWriter(kinds.ALERT_RULES, self._changed_meanwhile, self._forget, manager.api)
         self.sessions = Sessions()
         self._http: aiohttp.ClientSession | None = None
@@ -182,7 +183,8 @@ class AlertRules:
             schedule = alerting.plan(receivers, instances, deliveries, _grouping(spec), datetime.now(UTC))
         status.alerts = [_alert(i) for i in instances]
         status.receivers = [_receiver_status(deliveries.get(r.name) or alerting.Delivery(r.name)) for r in receivers]
-        requeue = [due_in]
+        # Counted from the evaluation's start, so that a rule keeps its period whatever its pass costs.
+        requeue = [max(0.5, due_in - (datetime.now(UTC) - now).total_seconds())]
         if schedule.next_at is not None:
             requeue.append(max(0.5, (schedule.next_at - datetime.now(UTC)).total_seconds()))
         if not await self._write(body, status, stored, spec, instances, ready, deliveries):
@@ -235,7 +237,17 @@ class AlertRules:
         expressions = [(e.key, e.operator, e.values) for e in selector.match_expressions or []]
         program = alert_expr.compile_cel(condition.cel) if condition.cel is not None else None
         out = []
-        for obj in self.watched[selector.kind].by("namespace", namespace):
+        store = self.watched[selector.kind]
+        if selector.name is not None:
+            found = store.get((namespace, selector.name))
+            candidates = [found] if found is not None else []
+        elif selector.match_labels:
+            # The objects carrying the selector's first label: the index narrows, selects() checks the rest.
+            first = next(iter(selector.match_labels.items()))
+            candidates = store.by("label", (namespace, *first))
+        else:
+            candidates = store.by("namespace", namespace)
+        for obj in candidates:
             if not alerting.selects(selector.kind, selector.name, selector.match_labels, expressions, obj):
                 continue
             value: str | None
@@ -445,7 +457,7 @@ def _instance(alert: Alert) -> alerting.Instance:
     return alerting.Instance(
         fingerprint=alert.fingerprint, labels=dict(alert.labels), state=alert.state, active_at=alert.active_at,
         annotations=dict(alert.annotations), fired_at=alert.fired_at, resolved_at=alert.resolved_at,
-        last_seen=alert.last_seen, keep_firing_since=alert.keep_firing_since, value=alert.value,
+        keep_firing_since=alert.keep_firing_since, value=alert.value,
         sent={s.receiver: alerting.Sent(s.state, s.at) for s in alert.sent},
     )  # fmt: skip
 
@@ -453,7 +465,7 @@ def _instance(alert: Alert) -> alerting.Instance:
 def _alert(inst: alerting.Instance) -> Alert:
     return Alert(
         fingerprint=inst.fingerprint, labels=inst.labels, annotations=inst.annotations, state=inst.state,
-        active_at=inst.active_at, fired_at=inst.fired_at, resolved_at=inst.resolved_at, last_seen=inst.last_seen,
+        active_at=inst.active_at, fired_at=inst.fired_at, resolved_at=inst.resolved_at,
         keep_firing_since=inst.keep_firing_since, value=inst.value,
         sent=[Sent(receiver=k, state=v.state, at=v.at) for k, v in sorted(inst.sent.items())],
     )  # fmt: skip

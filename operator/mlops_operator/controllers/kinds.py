@@ -138,6 +138,12 @@ def drift_monitors(manager: Manager) -> Store:
     return manager.store(DRIFT_MONITORS, compact_monitor, {"deployment": watched_deployment})
 
 
+def labels_of(body: Body) -> list[tuple[str, str, str]]:
+    """(namespace, key, value) of each label of an object (index ``label``)."""
+    meta = body["metadata"]
+    return [(meta.get("namespace") or "", k, v) for k, v in (meta.get("labels") or {}).items()]
+
+
 def namespace_of(body: Body) -> list[str]:
     """The namespace of an object (index ``namespace``)."""
     return [body["metadata"].get("namespace") or ""]

@@ -249,8 +249,10 @@ def _print(action: _Action, data: _Data) -> str:
         raise _TemplateError(f"line {action.line}: {error}") from None
 
 
-def _parse(template: str) -> list[str | _Action]:
-    """The template as text and actions; the whole template is parsed before anything is expanded (as Go does)."""
+@functools.lru_cache(maxsize=1024)
+def _parse(template: str) -> tuple[str | _Action, ...]:
+    """The template as text and actions; the whole template is parsed before anything is expanded (as Go does).
+    Cached by text: a rule's annotations are expanded for every instance at every evaluation."""
     parts: list[str | _Action] = []
     pos = 0
     trim_next = False
@@ -262,7 +264,7 @@ def _parse(template: str) -> list[str | _Action]:
         line = template.count("\n", 0, max(start, 0)) + 1
         if start < 0:
             parts.append(text)
-            return parts
+            return tuple(parts)
         i = start + 2
         if template.startswith("-", i) and template[i + 1 : i + 2] in tuple(_SPACE):
             text = text.rstrip(_SPACE)

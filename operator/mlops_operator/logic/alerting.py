@@ -74,7 +74,6 @@ class Instance:
     annotations: dict[str, str] = field(default_factory=dict)
     fired_at: datetime | None = None
     resolved_at: datetime | None = None
-    last_seen: datetime | None = None
     keep_firing_since: datetime | None = None
     value: str | None = None
     sent: dict[str, Sent] = field(default_factory=dict)
@@ -138,10 +137,10 @@ def evaluate(
         current = by_fp.get(fp)
         if current is not None and current.state != "resolved":
             current.value, current.annotations, current.labels = value, annotations, labels
-            current.last_seen, current.keep_firing_since = now, None
+            current.keep_firing_since = None
         else:
             sent = current.sent if current is not None else {}
-            by_fp[fp] = Instance(fp, labels, "pending", now, annotations, last_seen=now, value=value,
+            by_fp[fp] = Instance(fp, labels, "pending", now, annotations, value=value,
                                  sent=sent)  # fmt: skip
     out: list[Instance] = []
     active = 0

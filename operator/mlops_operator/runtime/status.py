@@ -53,7 +53,9 @@ class StatusWriter:
         """Our last status write of ``body`` and the resourceVersion it made, while the watch has not brought it
         back (or anything newer)."""
         written = self._written.get(body["metadata"].get("uid", ""))
-        if written is not None and newer({"metadata": {"resourceVersion": written[1]}}, body):
+        if written is None or written[1] == body["metadata"].get("resourceVersion"):
+            return None  # nothing written, or the watch brought it back: ``body`` holds it already
+        if newer({"metadata": {"resourceVersion": written[1]}}, body):
             return json.loads(written[0]), written[1]
         return None
 
