@@ -140,6 +140,14 @@ ALERT_EVALUATION_SECONDS = Histogram(
     "mlops_alert_evaluation_duration_seconds", "Time taken by one AlertRule evaluation.", buckets=_BUCKETS,
     registry=REGISTRY,
 )  # fmt: skip
+ALERT_LAST_EVALUATION = Gauge(
+    "mlops_alert_last_evaluation_timestamp_seconds", "When each AlertRule was last evaluated (Unix time).",
+    ["namespace", "rule"], registry=REGISTRY,
+)  # fmt: skip
+ALERT_LAST_DURATION = Gauge(
+    "mlops_alert_last_evaluation_duration_seconds", "How long each AlertRule's last evaluation took.",
+    ["namespace", "rule"], registry=REGISTRY,
+)  # fmt: skip
 ALERT_STATES = ("pending", "firing", "resolved")
 
 
@@ -150,11 +158,21 @@ def record_alerts(namespace: str, rule: str, states: Iterable[str]) -> None:
         ALERT_STATE.labels(namespace, rule, state).set(tally.get(state, 0))
 
 
+def record_evaluation(namespace: str, rule: str, at: float, seconds: float) -> None:
+    """An AlertRule's evaluation: when (Unix time) and how long it took."""
+    ALERT_LAST_EVALUATION.labels(namespace, rule).set(at)
+    ALERT_LAST_DURATION.labels(namespace, rule).set(seconds)
+    ALERT_EVALUATION_SECONDS.observe(seconds)
+
+
 def forget_alerts(namespace: str, rule: str) -> None:
     """A deleted AlertRule's series go."""
     for state in ALERT_STATES:
         with contextlib.suppress(KeyError):
             ALERT_STATE.remove(namespace, rule, state)
+    for gauge in (ALERT_LAST_EVALUATION, ALERT_LAST_DURATION):
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, rule)
 
 
 BUILD_INFO = Gauge("mlops_operator_build_info", "The operator's version (value 1).", ["version"], registry=REGISTRY)

@@ -28,9 +28,11 @@ targets/<namespace>.json):
 Measured:
 
 - first round: the AlertRules are all created at once, so all are due at once; the seconds from the last one's
-  creation until every one has been evaluated (from the watch of their status.lastEvaluation).
+  creation until every one has been evaluated (from the operator's mlops_alert_last_evaluation_timestamp_seconds
+  of each rule, scraped every second).
 - steady state, after one more interval, over ``--seconds`` (default 3 intervals):
-  - evaluation time: ours is status.evaluationSeconds of every evaluation in the window (wall time of the
+  - evaluation time: ours is mlops_alert_last_evaluation_duration_seconds of every evaluation in the window (wall
+    time of the
     evaluation inside the operator: for a PromQL rule the HTTP query to Prometheus, which evaluates it, plus
     whatever else the event loop runs meanwhile; for a condition rule the selection and judging, in the loop), p50
     and p99 for PromQL and condition rules apart; beside it the operator's mlops_alert_evaluation_duration_seconds
@@ -290,11 +292,18 @@ class Evaluation:
 
 @dataclass
 class Ours:
-    """Every evaluation of the bench's AlertRules, from their watch (each evaluation writes its status once)."""
+    """Every evaluation of the bench's AlertRules, from the operator's per-rule gauges of the last evaluation's time
+    and duration (scraped every second: an evaluation that changes nothing writes no status), and every status
+    write, from the watch."""
 
     evaluations: dict[str, dict[float, Evaluation]] = field(default_factory=lambda: defaultdict(dict))
     ready: dict[str, str] = field(default_factory=dict)
     """Each rule's last Ready reason."""
+    instances: dict[str, int] = field(default_factory=dict)
+    """Each rule's instances, as its status last said."""
+    writes: list[tuple[float, int]] = field(default_factory=list)
+    """(when seen, bytes of the status) of every status write."""
+    sizes: dict[str, int] = field(default_factory=dict)
 
     async def follow(self, client: AsyncClient, namespace: str) -> None:
         obj: Any
@@ -303,14 +312,27 @@ class Ours:
             name: str = obj.metadata.name
             ready: Body = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
             self.ready[name] = str(ready.get("reason"))
-            if status.get("lastEvaluation"):
-                at = when(status["lastEvaluation"])
-                self.evaluations[name][at] = Evaluation(
-                    at,
-                    float(status.get("evaluationSeconds") or 0),
-                    int(status.get("instances") or 0),
-                    len(json.dumps(status)),
-                )
+            self.instances[name] = int(status.get("instances") or 0)
+            size = len(json.dumps(status))
+            self.sizes[name] = size
+            self.writes.append((time.time(), size))
+
+    async def scrape(self, operator: Operator, namespace: str) -> None:
+        while True:
+            with contextlib.suppress(OSError):
+                found = samples(await asyncio.to_thread(operator.metrics))
+                durations = {dict(labels).get("rule"): v for (n, labels), v in found.items()
+                             if n == "mlops_alert_last_evaluation_duration_seconds"
+                             and dict(labels).get("namespace") == namespace}  # fmt: skip
+                for (n, labels), at in found.items():
+                    rule = dict(labels)
+                    if n != "mlops_alert_last_evaluation_timestamp_seconds" or rule.get("namespace") != namespace:
+                        continue
+                    name = rule["rule"]
+                    if at not in self.evaluations[name]:
+                        self.evaluations[name][at] = Evaluation(at, float(durations.get(name) or 0),
+                                                                self.instances.get(name, 0))  # fmt: skip
+            await asyncio.sleep(1)
 
 
 @dataclass
@@ -455,7 +477,8 @@ async def run(args: argparse.Namespace) -> None:
                   for name, expr in exprs]  # fmt: skip
         bodies += [alert_rule(name, interval, {"condition": cond}) for name, _, cond in conditions]
         ours, theirs = Ours(), Theirs()
-        tasks = [asyncio.create_task(ours.follow(client, namespace)), asyncio.create_task(theirs.follow(prometheus))]
+        tasks = [asyncio.create_task(ours.follow(client, namespace)), asyncio.create_task(theirs.follow(prometheus)),
+                 asyncio.create_task(ours.scrape(op, namespace))]  # fmt: skip
         prometheus.load(rule_file(exprs, interval, namespace))
         created_at = time.time()
         await for_each(bodies, lambda body: create(client, AlertRule, body, namespace))
@@ -508,8 +531,8 @@ async def run(args: argparse.Namespace) -> None:
     queue = delta(metrics0, metrics1, "mlops_operator_queue_wait_seconds_bucket", kind="AlertRule")
     reconciles = delta(metrics0, metrics1, "mlops_operator_reconcile_duration_seconds_bucket", kind="AlertRule")
     requests = delta(metrics0, metrics1, "mlops_operator_api_requests_total")
-    status_kb = [e.size / 1024 for e in latest(ours.evaluations, condition_names)]
-    written_kb = sum(e.size for e in ours_promql + ours_cond) / 1024
+    status_kb = [ours.sizes[n] / 1024 for n in condition_names if n in ours.sizes]
+    written_kb = sum(size for at, size in ours.writes if start <= at <= end) / 1024
     per_minute = 60 / (end - start)
     not_ready = Counter(r for r in ours.ready.values() if r != "Evaluated")
 

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import aiohttp
@@ -45,7 +45,7 @@ from mlops_operator.runtime import events
 from mlops_operator.runtime.controller import Controller
 from mlops_operator.runtime.kinds import Body, Key, Resource, key_of
 from mlops_operator.runtime.manager import Manager
-from mlops_operator.runtime.status import StatusWriter
+from mlops_operator.runtime.status import StatusWriter, wire
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ CONFLICT_RETRY_SECONDS = 2
 PROMETHEUS_ENV = "MLOPS_OPERATOR_PROMETHEUS_URL"
 PROMETHEUS_RULES = Resource("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule")
 EXTERNAL_URL = "mlops-operator"
+STATUS_REFRESH = timedelta(minutes=5)
+"""How long an unchanged outcome goes without a status write (status.lastEvaluation lags by up to this)."""
 CEL_OBJECTS = 20_000
 """Resources kept converted for CEL rules (by uid and resourceVersion)."""
 
@@ -91,6 +93,8 @@ class AlertRules:
         self._http: aiohttp.ClientSession | None = None
         self._secret = secret_reader(manager.api)
         self._cel_objects: dict[tuple[str, str], alert_expr.CelObject] = {}
+        self._evaluated: dict[str, datetime] = {}
+        """uid -> the last evaluation, when status does not hold it yet (an unchanged outcome is written later)."""
         self.controller = manager.add(
             Controller(
                 name=KIND,
@@ -109,6 +113,7 @@ class AlertRules:
     def _forget(self, body: Body) -> None:
         self.rules.remove(key_of(body), body["metadata"]["uid"])
         self.status.forget(body["metadata"]["uid"])
+        self._evaluated.pop(body["metadata"]["uid"], None)
         metrics.forget_alerts(body["metadata"]["namespace"], body["metadata"]["name"])
 
     async def close(self) -> None:
@@ -156,7 +161,7 @@ class AlertRules:
             await self._write(body, status, stored, spec, instances, suspended, None)
             return None
         changed = status.observed_generation != generation
-        last = status.last_evaluation
+        last = _latest(status.last_evaluation, self._evaluated.get(meta["uid"]))
         due_in = 0.0 if changed or last is None else interval - (now - last).total_seconds()
         if due_in <= 0:
             started = time.monotonic()
@@ -172,8 +177,9 @@ class AlertRules:
                 ready = ("False", exc.reason, str(exc))
                 instances = alerting.expire(instances, now)
             status.last_evaluation = now
+            self._evaluated[meta["uid"]] = now
             status.evaluation_seconds = round(time.monotonic() - started, 6)
-            metrics.ALERT_EVALUATION_SECONDS.observe(time.monotonic() - started)
+            metrics.record_evaluation(namespace, name, now.timestamp(), status.evaluation_seconds)
             due_in = interval
         alerting.settle(instances, receivers, now)
         schedule = alerting.plan(receivers, instances, deliveries,
@@ -408,6 +414,8 @@ class AlertRules:
         status.conditions = _conditions(stored, generation, ready or _delivery_ready(deliveries, instances))
         meta = body["metadata"]
         metrics.record_alerts(meta["namespace"], meta["name"], [i.state for i in instances])
+        if _only_timestamps(stored, wire(status)):
+            return True
         return await self.status.write(body, status)
 
 
@@ -514,6 +522,22 @@ def _delivery_ready(deliveries: Mapping[str, alerting.Delivery] | None,
     retry = f", next try at {first.next_try:%H:%M:%S}" if first.next_try else ""
     others = f" ({len(failing) - 1} more receivers failing)" if len(failing) > 1 else ""
     return "False", reason, f"receiver {first.name}: {error} (attempt {first.attempts}{retry}){others}"
+
+
+def _latest(*times: datetime | None) -> datetime | None:
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
+def _only_timestamps(stored: Body, new: Body) -> bool:
+    """Whether ``new`` differs from ``stored`` only in when the rule was evaluated and how long it took, and the
+    stored evaluation time is recent: such a status is not written (an evaluation that changes nothing costs no
+    write), so ``lastEvaluation`` lags by up to ``STATUS_REFRESH``."""
+    last = stored.get("lastEvaluation")
+    if not last or datetime.now(UTC) - datetime.fromisoformat(str(last).replace("Z", "+00:00")) > STATUS_REFRESH:
+        return False
+    skipped = ("lastEvaluation", "evaluationSeconds")
+    return {k: v for k, v in stored.items() if k not in skipped} == {k: v for k, v in new.items() if k not in skipped}
 
 
 def _summary(instances: Sequence[alerting.Instance]) -> str:
