@@ -11,6 +11,8 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
+# A CA bundle for pip where the network needs one (a path inside the build, mounted by the builder); build stage only.
+ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
@@ -21,7 +23,10 @@ COPY operator/pyproject.toml /src/operator/pyproject.toml
 RUN mkdir -p /src/operator/mlops_operator \
  && touch /src/operator/mlops_operator/__init__.py \
  && /opt/mlops/bin/pip install '/src/operator[server,xgboost,lightgbm,s3,gcs]' \
- && /opt/mlops/bin/pip uninstall --yes mlops-operator
+ && /opt/mlops/bin/pip uninstall --yes mlops-operator \
+ && rm -rf /src/operator/build /src/operator/*.egg-info /src/operator/mlops_operator
+# (The placeholder's build output goes: setuptools would keep its empty __init__.py over the real one copied below,
+# whose files are older than it.)
 COPY operator/ /src/operator/
 RUN /opt/mlops/bin/pip install --no-deps '/src/operator' \
  && /opt/mlops/bin/python -m compileall -q /opt/mlops/lib \

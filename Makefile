@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 CLUSTER_ENV := eval "$$(tests/cluster/env.sh)"
 PYTEST_ARGS ?=
 
-.PHONY: all venv crds lint unit integration test cluster cluster-down demo bench bench-tools clean helm chart-crds \
+.PHONY: all venv crds lint unit integration test cluster cluster-down demo image bench bench-tools clean helm chart-crds \
 	manifests chart-lint proto
 
 all: test
@@ -72,6 +72,12 @@ integration: venv cluster helm
 # One pytest run over both tiers, so that its closing line counts every test.
 test: lint cluster helm
 	$(CLUSTER_ENV) && $(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
+
+# The image (Dockerfile) with docker where an engine answers, else podman; a local Debian base where no registry is
+# reachable (tests/cluster/image.sh). IMAGE_TAG chooses the tag.
+IMAGE_TAG ?=
+image:
+	tests/cluster/image.sh $(IMAGE_TAG)
 
 demo: venv cluster
 	$(CLUSTER_ENV) && PATH="$(abspath $(BIN)):$$PATH" tests/demo.sh
