@@ -304,7 +304,7 @@ def test_slack_and_pagerduty_are_notified_and_pagerduty_resolves_the_same_alert_
     op = restarted(operator)
     kubectl.run("delete", "modeldeployment", "broken")
     obj = wait_status(kubectl, "alertrule", "serving-down", "resolved, told to both",
-                      alert_in("resolved", ("chat", "pager")), timeout=30)  # fmt: skip
+                      alert_in("resolved", ("chat", "pager")), timeout=60)  # fmt: skip
     assert alerts(obj)[0]["fingerprint"] == fp and obj["status"]["state"] == "inactive"
     time.sleep(2)  # anything sent twice would come now
     sent = [r.body for r in pagerduty.received()]

@@ -29,6 +29,9 @@ RESYNC_SECONDS = 300
 # lists what exists but reports no deletion that happened in the gap.
 RELIST_SECONDS = 600
 STARTUP_RETRY_MAX_SECONDS = 10
+# Lists again this long after start: the watches begin after the startup list, and an object deleted between the
+# two would otherwise stay in the stores until the next relist.
+STARTUP_RELISTS = (5.0, 30.0)
 TIMINGS_KEPT = 20_000
 
 
@@ -198,6 +201,13 @@ class Manager:
                 queue.add_after(key, delay)
 
     async def _resync(self) -> None:
+        started = time.monotonic()
+        for at in STARTUP_RELISTS:
+            await asyncio.sleep(max(0.0, started + at - time.monotonic()))
+            try:
+                await self.relist()
+            except Exception as exc:
+                log.warning("listing every kind again failed (%s); the watches keep the stores", error_text(exc))
         last_relist = time.monotonic()
         while True:
             await asyncio.sleep(RESYNC_SECONDS)
