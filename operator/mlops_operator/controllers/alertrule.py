@@ -17,27 +17,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 
 from mlops_operator import kube, metrics
 from mlops_operator.api.alertrule import (
     MAX_INSTANCES,
-    Alert,
     AlertRuleSpec,
     AlertRuleStatus,
     Receiver,
-    ReceiverStatus,
-    Sent,
 )
 from mlops_operator.api.common import PrometheusProvider, SecretKeyRef, duration_seconds
 from mlops_operator.api.crds import BY_KIND
 from mlops_operator.builders.prometheus_rule import prometheus_rule
 from mlops_operator.controllers import kinds
-from mlops_operator.logic import alert_expr, alerting
-from mlops_operator.logic.conditions import set_condition
+from mlops_operator.logic import alert_expr, alert_rule, alerting
 from mlops_operator.outbound import UNRESTRICTED, Policy
 from mlops_operator.providers.prometheus import Prometheus, QueryError, Sessions, secret_reader
 from mlops_operator.receivers import AlertPayload, Notification, deliver
@@ -55,14 +51,8 @@ CONFLICT_RETRY_SECONDS = 2
 PROMETHEUS_ENV = "MLOPS_OPERATOR_PROMETHEUS_URL"
 PROMETHEUS_RULES = Resource("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule")
 EXTERNAL_URL = "mlops-operator"
-STATUS_REFRESH = timedelta(minutes=5)
-"""How long an unchanged outcome goes without a status write (status.lastEvaluation lags by up to this)."""
 CEL_OBJECTS = 20_000
 """Resources kept converted for CEL rules (by uid and resourceVersion)."""
-
-
-ReadyState = tuple[Literal["True", "False", "Unknown"], str, str]
-"""The Ready condition's status, reason and message."""
 
 
 class Unavailable(Exception):
@@ -142,33 +132,34 @@ class AlertRules:
         if problem is not None:
             return await self._not_ready(body, status, stored, "InvalidSpec", problem)
         spec = AlertRuleSpec.model_validate(body["spec"])
-        invalid = check(spec)
+        invalid = alert_rule.check(spec)
         if invalid is not None:
             return await self._not_ready(body, status, stored, "InvalidExpr", invalid)
         if spec.prometheus_rule:
             return await self._export(body, spec, status, stored)
 
-        instances = [_instance(a) for a in status.alerts]
-        deliveries = {r.name: _delivery(r) for r in status.receivers}
-        receivers = [_receiver(r) for r in spec.receivers]
+        instances = [alert_rule.instance(a) for a in status.alerts]
+        deliveries = {r.name: alert_rule.delivery(r) for r in status.receivers}
+        receivers = [alert_rule.receiver(r) for r in spec.receivers]
         interval = duration_seconds(spec.interval)
-        ready: ReadyState | None = None
+        ready: alert_rule.ReadyState | None = None
         if spec.suspend:
             instances = alerting.expire(instances, now)
-            status.alerts = [_alert(i) for i in instances]
-            suspended: ReadyState = ("False", "Suspended",
+            status.alerts = [alert_rule.alert(i) for i in instances]
+            suspended: alert_rule.ReadyState = ("False", "Suspended",
                                      "suspended: not evaluated, nothing sent; the alerts' state is kept")  # fmt: skip
             await self._write(body, status, stored, spec, instances, suspended, None)
             return None
         changed = status.observed_generation != generation
-        last = _latest(status.last_evaluation, self._evaluated.get(meta["uid"]))
+        last = alert_rule.latest(status.last_evaluation, self._evaluated.get(meta["uid"]))
         due_in = 0.0 if changed or last is None else interval - (now - last).total_seconds()
         if due_in <= 0:
             started = time.monotonic()
             try:
                 samples, queries = await self._samples(namespace, spec)
-                evaluated = alerting.evaluate(_rule(name, spec), instances, samples, now, alert_expr.expand,
-                                              alert_expr.fingerprint, spec.limit or MAX_INSTANCES)  # fmt: skip
+                rule = alert_rule.rule_of(name, spec)
+                evaluated = alerting.evaluate(rule, instances, samples, now, alert_expr.expand, alert_expr.fingerprint,
+                                              spec.limit or MAX_INSTANCES)  # fmt: skip
                 if evaluated.error is not None:
                     ready = ("False", evaluated.reason or "EvaluationFailed", evaluated.error)
                 instances = evaluated.instances
@@ -183,12 +174,13 @@ class AlertRules:
             due_in = interval
         alerting.settle(instances, receivers, now)
         schedule = alerting.plan(receivers, instances, deliveries,
-                                 _grouping(spec), now)  # fmt: skip
+                                 alert_rule.grouping(spec), now)  # fmt: skip
         if schedule.due:
             await self._notify(body, spec, schedule.due, instances, deliveries, now)
-            schedule = alerting.plan(receivers, instances, deliveries, _grouping(spec), datetime.now(UTC))
-        status.alerts = [_alert(i) for i in instances]
-        status.receivers = [_receiver_status(deliveries.get(r.name) or alerting.Delivery(r.name)) for r in receivers]
+            schedule = alerting.plan(receivers, instances, deliveries, alert_rule.grouping(spec), datetime.now(UTC))
+        status.alerts = [alert_rule.alert(i) for i in instances]
+        status.receivers = [alert_rule.receiver_status(deliveries.get(r.name) or alerting.Delivery(r.name))
+                            for r in receivers]  # fmt: skip
         # Counted from the evaluation's start, so that a rule keeps its period whatever its pass costs.
         requeue = [max(0.5, due_in - (datetime.now(UTC) - now).total_seconds())]
         if schedule.next_at is not None:
@@ -304,7 +296,7 @@ class AlertRules:
                 deliveries[receiver.name] = alerting.delivered(instances, item, delivery, now)
                 metrics.ALERT_NOTIFICATIONS.labels("event", "success").inc()
                 return
-            kind = _kind(receiver)
+            kind = alert_rule.receiver_type(receiver)
             try:
                 credentials = await self._credentials(body["metadata"]["namespace"], receiver)
             except LookupError as exc:
@@ -358,7 +350,7 @@ class AlertRules:
                 inst = by_fp.get(fp)
                 if inst is None:
                     continue
-                message = _event_message(inst, reason)
+                message = alert_rule.event_message(inst, reason)
                 posts.append(events.post(body, reason, message, type_))  # type: ignore[arg-type]
                 target = self._resource_of(spec, inst)
                 if target is not None:
@@ -389,7 +381,7 @@ class AlertRules:
             return await self._not_ready(body, status, stored, "PrometheusRuleFailed", text, retry=60.0)
         status.state, status.instances, status.alerts = None, None, []
         status.observed_generation = body["metadata"].get("generation")
-        status.conditions = _conditions(stored, status.observed_generation, ("True", "Exported",
+        status.conditions = alert_rule.ready_conditions(stored, status.observed_generation, ("True", "Exported",
                                         f"exported as PrometheusRule {body['metadata']['name']}: Prometheus "
                                         "evaluates it"))  # fmt: skip
         await self.status.write(body, status)
@@ -400,95 +392,24 @@ class AlertRules:
     async def _not_ready(self, body: Body, status: AlertRuleStatus, stored: Body, reason: str, message: str,
                          retry: float | None = None) -> float | None:  # fmt: skip
         status.observed_generation = body["metadata"].get("generation")
-        status.conditions = _conditions(stored, status.observed_generation, ("False", reason, message))
+        status.conditions = alert_rule.ready_conditions(stored, status.observed_generation, ("False", reason, message))
         await self.status.write(body, status)
         return retry
 
     async def _write(self, body: Body, status: AlertRuleStatus, stored: Body, spec: AlertRuleSpec,
-                     instances: Sequence[alerting.Instance], ready: ReadyState | None,
+                     instances: Sequence[alerting.Instance], ready: alert_rule.ReadyState | None,
                      deliveries: Mapping[str, alerting.Delivery] | None) -> bool:  # fmt: skip
         state, since, value, active = alerting.rule_state(instances)
         status.state, status.active_since, status.value, status.instances = state, since, value, active
         generation = body["metadata"].get("generation")
         status.observed_generation = generation
-        status.conditions = _conditions(stored, generation, ready or _delivery_ready(deliveries, instances))
+        ready = ready or alert_rule.delivery_ready(deliveries, instances)
+        status.conditions = alert_rule.ready_conditions(stored, generation, ready)
         meta = body["metadata"]
         metrics.record_alerts(meta["namespace"], meta["name"], [i.state for i in instances])
-        if _only_timestamps(stored, wire(status)):
+        if alert_rule.only_timestamps(stored, wire(status)):
             return True
         return await self.status.write(body, status)
-
-
-# --- checks and conversions -----------------------------------------------------------------------------------
-
-
-def check(spec: AlertRuleSpec) -> str | None:
-    """What is wrong with the rule's expression (PromQL syntax, CEL), None when nothing."""
-    if spec.expr is not None:
-        problem = alert_expr.check_promql(spec.expr)
-        if problem is not None:
-            return f"spec.expr: {problem}"
-    if spec.condition is not None and spec.condition.cel is not None:
-        try:
-            alert_expr.compile_cel(spec.condition.cel)
-        except alert_expr.CelError as exc:
-            return f"spec.condition.cel: {exc}"
-    return None
-
-
-def _rule(name: str, spec: AlertRuleSpec) -> alerting.Rule:
-    annotations = dict(spec.annotations)
-    if spec.runbook_url:
-        annotations.setdefault("runbook_url", spec.runbook_url)
-    return alerting.Rule(name, spec.severity, dict(spec.labels), annotations, duration_seconds(spec.for_),
-                         duration_seconds(spec.keep_firing_for))  # fmt: skip
-
-
-def _grouping(spec: AlertRuleSpec) -> alerting.Grouping:
-    g = spec.grouping
-    return alerting.Grouping(duration_seconds(g.group_wait), duration_seconds(g.group_interval),
-                             duration_seconds(g.repeat_interval))  # fmt: skip
-
-
-def _kind(receiver: Receiver) -> alerting.ReceiverType:
-    for kind in ("event", "alertmanager", "webhook", "slack", "pagerduty"):
-        if getattr(receiver, kind) is not None:
-            return kind
-    raise ValueError(f"receiver {receiver.name}: no type")
-
-
-def _receiver(receiver: Receiver) -> alerting.Receiver:
-    return alerting.Receiver(receiver.name, _kind(receiver), receiver.send_resolved)
-
-
-def _instance(alert: Alert) -> alerting.Instance:
-    return alerting.Instance(
-        fingerprint=alert.fingerprint, labels=dict(alert.labels), state=alert.state, active_at=alert.active_at,
-        annotations=dict(alert.annotations), fired_at=alert.fired_at, resolved_at=alert.resolved_at,
-        keep_firing_since=alert.keep_firing_since, value=alert.value,
-        sent={s.receiver: alerting.Sent(s.state, s.at) for s in alert.sent},
-    )  # fmt: skip
-
-
-def _alert(inst: alerting.Instance) -> Alert:
-    return Alert(
-        fingerprint=inst.fingerprint, labels=inst.labels, annotations=inst.annotations, state=inst.state,
-        active_at=inst.active_at, fired_at=inst.fired_at, resolved_at=inst.resolved_at,
-        keep_firing_since=inst.keep_firing_since, value=inst.value,
-        sent=[Sent(receiver=k, state=v.state, at=v.at) for k, v in sorted(inst.sent.items())],
-    )  # fmt: skip
-
-
-def _delivery(r: ReceiverStatus) -> alerting.Delivery:
-    return alerting.Delivery(r.name, r.state, r.attempts, r.last_error, r.last_attempt, r.last_success, r.next_try,
-                             r.last_notified)  # fmt: skip
-
-
-def _receiver_status(d: alerting.Delivery) -> ReceiverStatus:
-    error = d.last_error[:1024] if d.last_error else None
-    return ReceiverStatus(name=d.name, state=d.state, attempts=d.attempts, last_error=error,
-                          last_attempt=d.last_attempt, last_success=d.last_success, next_try=d.next_try,
-                          last_notified=d.last_notified)  # fmt: skip
 
 
 def _payload(inst: alerting.Instance, state: str, now: datetime, interval: float, kind: str) -> AlertPayload:
@@ -498,59 +419,3 @@ def _payload(inst: alerting.Instance, state: str, now: datetime, interval: float
         ends = alerting.valid_until(now, interval) if kind == "alertmanager" else None
     return AlertPayload(inst.fingerprint, dict(inst.labels), dict(inst.annotations), state,  # type: ignore[arg-type]
                         inst.fired_at or inst.active_at, ends, inst.value, None)  # fmt: skip
-
-
-def _event_message(inst: alerting.Instance, reason: str) -> str:
-    labels = ", ".join(f"{k}={v}" for k, v in sorted(inst.labels.items()) if k not in ("alertname", "severity"))
-    what = "firing" if reason == "AlertFiring" else "resolved"
-    summary = inst.annotations.get("summary") or inst.annotations.get("description") or ""
-    text = f"{inst.labels.get('alertname')} {what} ({inst.labels.get('severity')}) {{{labels}}}"
-    if inst.value is not None and reason == "AlertFiring":
-        text += f" value {inst.value}"
-    return f"{text}: {summary}" if summary else text
-
-
-def _delivery_ready(deliveries: Mapping[str, alerting.Delivery] | None,
-                    instances: Sequence[alerting.Instance]) -> ReadyState:  # fmt: skip
-    """Ready after an evaluation that worked: False while a receiver fails (SecretMissing or ReceiverFailing)."""
-    failing = [d for d in (deliveries or {}).values() if d.state == "failing"]
-    if not failing:
-        return "True", "Evaluated", _summary(instances)
-    first = failing[0]
-    error = first.last_error or "failed"
-    reason = "SecretMissing" if error.startswith("SecretMissing") else "ReceiverFailing"
-    retry = f", next try at {first.next_try:%H:%M:%S}" if first.next_try else ""
-    others = f" ({len(failing) - 1} more receivers failing)" if len(failing) > 1 else ""
-    return "False", reason, f"receiver {first.name}: {error} (attempt {first.attempts}{retry}){others}"
-
-
-def _latest(*times: datetime | None) -> datetime | None:
-    known = [t for t in times if t is not None]
-    return max(known) if known else None
-
-
-def _only_timestamps(stored: Body, new: Body) -> bool:
-    """Whether ``new`` differs from ``stored`` only in when the rule was evaluated and how long it took, and the
-    stored evaluation time is recent: such a status is not written (an evaluation that changes nothing costs no
-    write), so ``lastEvaluation`` lags by up to ``STATUS_REFRESH``."""
-    last = stored.get("lastEvaluation")
-    if not last or datetime.now(UTC) - datetime.fromisoformat(str(last).replace("Z", "+00:00")) > STATUS_REFRESH:
-        return False
-    skipped = ("lastEvaluation", "evaluationSeconds")
-    return {k: v for k, v in stored.items() if k not in skipped} == {k: v for k, v in new.items() if k not in skipped}
-
-
-def _summary(instances: Sequence[alerting.Instance]) -> str:
-    firing = sum(1 for i in instances if i.state == "firing")
-    pending = sum(1 for i in instances if i.state == "pending")
-    resolved = sum(1 for i in instances if i.state == "resolved")
-    if not firing and not pending:
-        return "evaluated: nothing holds" + (f" ({resolved} resolved recently)" if resolved else "")
-    return f"evaluated: {firing} firing, {pending} pending" + (f", {resolved} resolved recently" if resolved else "")
-
-
-def _conditions(stored: Mapping[str, Any], generation: int | None, ready: ReadyState) -> list[Any]:
-    from mlops_operator.api.common import Condition
-
-    conditions = set_condition(list(stored.get("conditions") or []), "Ready", *ready, generation)
-    return [Condition.model_validate(c) for c in conditions]
