@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mlops_operator import GROUP, VERSION, routers
@@ -66,24 +67,36 @@ def model_deployments(manager: Manager) -> Store:
     return manager.store(MODEL_DEPLOYMENTS, indexes={"model": model_of})
 
 
-def compact_rollout(body: Any) -> Body:
-    """A CanaryRollout as the controllers read it: all but managedFields."""
-    meta = body["metadata"]
-    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp",
-            "annotations", "labels")  # fmt: skip
-    return {
-        "apiVersion": body.get("apiVersion") or CANARY_ROLLOUTS.api_version,
-        "kind": CANARY_ROLLOUTS.kind,
-        "metadata": plain({k: meta[k] for k in kept if k in meta}),
-        "spec": plain(body.get("spec") or {}),
-        "status": plain(body.get("status") or {}),
-    }
-
-
 def steered_deployment(body: Body) -> list[tuple[str, str]]:
     """The (namespace, name) of the ModelDeployment a CanaryRollout steers."""
     target = ((body.get("spec") or {}).get("deploymentRef") or {}).get("name")
     return [(body["metadata"].get("namespace") or "", str(target))] if target else []
+
+
+KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp",
+                 "labels")  # fmt: skip
+
+
+def compact(resource: Resource, *metadata: str) -> Callable[[Any], Body]:
+    """How the controllers keep an object of ``resource``: all but managedFields (memory per object), with the
+    metadata of KEPT_METADATA and ``metadata``."""
+    kept = (*KEPT_METADATA, *metadata)
+
+    def of(body: Any) -> Body:
+        meta = body["metadata"]
+        return {
+            "apiVersion": body.get("apiVersion") or resource.api_version,
+            "kind": resource.kind,
+            "metadata": plain({k: meta[k] for k in kept if k in meta}),
+            "spec": plain(body.get("spec") or {}),
+            "status": plain(body.get("status") or {}),
+        }
+
+    return of
+
+
+# One function per kind: a store is declared once per kind and its compaction must be the same object each time.
+compact_rollout = compact(CANARY_ROLLOUTS, "annotations")
 
 
 def canary_rollouts(manager: Manager) -> Store:
@@ -93,20 +106,7 @@ def canary_rollouts(manager: Manager) -> Store:
 
 
 DRIFT_MONITORS = Resource(GROUP, VERSION, "driftmonitors", "DriftMonitor")
-
-
-def compact_monitor(body: Any) -> Body:
-    """A DriftMonitor as the controller reads it: all but managedFields."""
-    meta = body["metadata"]
-    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp",
-            "labels")  # fmt: skip
-    return {
-        "apiVersion": body.get("apiVersion") or DRIFT_MONITORS.api_version,
-        "kind": DRIFT_MONITORS.kind,
-        "metadata": plain({k: meta[k] for k in kept if k in meta}),
-        "spec": plain(body.get("spec") or {}),
-        "status": plain(body.get("status") or {}),
-    }
+compact_monitor = compact(DRIFT_MONITORS)
 
 
 def watched_deployment(body: Body) -> list[tuple[str, str]]:
@@ -116,20 +116,7 @@ def watched_deployment(body: Body) -> list[tuple[str, str]]:
 
 
 ALERT_RULES = Resource(GROUP, VERSION, "alertrules", "AlertRule")
-
-
-def compact_rule(body: Any) -> Body:
-    """An AlertRule as the controllers read it: all but managedFields."""
-    meta = body["metadata"]
-    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp",
-            "labels")  # fmt: skip
-    return {
-        "apiVersion": body.get("apiVersion") or ALERT_RULES.api_version,
-        "kind": ALERT_RULES.kind,
-        "metadata": plain({k: meta[k] for k in kept if k in meta}),
-        "spec": plain(body.get("spec") or {}),
-        "status": plain(body.get("status") or {}),
-    }
+compact_rule = compact(ALERT_RULES)
 
 
 def drift_monitors(manager: Manager) -> Store:
