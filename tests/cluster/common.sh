@@ -51,7 +51,8 @@ kwok_delete_cluster() {
 # cluster runs.
 pod_range=10.244.0.0/16
 
-# The Pod runner (tests/dataplane/runner.py) of a kwok cluster: model-server Pods become real local processes.
+# The Pod runner (tests/dataplane/runner.py) of a kwok cluster: model-server Pods become real local processes, or
+# containers of their image in container mode.
 runner_dir="$mlops_state/runner"
 runner_pidfile="$runner_dir/runner.pid"
 runner_python=${MLOPS_RUNNER_PYTHON:-$cluster_dir/../../.venv/bin/python}
@@ -62,11 +63,23 @@ runner_alive() {
   [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && grep -q runner.py "/proc/$pid/cmdline" 2>/dev/null
 }
 
-# What the runner runs with: its program, its Python and the cluster's kubeconfig (a cluster made anew has new
-# credentials and addresses).
+# The cluster's data plane: process (each model-server Pod a process of this environment's mlops-server) or
+# container (each Pod a container of its image, with docker or podman). MLOPS_DATA_PLANE given to up.sh chooses
+# and is kept for the cluster; a namespace's label mlops.io/data-plane overrides it for its Pods.
+data_plane() {
+  local mode=${MLOPS_DATA_PLANE:-$(cat "$mlops_state/data-plane" 2>/dev/null || true)}
+  case ${mode:-process} in
+    process | container) echo "${mode:-process}" ;;
+    *) printf 'MLOPS_DATA_PLANE=%s: process or container\n' "$mode" >&2; return 1 ;;
+  esac
+}
+
+# What the runner runs with: its program, its Python, the cluster's kubeconfig (a cluster made anew has new
+# credentials and addresses) and the data plane.
 runner_inputs() {
   cat "$cluster_dir/../dataplane/runner.py" "$mlops_kubeconfig" | sha256sum | cut -c1-16
   echo "$runner_python"
+  data_plane
 }
 
 # Starts the runner unless it runs with the same inputs; it outlives this shell (its own session) and logs to
@@ -81,8 +94,11 @@ runner_up() {
     return 0
   fi
   mkdir -p "$runner_dir"
+  local mode
+  mode=$(data_plane)
+  echo "$mode" >"$mlops_state/data-plane"
   KUBECONFIG=$mlops_kubeconfig setsid "$runner_python" "$cluster_dir/../dataplane/runner.py" --state "$runner_dir" \
-    >>"$runner_dir/runner.log" 2>&1 </dev/null &
+    --mode "$mode" >>"$runner_dir/runner.log" 2>&1 </dev/null &
   echo $! >"$runner_pidfile"
   runner_inputs >"$runner_dir/inputs"
   sleep 0.5

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Environment for the local test cluster made by up.sh: KUBECONFIG, PATH with the built binaries (kubectl, kwokctl,
-# helm) first, KWOK_WORKDIR (so that `kwokctl get kubeconfig --name mlops-test` finds it) and MLOPS_KUBE_CONTEXT.
+# helm) first, KWOK_WORKDIR (so that `kwokctl get kubeconfig --name mlops-test` finds it), MLOPS_KUBE_CONTEXT and
+# MLOPS_DATA_PLANE (process or container: how the cluster's model-server Pods run) and MLOPS_RUNNER_DIR (the Pod
+# runner's folder: its log, and each Pod's output in pods/<namespace>_<pod>_<uid>/server.log).
 #   eval "$(tests/cluster/env.sh)"     prints export lines for any POSIX shell
 #   . tests/cluster/env.sh             sets them in the current bash
 # Fails when the cluster has not been made.
@@ -31,5 +33,7 @@ q() { printf '%q' "$1"; }
 echo "export KUBECONFIG=$(q "$mlops_kubeconfig")"
 echo "export MLOPS_KUBE_CONTEXT=$(q "$context")"
 echo "export KWOK_WORKDIR=$(q "$KWOK_WORKDIR")"
+echo "export MLOPS_DATA_PLANE=$(q "$(data_plane)")"
+echo "export MLOPS_RUNNER_DIR=$(q "$runner_dir")"
 echo "export PATH=$(q "$mlops_bin"):\"\$PATH\""
 "$cluster_dir/monitoring.sh" env

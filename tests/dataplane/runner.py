@@ -1,16 +1,31 @@
-"""The Pod runner of the local cluster: every Pod that runs our model server becomes a real process.
+"""The Pod runner of the local cluster: every Pod that runs one of our programs becomes a real process or container.
 
 kwok plays the kubelet of the local cluster's simulated nodes; its Stages (tests/cluster/kwokctl.yaml) give a Pod
-whose container runs ``mlops-server`` its IP (from the node's podCIDR, which tests/cluster/up.sh makes local to
-this machine with a ``local`` route, as the loopback range is) and leave it Pending
-and not Ready. This runner does the rest of a kubelet's job for those Pods, and no more:
+whose container runs ``mlops-server`` or ``mlops-operator`` its IP (from the node's podCIDR, which
+tests/cluster/up.sh makes local to this machine with a ``local`` route, as the loopback range is) and leave it
+Pending and not Ready. This runner does the rest of a kubelet's job for those Pods, and no more. How a Pod runs is
+its namespace's ``mlops.io/data-plane`` label, else the runner's ``--mode`` (``MLOPS_DATA_PLANE``):
 
-- it starts the container's command (``mlops-server``, taken from this Python environment's ``bin``: there is no
-  image to run) with the container's arguments and environment (values, ``fieldRef``, ConfigMap and Secret
-  references, ``$(VAR)`` expansion), bound to the Pod's IP (``MLOPS_SERVER_HOST``) and container port;
-- it writes the Pod's mounted ConfigMaps and Secrets to files in a per-Pod folder and makes ``emptyDir`` volumes
-  folders there; every mount path in the environment and arguments is rewritten to its folder (a
-  ``persistentVolumeClaim`` cannot be mounted here: such a Pod gets a FailedMount Event and never starts);
+- ``process``: the container's command (``mlops-server``, taken from this Python environment's ``bin``) runs as a
+  process with the container's arguments and environment (values, ``fieldRef``, ConfigMap and Secret references,
+  ``$(VAR)`` expansion); its volumes are files and folders in a per-Pod folder, and every mount path in the
+  environment and arguments is rewritten to its folder. Operator Pods are simulated in this mode (Ready, no
+  process): only a container runs the operator.
+- ``container``: the Pod's container runs as a container of its image (docker where an engine answers, else podman
+  with runc), never pulled (an image the engine does not hold leaves the Pod waiting, ErrImageNeverPull), with the
+  container's command as entrypoint, its arguments, its environment (passed by name: no value shows on a command
+  line), its volumes bound at their mount paths (ConfigMaps, Secrets and projected sources read-only, emptyDirs
+  writable by any user), and its security context: user and group, read-only root without any tmpfs of the
+  engine's, no privilege escalation, capabilities dropped and added, seccomp; runAsNonRoot checked against the
+  image's user; privileged containers refused. A projected service account token is issued for the Pod (TokenRequest,
+  bound to the Pod) and renewed at 80% of its life; ``KUBERNETES_SERVICE_HOST`` and ``_PORT`` name the API server
+  where this machine reaches it (no kube-proxy routes the kubernetes Service's address here). The container shares
+  this machine's network: the model server binds its Pod's IP (``MLOPS_SERVER_HOST``), the operator's chart has
+  ``listenOnPodIP``.
+- ``simulated``: Running and Ready at once, no process (for benchmarks with hundreds of Pods).
+
+In both real modes:
+
 - the Pod turns Running when the process starts; Ready follows the container's own probes (startup, readiness,
   liveness, httpGet or tcpSocket), probed every half second until the first success and then at each probe's
   period, so a server whose model fails its checksum never becomes Ready and receives no traffic;
@@ -18,13 +33,13 @@ and not Ready. This runner does the rest of a kubelet's job for those Pods, and 
   whose liveness or startup probe fails is stopped and started again; restarts are counted in the Pod's status;
 - when the Pod is deleted, the preStop sleep runs (the server keeps serving while the endpoints drop it), then
   SIGTERM, then SIGKILL when the grace period is over, and only then is the Pod removed (as a kubelet does);
-- at most ``--max-processes`` servers run at once; a Pod beyond that waits, not Ready, with an Event saying so.
+- a ``persistentVolumeClaim`` cannot be mounted here: such a Pod gets a FailedMount Event and never starts;
+- at most ``--max-processes`` Pods run at once; a Pod beyond that waits, not Ready, with an Event saying so.
 
-A namespace labelled ``mlops.io/data-plane=simulated`` keeps simulated Pods (Ready at once, no process): for
-benchmarks with hundreds of Pods. Process logs are not visible to ``kubectl logs``: each Pod's output goes to
+Process logs are not visible to ``kubectl logs``: each Pod's output goes to
 ``<state>/pods/<namespace>_<pod>_<uid>/server.log``; the runner's own log is ``<state>/runner.log``.
 
-    python tests/dataplane/runner.py --state DIR [--max-processes N] [--bin DIR]
+    python tests/dataplane/runner.py --state DIR [--mode process|container] [--max-processes N] [--bin DIR]
 """
 
 from __future__ import annotations
@@ -33,6 +48,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -46,16 +62,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-from lightkube import ApiError, AsyncClient
-from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Pod, Secret
+from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube.models.authentication_v1 import BoundObjectReference, TokenRequestSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Pod, Secret, ServiceAccount
 from lightkube.types import PatchType
 
 log = logging.getLogger("runner")
 
 Body = dict[str, Any]
 SERVER = "mlops-server"
-SIMULATED_LABEL = "mlops.io/data-plane"
-SIMULATED = "simulated"
+OPERATOR = "mlops-operator"
+PROGRAMS = (SERVER, OPERATOR)
+MODE_LABEL = "mlops.io/data-plane"
+SIMULATED, PROCESS, CONTAINER = "simulated", "process", "container"
+MODES = (SIMULATED, PROCESS, CONTAINER)
+RUNNER_LABEL = "mlops.io/pod-runner"
+IMAGE_RETRY_SECONDS = 10.0
+TOKEN_SECONDS = 3607
 FAST_PROBE_SECONDS = 0.5
 BACKOFF_SECONDS = 10.0
 BACKOFF_LIMIT_SECONDS = 300.0
@@ -66,13 +90,130 @@ REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 # --- The pure part: what a Pod asks for ----------------------------------------------------------------------
 
 
+def program(container: Body) -> str | None:
+    """Which of our programs the container runs (its command names it), if any."""
+    command = container.get("command") or []
+    return next((p for p in PROGRAMS if p in command), None)
+
+
 def is_server_pod(pod: Body) -> bool:
     """Whether a container of the Pod runs our model server."""
-    return any(SERVER in (c.get("command") or []) for c in pod["spec"].get("containers", []))
+    return any(program(c) == SERVER for c in pod["spec"].get("containers", []))
 
 
-def server_container(pod: Body) -> Body:
-    return next(c for c in pod["spec"]["containers"] if SERVER in (c.get("command") or []))
+def runs_here(pod: Body) -> bool:
+    """Whether the runner takes the Pod: a container of it runs one of our programs (the model server, or the
+    operator, which runs only as a container)."""
+    return any(program(c) for c in pod["spec"].get("containers", []))
+
+
+def main_container(pod: Body) -> Body:
+    """The container the runner runs: the first that runs one of our programs."""
+    return next(c for c in pod["spec"]["containers"] if program(c))
+
+
+def namespace_mode(labels: dict[str, str], default: str) -> str:
+    """How a namespace's Pods run: its ``mlops.io/data-plane`` label (simulated, process or container), else the
+    runner's default."""
+    value = labels.get(MODE_LABEL)
+    return value if value in MODES else default
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A volume mount: ``path`` in the container, ``local`` its folder (or file) on this machine."""
+
+    path: str
+    local: str
+    read_only: bool
+
+
+def security_options(pod: Body, container: Body, image_user: str) -> list[str]:
+    """The engine's options for the container's security context (the container's fields over the Pod's), as the
+    kubelet applies them; ``image_user`` is the image's configured user (what runs when runAsUser is not set)."""
+    pod_context = pod["spec"].get("securityContext") or {}
+    context = container.get("securityContext") or {}
+    name = container["name"]
+
+    def pick(key: str) -> Any:
+        return context[key] if context.get(key) is not None else pod_context.get(key)
+
+    if context.get("privileged"):
+        raise Unsupported(f"container {name} is privileged: privileged containers are not run here")
+    user, group = pick("runAsUser"), pick("runAsGroup")
+    runs_as = str(user) if user is not None else (image_user.split(":")[0] or "root")
+    if pick("runAsNonRoot") and runs_as in ("0", "root"):
+        raise Unsupported(
+            f"CreateContainerConfigError: container {name} has runAsNonRoot and would run as root "
+            f"(runAsUser {'unset' if user is None else user}, image user {image_user or 'root'})"
+        )
+    out: list[str] = []
+    if user is not None:
+        out += ["--user", f"{user}:{group}" if group is not None else str(user)]
+    for extra in [pod_context.get("fsGroup"), *pod_context.get("supplementalGroups", [])]:
+        if extra is not None:
+            out += ["--group-add", str(extra)]
+    if context.get("readOnlyRootFilesystem"):
+        # Nothing writable but the Pod's volumes: no tmpfs of the engine's own at /tmp, /run and /var/tmp.
+        out += ["--read-only", "--read-only-tmpfs=false"]
+    if context.get("allowPrivilegeEscalation") is False:
+        out += ["--security-opt", "no-new-privileges"]
+    capabilities = context.get("capabilities") or {}
+    out += [o for cap in capabilities.get("drop", []) for o in ("--cap-drop", cap)]
+    out += [o for cap in capabilities.get("add", []) for o in ("--cap-add", cap)]
+    seccomp = (context.get("seccompProfile") or pod_context.get("seccompProfile") or {}).get("type")
+    if seccomp == "Unconfined":
+        out += ["--security-opt", "seccomp=unconfined"]
+    elif seccomp == "Localhost":
+        raise Unsupported(f"container {name}: Localhost seccomp profiles are not run here")
+    return out
+
+
+def container_argv(engine: list[str], name: str, pod: Body, container: Body, image_user: str, mounts: list[Mount],
+                   env_names: list[str], labels: dict[str, str]) -> list[str]:  # fmt: skip
+    """The command line that runs ``container`` of ``pod`` with the engine (``engine``: its program and global
+    options, then ``run`` options such as ulimits after a ``run`` item): the Pod's image, never pulled; the host's
+    network (the server binds its Pod's IP); the Pod's name as hostname; its security context; its volumes bound
+    at their mount paths; its environment by name only (the values are in the engine's own environment, so that
+    none shows on a command line); its command as the entrypoint and its arguments, already expanded."""
+    split = engine.index("run")
+    argv = [*engine[: split + 1], "--rm", "--name", name, "--pull", "never", "--network", "host",
+            "--hostname", pod["metadata"]["name"], *engine[split + 1 :]]  # fmt: skip
+    for key, value in sorted(labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    argv += security_options(pod, container, image_user)
+    for mount in mounts:
+        argv += ["--volume", f"{mount.local}:{mount.path}:{'ro' if mount.read_only else 'rw'}"]
+    for env_name in env_names:
+        argv += ["--env", env_name]
+    if container.get("workingDir"):
+        argv += ["--workdir", container["workingDir"]]
+    command = container.get("command") or []
+    if command:
+        argv += ["--entrypoint", command[0]]
+    if os.path.basename(engine[0]) != "podman":
+        argv = [a for a in argv if a != "--read-only-tmpfs=false"]  # podman's own option (docker adds no tmpfs)
+    return [*argv, container["image"], *command[1:], *(container.get("args") or [])]
+
+
+def engine_command() -> list[str]:
+    """The container engine as this machine runs it: docker where an engine answers, else podman with runc (crun
+    refuses hybrid cgroup layouts) and rlimits within the current hard limits (raising one is refused); its global
+    options, ``run``, then the run options every container gets."""
+    import resource
+    import subprocess
+
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode == 0:
+        return [docker, "run"]
+    podman = shutil.which("podman")
+    if podman is None:
+        raise SystemExit("container mode needs a container engine: docker (an engine answering) or podman")
+    runc = shutil.which("runc") or "/usr/sbin/runc"
+    nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 65536)
+    nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 32768)
+    return [podman, "--runtime", runc, "run", "--ulimit", f"nofile={nofile}:{nofile}",
+            "--ulimit", f"nproc={nproc}:{nproc}"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -219,8 +360,19 @@ async def probe_once(ip: str, probe: Probe) -> bool:
 # --- One Pod --------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Launch:
+    """How the container starts: the command line, its environment and working folder; in container mode, the
+    container's name (the engine stops it by name)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    container: str | None = None
+
+
 class PodRun:
-    """The life of one server Pod on this machine: waits for its IP, runs its process, tells its status."""
+    """The life of one Pod on this machine: waits for its IP, runs its process or container, tells its status."""
 
     def __init__(self, runner: Runner, pod: Body) -> None:
         self.runner = runner
@@ -234,6 +386,8 @@ class PodRun:
         self.restarts = 0
         self.ready: bool | None = None
         self.holding = False  # a process slot, from the first start until the process is gone
+        self.launch: Launch | None = None
+        self.tokens: list[tuple[Path, Body]] = []  # service account tokens written, refreshed as the kubelet does
         self.folder = runner.state / "pods" / f"{self.namespace}_{self.name}_{self.uid[:8]}"
         self.task = asyncio.get_running_loop().create_task(self.run(), name=f"pod {self.namespace}/{self.name}")
 
@@ -254,8 +408,10 @@ class PodRun:
         except asyncio.CancelledError:
             await self._kill()
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("pod %s/%s: the runner failed", self.namespace, self.name)
+            with contextlib.suppress(Exception):
+                await self.runner.event(self.pod, "Warning", "RunnerFailed", f"the local Pod runner failed: {exc!r}")
         finally:
             if self.holding:
                 self.runner.slots.release()
@@ -266,27 +422,62 @@ class PodRun:
             self.changed.clear()
             await self.changed.wait()
         if not self.terminating.is_set():
-            if await self.runner.simulated(self.namespace):
-                await self._status(running=True, ready=True, message="simulated: no process (mlops.io/data-plane)")
-                await self.terminating.wait()
+            mode = await self.runner.mode(self.namespace)
+            if mode == CONTAINER or (mode == PROCESS and program(main_container(self.pod)) == SERVER):
+                await self._serve(mode)
             else:
-                await self._serve()
+                why = (f"simulated: no process ({MODE_LABEL}={SIMULATED})" if mode == SIMULATED else
+                       f"simulated: the operator runs here only as a container ({MODE_LABEL}={CONTAINER})")  # fmt: skip
+                await self._status(running=True, ready=True, message=why)
+                await self.terminating.wait()
         await self._remove()
 
-    async def _serve(self) -> None:
+    async def _serve(self, mode: str) -> None:
         try:
-            container = server_container(self.pod)
+            container = main_container(self.pod)
             probes = {w: Probe.of(container, w) for w in ("startupProbe", "readinessProbe", "livenessProbe")}
-            argv, env, cwd = await self._prepare(container)
+            image_user = await self._image(container) if mode == CONTAINER else ""
+            if image_user is None:
+                return
+            mounts = await self._volumes(container)
+            launch = await self._prepare(container, mounts, image_user if mode == CONTAINER else None)
         except Unsupported as exc:
             await self.runner.event(self.pod, "Warning", "FailedCreate", str(exc))
+            await self._status(running=False, ready=False, waiting="CreateContainerError", message=str(exc))
             await self.terminating.wait()
             return
+        refresh = asyncio.ensure_future(self._refresh_tokens()) if self.tokens else None
+        try:
+            await self._start_and_restart(launch, probes)
+        finally:
+            if refresh is not None:
+                refresh.cancel()
+
+    async def _image(self, container: Body) -> str | None:
+        """Waits until the engine holds the container's image (never pulled: there is no registry to pull from);
+        returns the image's configured user, or None when the Pod went first."""
+        image = container.get("image") or ""
+        told = False
+        while not self.terminating.is_set():
+            user = await self.runner.image_user(image)
+            if user is not None:
+                return user
+            message = (f"image {image} is not in the local engine's store and is never pulled here: build it "
+                       "(make image) or name a local image")  # fmt: skip
+            if not told:
+                await self.runner.event(self.pod, "Warning", "ErrImageNeverPull", message)
+                await self._status(running=False, ready=False, waiting="ErrImageNeverPull", message=message)
+                told = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.terminating.wait(), IMAGE_RETRY_SECONDS)
+        return None
+
+    async def _start_and_restart(self, launch: Launch, probes: dict[str, Probe | None]) -> None:
         slots = self.runner.slots
         if slots.locked():
             await self.runner.event(self.pod, "Warning", "ProcessLimit",
-                                    f"the local Pod runner runs at most {self.runner.max_processes} model-server "
-                                    "processes: this Pod waits for one to end")  # fmt: skip
+                                    f"the local Pod runner runs at most {self.runner.max_processes} processes or "
+                                    "containers: this Pod waits for one to end")  # fmt: skip
         acquire = asyncio.ensure_future(slots.acquire())
         stop = asyncio.ensure_future(self.terminating.wait())
         await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -304,21 +495,24 @@ class PodRun:
                     await asyncio.wait_for(self.terminating.wait(), delay)
                 if self.terminating.is_set():
                     break
-            await self._once(argv, env, cwd, probes)
+            await self._once(launch, probes)
             if not self.terminating.is_set():
                 self.restarts += 1
 
-    async def _once(self, argv: list[str], env: dict[str, str], cwd: str, probes: dict[str, Probe | None]) -> None:
-        """Runs the process once, until it exits, a probe kills it or the Pod is deleted."""
+    async def _once(self, launch: Launch, probes: dict[str, Probe | None]) -> None:
+        """Runs the process (or container) once, until it exits, a probe kills it or the Pod is deleted."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.launch = launch
         with (self.folder / "server.log").open("ab") as out:
-            out.write(f"--- {now()} start {self.restarts + 1}: {' '.join(argv)}\n".encode())
+            out.write(f"--- {now()} start {self.restarts + 1}: {' '.join(launch.argv)}\n".encode())
             out.flush()
             self.process = await asyncio.create_subprocess_exec(
-                *argv, env=env, cwd=cwd, stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
+                *launch.argv, env=launch.env, cwd=launch.cwd, stdout=out, stderr=out,
+                stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
         (self.folder / "pid").write_text(str(self.process.pid))
+        if launch.container:
+            (self.folder / "container").write_text(launch.container)
         started_at = now()
         self.ready = None
         await self._status(running=True, ready=False, started_at=started_at)
@@ -336,7 +530,7 @@ class PodRun:
             await self.runner.event(self.pod, "Warning", "Unhealthy", f"{reason}: the container will be restarted")
             await self._signal_and_wait(self._grace())
         code = await exited
-        log.info("pod %s/%s: the server exited with %s", self.namespace, self.name, code)
+        log.info("pod %s/%s: the container exited with %s", self.namespace, self.name, code)
         await self._status(running=False, ready=False, exit_code=code)
 
     async def _probe(self, probes: dict[str, Probe | None], started_at: str) -> str:
@@ -390,7 +584,7 @@ class PodRun:
             started = time.monotonic()
             if self.ready:
                 await self._status(running=True, ready=False)
-            pre_stop = ((server_container(self.pod).get("lifecycle") or {}).get("preStop") or {}).get("sleep")
+            pre_stop = ((main_container(self.pod).get("lifecycle") or {}).get("preStop") or {}).get("sleep")
             if pre_stop and grace > 0:
                 # The server keeps answering while the endpoints drop it.
                 with contextlib.suppress(TimeoutError):
@@ -406,8 +600,11 @@ class PodRun:
         process = self.process
         if process is None or process.returncode is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
+        # A container is signalled through its engine; should it not exist yet, the engine's own process is
+        # (podman and docker pass the signals they get on to their container).
+        if not (self.launch and self.launch.container and await self.runner.signal(self.launch.container, "TERM")):
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(process.wait(), grace)
         except TimeoutError:
@@ -416,47 +613,75 @@ class PodRun:
     async def _kill(self) -> None:
         process = self.process
         if process is not None and process.returncode is None:
+            if self.launch and self.launch.container:
+                await self.runner.signal(self.launch.container, "KILL")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(process.wait(), 5)
 
-    async def _prepare(self, container: Body) -> tuple[list[str], dict[str, str], str]:
-        """The command line, environment and working folder of the container on this machine."""
+    async def _refresh_tokens(self) -> None:
+        """Issues the service account tokens again at 80% of their life, as the kubelet does."""
+        while True:
+            await asyncio.sleep(0.8 * min(float(s.get("expirationSeconds", TOKEN_SECONDS)) for _, s in self.tokens))
+            for path, source in self.tokens:
+                try:
+                    _write_atomic(path, (await self.runner.token(self.pod, source)).encode())
+                except (ApiError, Unsupported) as exc:
+                    log.warning("pod %s/%s: token %s not renewed: %s", self.namespace, self.name, path.name, exc)
+
+    async def _volumes(self, container: Body) -> list[Mount]:
+        """The container's volumes as files and folders on this machine (its ConfigMaps, Secrets, downward API
+        fields and service account tokens written, emptyDirs made), longest mount path first."""
         spec = self.pod["spec"]
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
         root = self.folder / "volumes"
         shutil.rmtree(root, ignore_errors=True)
-        mounts: list[tuple[str, str]] = []
+        self.tokens = []
+        mounts: list[Mount] = []
         for mount in container.get("volumeMounts", []):
             volume = volumes.get(mount["name"])
             if volume is None:
                 raise Unsupported(f"volume {mount['name']} is mounted but not declared")
             local = root / mount["name"]
             local.mkdir(parents=True, exist_ok=True)
+            read_only = True  # configMap, secret and projected volumes are read-only in any container
             if "configMap" in volume or "secret" in volume:
                 await self._write_files(local, volume)
             elif "projected" in volume:
-                # The service account token of a projected volume is not issued here (the server never calls the
-                # API server); its ConfigMaps, Secrets and downward API fields are written.
                 for source in volume["projected"].get("sources", []):
                     if "configMap" in source or "secret" in source:
                         await self._write_files(local, source)
                     for item in (source.get("downwardAPI") or {}).get("items", []):
                         if "fieldRef" in item:
                             (local / item["path"]).write_text(field_value(self.pod, item["fieldRef"]["fieldPath"]))
+                    if "serviceAccountToken" in source:
+                        token = source["serviceAccountToken"]
+                        path = local / token["path"]
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        _write_atomic(path, (await self.runner.token(self.pod, token)).encode())
+                        self.tokens.append((path, token))
             elif "persistentVolumeClaim" in volume:
                 raise Unsupported(
                     f"FailedMount: volume {mount['name']} is a persistentVolumeClaim "
                     f"({volume['persistentVolumeClaim'].get('claimName')}), which the local Pod runner cannot mount"
                 )
-            elif "emptyDir" not in volume:
+            elif "emptyDir" in volume:
+                local.chmod(0o777)  # as the kubelet makes it: any user of the Pod writes there
+                read_only = bool(mount.get("readOnly"))
+            else:
                 raise Unsupported(
                     f"volume {mount['name']}: only configMap, secret, projected and emptyDir volumes run here"
                 )
             sub = mount.get("subPath")
-            mounts.append((mount["mountPath"], str(local / sub if sub else local)))
-        mounts.sort(key=lambda m: -len(m[0]))
+            mounts.append(Mount(mount["mountPath"], str(local / sub if sub else local), read_only))
+        mounts.sort(key=lambda m: -len(m.path))
+        return mounts
+
+    async def _prepare(self, container: Body, mounts: list[Mount], image_user: str | None) -> Launch:
+        """How the container starts on this machine: as a process (``image_user`` None; every mount path in its
+        environment and arguments rewritten to its folder), or as a container of its image (``image_user``: the
+        image's configured user; its volumes bound at their mount paths)."""
         values: dict[tuple[str, str], dict[str, str]] = {}
         for kind, name, optional in _references(container):
             values[(kind, name)] = {
@@ -471,26 +696,42 @@ class PodRun:
                 raise Unsupported(f"{kind} {name} has no key {key}")
             return data.get(key)
 
-        env = container_environment(self.pod, container, lookup)
-        env = {k: rewrite_mounts(v, mounts) for k, v in env.items()}
+        # As the kubelet: the API server's address (here, where this machine reaches it: no kube-proxy routes the
+        # kubernetes Service's address), then the container's own environment.
+        host, port = self.runner.api
+        env = {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": str(port),
+               **container_environment(self.pod, container, lookup)}  # fmt: skip
+        if program(container) == SERVER:
+            env["MLOPS_SERVER_HOST"] = self.pod["status"]["podIP"]  # the server binds its Pod's own address
+        if image_user is not None:
+            engine = self.runner.engine
+            if engine is None:
+                raise Unsupported("container mode needs a container engine here: docker or podman (none found)")
+            expanded = {**container, "command": [expand(a, env) for a in container.get("command") or []],
+                        "args": [expand(a, env) for a in container.get("args") or []]}  # fmt: skip
+            name = f"mlops-{self.namespace}_{self.name}_{self.uid[:8]}"
+            argv = container_argv(engine, name, self.pod, expanded, image_user, mounts, sorted(env),
+                                  {RUNNER_LABEL: self.runner.key, "mlops.io/pod-uid": self.uid})  # fmt: skip
+            # The engine's own environment carries the values (--env NAME reads them from there).
+            return Launch(argv, {**os.environ, **env}, str(self.folder), name)
+        pairs = [(m.path, m.local) for m in mounts]
+        env = {k: rewrite_mounts(v, pairs) for k, v in env.items()}
         command = [expand(a, env) for a in container.get("command", [])]
-        args = [rewrite_mounts(expand(a, env), mounts) for a in container.get("args", [])]
+        args = [rewrite_mounts(expand(a, env), pairs) for a in container.get("args", [])]
         executable = self.runner.executable(command[0])
-        tmp = dict(mounts).get("/tmp") or str(self.folder / "tmp")
+        tmp = dict(pairs).get("/tmp") or str(self.folder / "tmp")
         os.makedirs(tmp, exist_ok=True)
-        # Not the runner's environment: the container's, plus a PATH to this environment's programs, and the
-        # server bound to its Pod's own address.
+        # Not the runner's environment: the container's, plus a PATH to this environment's programs.
         process_env = {
             "PATH": f"{self.runner.bin}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(self.folder),
             "LANG": "C.UTF-8",
             "TMPDIR": tmp,
             **env,
-            "MLOPS_SERVER_HOST": self.pod["status"]["podIP"],
         }
-        cwd = rewrite_mounts(container.get("workingDir", ""), mounts) or str(self.folder)
+        cwd = rewrite_mounts(container.get("workingDir", ""), pairs) or str(self.folder)
         os.makedirs(cwd, exist_ok=True)
-        return [executable, *command[1:], *args], process_env, cwd
+        return Launch([executable, *command[1:], *args], process_env, cwd)
 
     async def _write_files(self, folder: Path, volume: Body) -> None:
         """A configMap or secret volume (or projected source) as files in ``folder``."""
@@ -516,7 +757,7 @@ class PodRun:
         stamp = now()
         containers = []
         for c in self.pod["spec"]["containers"]:
-            server = SERVER in (c.get("command") or [])
+            server = program(c) is not None
             state: Body = {"waiting": None, "running": None, "terminated": None}
             if not server or running:
                 state["running"] = {"startedAt": started_at or stamp}
@@ -546,6 +787,12 @@ class PodRun:
                 log.warning("pod %s/%s: status not written: %s", self.namespace, self.name, exc.status.message)
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
 def _references(container: Body) -> set[tuple[str, str, bool]]:
     out = set()
     for source in container.get("envFrom", []):
@@ -564,12 +811,18 @@ def _references(container: Body) -> set[tuple[str, str, bool]]:
 
 
 class Runner:
-    def __init__(self, client: AsyncClient, state: Path, max_processes: int, bin_dir: Path) -> None:
+    def __init__(self, client: AsyncClient, state: Path, max_processes: int, bin_dir: Path, mode: str = PROCESS,
+                 engine: list[str] | None = None, api: tuple[str, int] = ("127.0.0.1", 6443)) -> None:  # fmt: skip
         self.client = client
         self.state = state
         self.max_processes = max_processes
         self.slots = asyncio.Semaphore(max_processes)
         self.bin = bin_dir
+        self.default_mode = mode
+        self.engine = engine
+        self.api = api
+        # Labels the containers of this runner (its state folder), so that a later one stops what it left.
+        self.key = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
         self.pods: dict[str, PodRun] = {}
         self._deleting: set[asyncio.Task[None]] = set()
 
@@ -582,13 +835,54 @@ class Runner:
                 return candidate
         raise Unsupported(f"command {command} is not found in {self.bin} or on PATH")
 
-    async def simulated(self, namespace: str) -> bool:
+    async def mode(self, namespace: str) -> str:
         try:
             ns = await self.client.get(Namespace, namespace)
         except ApiError:
-            return False
-        labels = (ns.metadata.labels if ns.metadata else None) or {}
-        return labels.get(SIMULATED_LABEL) == SIMULATED
+            return self.default_mode
+        return namespace_mode((ns.metadata.labels if ns.metadata else None) or {}, self.default_mode)
+
+    def _control(self, *args: str) -> list[str]:
+        """An engine command other than run (its global options kept)."""
+        assert self.engine is not None
+        return [*self.engine[: self.engine.index("run")], *args]
+
+    async def _engine(self, *args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(*self._control(*args), stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)  # fmt: skip
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, out.decode(errors="replace").strip()
+
+    async def image_user(self, image: str) -> str | None:
+        """The image's configured user ("" for root by default), or None when the engine does not hold it."""
+        if self.engine is None:
+            raise Unsupported("container mode needs a container engine here: docker or podman (none found)")
+        code, out = await self._engine("image", "inspect", "--format", "{{.Config.User}}", image)
+        return out if code == 0 else None
+
+    async def signal(self, container: str, sig: str) -> bool:
+        """Sends ``sig`` to the container through the engine; whether it was delivered."""
+        code, _ = await self._engine("kill", "--signal", sig, container)
+        return code == 0
+
+    async def token(self, pod: Body, source: Body) -> str:
+        """A token of the Pod's service account, bound to the Pod, as the kubelet asks for a projected
+        serviceAccountToken source."""
+        meta = pod["metadata"]
+        account = pod["spec"].get("serviceAccountName") or "default"
+        spec = TokenRequestSpec(
+            audiences=[source["audience"]] if source.get("audience") else [],
+            expirationSeconds=int(source.get("expirationSeconds", TOKEN_SECONDS)),
+            boundObjectRef=BoundObjectReference(kind="Pod", apiVersion="v1", name=meta["name"], uid=meta["uid"]),
+        )
+        try:
+            request = ServiceAccount.Token(metadata=ObjectMeta(), spec=spec)
+            made = await self.client.create(request, account, namespace=meta["namespace"])
+        except ApiError as exc:
+            raise Unsupported(f"no token for service account {account}: {exc.status.message}") from None
+        if made.status is None or not made.status.token:
+            raise Unsupported(f"no token for service account {account}: the API server returned none")
+        return made.status.token
 
     async def data(self, namespace: str, kind: str, name: str, optional: bool) -> dict[str, bytes]:
         try:
@@ -626,7 +920,7 @@ class Runner:
             if run is not None:
                 run.update(None)
             return
-        if not is_server_pod(pod) or not pod["spec"].get("nodeName"):
+        if not runs_here(pod) or not pod["spec"].get("nodeName"):
             return
         if run is None:
             if pod["metadata"].get("deletionTimestamp") and not pod.get("status", {}).get("podIP"):
@@ -668,35 +962,54 @@ class Runner:
                 await asyncio.sleep(1)
 
     def kill_leftovers(self) -> None:
-        """Server processes of an earlier runner (killed before it could stop them) are stopped."""
+        """Processes and containers of an earlier runner (killed before it could stop them) are stopped."""
+        import subprocess
+
         for pid_file in (self.state / "pods").glob("*/pid"):
             with contextlib.suppress(ValueError, OSError):
                 pid = int(pid_file.read_text())
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if SERVER.encode() in cmdline:
+                if any(p.encode() in cmdline for p in PROGRAMS) or b"podman" in cmdline or b"docker" in cmdline:
                     os.killpg(pid, signal.SIGKILL)
             pid_file.unlink(missing_ok=True)
+        if self.engine is not None:
+            ours = f"label={RUNNER_LABEL}={self.key}"
+            listed = subprocess.run(self._control("ps", "--all", "--quiet", "--filter", ours), capture_output=True,
+                                    text=True, timeout=60)  # fmt: skip
+            if names := listed.stdout.split():
+                subprocess.run(self._control("rm", "--force", *names), capture_output=True, timeout=120)
 
 
 async def main(args: argparse.Namespace) -> None:
     state = Path(args.state)
     os.makedirs(state, exist_ok=True)
-    client = AsyncClient(timeout=httpx.Timeout(30))
-    runner = Runner(client, state, args.max_processes, Path(args.bin))
+    config = KubeConfig.from_env()
+    client = AsyncClient(config, timeout=httpx.Timeout(30))
+    context = config.get()
+    assert context is not None, "no current context in the kubeconfig"
+    server = httpx.URL(context.cluster.server)
+    try:
+        engine: list[str] | None = engine_command()
+    except SystemExit:
+        if args.mode == CONTAINER:
+            raise
+        engine = None  # namespaces labelled for container mode get an Event saying why nothing runs
+    runner = Runner(client, state, args.max_processes, Path(args.bin), mode=args.mode, engine=engine,
+                    api=(server.host, server.port or 443))  # fmt: skip
     runner.kill_leftovers()
     watching = asyncio.get_running_loop().create_task(runner.watch())
     stopped = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stopped.set)
-    log.info("the Pod runner is watching (at most %d server processes; programs from %s)", args.max_processes,
-             args.bin)  # fmt: skip
+    log.info("the Pod runner is watching (mode %s, at most %d processes or containers; programs from %s; engine %s)",
+             args.mode, args.max_processes, args.bin, " ".join(engine) if engine else "none")  # fmt: skip
     await stopped.wait()
     watching.cancel()
     runs = list(runner.pods.values())
     for run in runs:
         run.task.cancel()
     await asyncio.gather(*(r.task for r in runs), return_exceptions=True)
-    log.info("the Pod runner stopped (%d server processes ended)", len(runs))
+    log.info("the Pod runner stopped (%d Pods ended)", len(runs))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -705,12 +1018,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-processes", type=int, default=int(os.environ.get("MLOPS_RUNNER_MAX_PROCESSES", "48")),
                    help="server processes that may run at once (default 48, MLOPS_RUNNER_MAX_PROCESSES)")  # fmt: skip
     p.add_argument("--bin", default=str(Path(sys.executable).parent),
-                   help="where the containers' commands are found (default: this Python's bin)")  # fmt: skip
+                   help="where commands are found in process mode (default: this Python's bin)")  # fmt: skip
+    p.add_argument("--mode", choices=(PROCESS, CONTAINER), default=os.environ.get("MLOPS_DATA_PLANE") or PROCESS,
+                   help="how Pods run unless their namespace's mlops.io/data-plane label says otherwise: process "
+                        "(this environment's programs) or container (the Pod's image, with docker or podman); "
+                        "default MLOPS_DATA_PLANE, else process")  # fmt: skip
     return p.parse_args(argv)
 
 
 if __name__ == "__main__":
     arguments = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     asyncio.run(main(arguments))

@@ -6,8 +6,11 @@ tests share besides (kubectl, waits, bodies, starting the operator) is in suppor
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import subprocess
+import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -16,7 +19,19 @@ from typing import Any
 
 import pytest
 import yaml
-from support import ROOT, SETUP, Kubectl, Monitoring, OperatorProcess, kubectl_binary, start_operator
+from support import (
+    CONTAINER,
+    DATA_PLANE_LABEL,
+    PROCESS,
+    ROOT,
+    SETUP,
+    Kubectl,
+    Monitoring,
+    OperatorProcess,
+    built_image,
+    kubectl_binary,
+    start_operator,
+)
 
 # The contexts tests/cluster/up.sh makes: kwok-<name> or kind-<name>, name from MLOPS_CLUSTER_NAME.
 CLUSTER_NAME = os.environ.get("MLOPS_CLUSTER_NAME", "mlops-test")
@@ -71,18 +86,59 @@ def third_party_crds(kubectl_session: Kubectl) -> list[str]:
     return names
 
 
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The project's image, built by `make image` once a session (skips where no container engine runs)."""
+    return built_image()
+
+
+@pytest.fixture(scope="session")
+def artifact_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """An HTTP server on loopback serving pytest's base folder (every test's tmp_path): where Pods that run as
+    containers download the artifacts the tests write."""
+    folder = tmp_path_factory.getbasetemp().resolve()
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 @pytest.fixture
-def kubectl(kubectl_session: Kubectl, crds: list[str]) -> Iterator[Kubectl]:
-    """kubectl in a fresh namespace, deleted after the test."""
+def data_plane(request: pytest.FixtureRequest) -> str:
+    """How the test's model-server Pods run: the test's parameter (``@pytest.mark.parametrize("data_plane",
+    [PROCESS, CONTAINER], indirect=True)``), else process, whatever the cluster's default (the namespace's label
+    says which, so that the suite runs the same on a cluster made with MLOPS_DATA_PLANE=container)."""
+    mode = getattr(request, "param", None) or PROCESS
+    assert mode in (PROCESS, CONTAINER), f"data plane {mode!r}: process or container"
+    return str(mode)
+
+
+@pytest.fixture
+def kubectl(kubectl_session: Kubectl, crds: list[str], data_plane: str,
+            request: pytest.FixtureRequest) -> Iterator[Kubectl]:  # fmt: skip
+    """kubectl in a fresh namespace, deleted after the test; the namespace labelled with the test's data plane
+    (in container mode, the image is built first and artifacts are served over HTTP)."""
+    artifacts = None
+    if data_plane == CONTAINER:
+        request.getfixturevalue("image")
+        artifacts = request.getfixturevalue("artifact_server")
     namespace = f"t-{uuid.uuid4().hex[:10]}"
     kubectl_session.run("create", "namespace", namespace)
+    kubectl_session.run("label", "namespace", namespace, f"{DATA_PLANE_LABEL}={data_plane}")
     # kube-controller-manager adds the namespace's default ServiceAccount moments later; until then the API server
     # refuses Pods there, and the ReplicaSet controller's backoff after such refusals can outlast a test's wait.
     kubectl_session.wait_for(
         lambda: kubectl_session.run("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0,
         timeout=60, what=f"the default ServiceAccount of {namespace}",
     )  # fmt: skip
-    yield Kubectl(kubectl_session.binary, namespace, kubectl_session.env)
+    yield Kubectl(kubectl_session.binary, namespace, kubectl_session.env, artifacts)
     kubectl_session.run("delete", "namespace", namespace, "--wait=false", check=False)
 
 

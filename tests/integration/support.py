@@ -56,6 +56,17 @@ class Kubectl:
     binary: str
     namespace: str | None = None
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    artifacts: tuple[Path, str] | None = None
+    """In container mode: a folder and the HTTP address that serves it, for artifacts the Pods download (a
+    container does not see this machine's files)."""
+
+    def uri(self, path: Path) -> str:
+        """The URI of a file for a ModelVersion's source: file:// (the Pods are processes of this machine), or, in
+        container mode, its address on the tests' artifact server."""
+        if self.artifacts is not None:
+            folder, base = self.artifacts
+            return f"{base}/{urllib.parse.quote(str(path.resolve().relative_to(folder)))}"
+        return f"file://{path}"
 
     def run(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> Result:
         cmd = [self.binary, *args]
@@ -155,6 +166,41 @@ def wait_status(kubectl: Kubectl, kind: str, name: str, what: str, check: Check,
     return kubectl.wait_for(probe, timeout=timeout, what=f"{kind} {name}: {what}")  # type: ignore[no-any-return]
 
 
+# --- the image and the data plane --------------------------------------------------------------------------------
+
+PROCESS, CONTAINER = "process", "container"
+DATA_PLANE_LABEL = "mlops.io/data-plane"
+"""A namespace's label that tells the local Pod runner how its model-server Pods run (tests/dataplane/runner.py)."""
+
+
+@functools.cache
+def container_engine() -> list[str] | None:
+    """The command that runs containers here, as the local Pod runner runs them (docker where an engine answers,
+    else podman with runc and rlimits within the current hard limits), else None."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.dataplane.runner import engine_command
+
+    try:
+        return engine_command()
+    except SystemExit:
+        return None
+
+
+@functools.cache
+def built_image() -> str:
+    """The project's image, built by `make image` once a session (layers cached: a second build takes seconds);
+    its tag, which is the operator's default model-server image. Skips where no engine runs at all."""
+    if container_engine() is None:
+        pytest.skip("no container engine here (neither a docker engine nor podman): the image cannot be built or run")
+    started = time.monotonic()
+    proc = subprocess.run([str(ROOT / "tests/cluster/image.sh")], capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, f"make image failed:\n{proc.stderr[-4000:]}"
+    tag = proc.stdout.strip().splitlines()[-1]
+    print(f"image {tag} built in {time.monotonic() - started:.1f}s")
+    return tag
+
+
 # --- ModelVersion ------------------------------------------------------------------------------------------------
 
 
@@ -223,6 +269,7 @@ def register(kubectl: Kubectl, tmp_path: Path, model: str, ver: str, stage: str 
     """A ModelVersion of ``model`` with a real scikit-learn model (tmp_path/<model>-<ver>.joblib), which the model
     server Pods load and serve; returns its object name once the registry made it Ready."""
     source, checksum = model_artifact(tmp_path, f"{model}-{ver}.joblib")
+    source = kubectl.uri(tmp_path / f"{model}-{ver}.joblib")
     name = f"{model}-{ver.replace('.', '-')}"
     signature = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]}
     kubectl.apply(version(name, model, ver, source, checksum, stage=stage, signature=signature))

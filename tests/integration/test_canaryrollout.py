@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 from support import (
+    CONTAINER,
+    PROCESS,
     Body,
     Kubectl,
     Monitoring,
@@ -92,6 +94,7 @@ def model_files(directory: Path, kind: str) -> tuple[str, str, str]:
 def register(kubectl: Kubectl, tmp_path: Path, ver: str, kind: str = "good", stage: str = "development",
              wait: bool = True, **spec: Any) -> None:  # fmt: skip
     source, checksum, reference = model_files(tmp_path, kind)
+    source = kubectl.uri(Path(source.removeprefix("file://")))
     signature = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [-1, 4], "features": FEATURES}]}
     kubectl.apply(version(f"fraud-{ver.replace('.', '-')}", "fraud", ver, source, checksum, stage=stage,
                           signature=signature, reference={"uri": reference, "prediction": "is_fraud"},
@@ -179,6 +182,8 @@ def metric(obj: Body, name: str) -> Body:
 # --- scenarios -------------------------------------------------------------------------------------------------------
 
 
+# Once more with each Pod a container of the image (the model server as it ships).
+@pytest.mark.parametrize("data_plane", [PROCESS, CONTAINER], indirect=True)
 def test_a_good_candidate_under_load_passes_every_step_and_is_promoted_without_a_failed_request(
     kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path, third_party_crds: list[str], load: list[Load]
 ) -> None:

@@ -24,6 +24,8 @@ import joblib
 import numpy as np
 import pytest
 from support import (
+    CONTAINER,
+    PROCESS,
     Body,
     Kubectl,
     Monitoring,
@@ -31,6 +33,7 @@ from support import (
     _model_bytes,
     condition,
     deploy,
+    events,
     model_artifact,
     patch,
     prometheus_data,
@@ -143,6 +146,24 @@ def test_each_pod_is_a_server_process_on_its_own_ip(kubectl: Kubectl, operator: 
     )  # fmt: skip
     new_ip = ({p["status"]["podIP"] for p in server_pods(kubectl, "1.0.0")} - ips).pop()
     assert infer(new_ip)["model_version"] == "1.0.0"
+
+
+@pytest.mark.parametrize("data_plane", [CONTAINER], indirect=True)
+def test_a_pod_whose_image_the_engine_lacks_waits_and_says_why(kubectl: Kubectl, operator: OperatorProcess,
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    register(kubectl, tmp_path, "fraud", "1.0.0")
+    deploy(kubectl, "fraud", version="1.0.0", replicas=1, server={"image": "localhost/mlops-absent:0"})
+
+    def waiting() -> str | None:
+        pods = server_pods(kubectl, "1.0.0")
+        statuses = pods[0].get("status", {}).get("containerStatuses") if pods else None
+        return ((statuses or [{}])[0].get("state") or {}).get("waiting", {}).get("reason") if statuses else None
+
+    kubectl.wait_for(lambda: waiting() == "ErrImageNeverPull", timeout=60, what="the Pod waiting, ErrImageNeverPull")
+    (pod,) = server_pods(kubectl, "1.0.0")
+    assert not is_ready(pod)
+    (event,) = events(kubectl, pod["metadata"]["name"], "ErrImageNeverPull")
+    assert "localhost/mlops-absent:0" in event["message"] and "make image" in event["message"], event
 
 
 def test_a_server_whose_artifact_fails_its_checksum_is_never_ready(kubectl: Kubectl, operator: OperatorProcess,
@@ -275,6 +296,8 @@ def test_a_shadow_receives_its_mirror_percentage(kubectl: Kubectl, operator: Ope
     assert abs(mirrored / REQUESTS - 0.25) <= TOLERANCE, report.summary()
 
 
+# Once more with each Pod a container of the image (the model server as it ships).
+@pytest.mark.parametrize("data_plane", [PROCESS, CONTAINER], indirect=True)
 def test_a_rolling_update_under_load_loses_no_request(kubectl: Kubectl, operator: OperatorProcess,
                                                       tmp_path: Path) -> None:  # fmt: skip
     register(kubectl, tmp_path, "fraud", "1.0.0")

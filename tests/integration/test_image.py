@@ -5,9 +5,7 @@ a model, and the operator reconciling the local cluster from inside it."""
 from __future__ import annotations
 
 import base64
-import functools
 import json
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -18,43 +16,14 @@ from typing import Any
 
 import pytest
 import yaml
-from support import ROOT, Kubectl, free_port, model_artifact, operator_kubeconfig, version, wait_version
+from support import Kubectl, container_engine, free_port, model_artifact, operator_kubeconfig, version, wait_version
 
 SIGNATURE = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [-1, 4]}]}
 
 
-@functools.cache
-def engine() -> list[str] | None:
-    """The command that runs containers here: docker where an engine answers, else podman (with runc and rlimits
-    within the current hard limits, as tests/cluster/image.sh builds), else None."""
-    docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode == 0:
-        return [docker, "run"]
-    podman = shutil.which("podman")
-    if podman is None:
-        return None
-    runc = shutil.which("runc") or "/usr/sbin/runc"
-    import resource
-
-    nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 65536)
-    nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 32768)
-    return [podman, "--runtime", runc, "run", "--ulimit", f"nofile={nofile}:{nofile}",
-            "--ulimit", f"nproc={nproc}:{nproc}"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def image() -> str:
-    """The image, built by `make image` (layers cached: a second build takes seconds)."""
-    if engine() is None:
-        pytest.skip("no container engine here (neither a docker engine nor podman): the image cannot be built or run")
-    proc = subprocess.run([str(ROOT / "tests/cluster/image.sh")], capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, f"make image failed:\n{proc.stderr[-4000:]}"
-    return proc.stdout.strip().splitlines()[-1]
-
-
 def run(image: str, *command: str) -> subprocess.CompletedProcess[str]:
     """``command`` in a container of ``image`` as the chart's Pods run it: read-only root, a tmpfs at /tmp."""
-    base = engine()
+    base = container_engine()
     assert base is not None
     return subprocess.run([*base, "--rm", "--read-only", "--tmpfs", "/tmp", image, *command], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
@@ -63,7 +32,7 @@ def run(image: str, *command: str) -> subprocess.CompletedProcess[str]:
 def detached(what: str, *args: str) -> tuple[str, list[str]]:
     """Starts a container in the background on the host network (read-only root, a tmpfs at /tmp),
     ``args`` being the engine's options, the image's name and the command; its name, and the engine's command."""
-    base = engine()
+    base = container_engine()
     assert base is not None
     name = f"mlops-test-{what}-{free_port()}"
     control = [base[0], *base[1 : base.index("run")]]
@@ -172,7 +141,7 @@ def test_the_operator_in_the_image_reconciles_the_cluster(
 
 
 def test_the_image_size_and_layers_are_reported(image: str, record_property: Any) -> None:
-    base = engine()
+    base = container_engine()
     assert base is not None
     control = [base[0], *base[1 : base.index("run")]]
     inspected = json.loads(subprocess.run([*control, "image", "inspect", image], capture_output=True, text=True,

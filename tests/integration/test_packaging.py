@@ -1,15 +1,18 @@
 """Packaging with helm and the test cluster: lint, schema refusals, manifests/install.yaml freshness, the chart's RBAC
 in both modes, and installs (helm install, kubectl apply) whose operator Deployment becomes Available.
 
-kwok plays the kubelet, so the operator's Pods become Ready without the image being pulled: these tests check what
-the API server accepts and grants, not the image.
+The local Pod runner makes the operator's Pods Ready without running them (simulated), unless their namespace runs
+in container mode: there the last test installs the chart with the image built here, and the operator runs in its
+container.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support import ROOT, Kubectl, Result
+from support import CONTAINER, ROOT, Kubectl, Result, container_engine, deploy, register, wait_serving
 
 CHART = ROOT / "charts" / "mlops-operator"
 INSTALL = ROOT / "manifests" / "install.yaml"
@@ -328,3 +331,62 @@ def test_kubectl_apply_install(kubectl_session: Kubectl, crds: list[str], instal
     assert kubectl_session.run("get", "namespace", install_namespace, check=False).returncode != 0
     for name in in_install:
         assert kubectl_session.run("get", "crd", name).returncode == 0
+
+
+@pytest.mark.parametrize("data_plane", [CONTAINER], indirect=True)
+def test_helm_install_of_the_built_image_runs_the_operator_in_its_container(
+    kubectl: Kubectl, helm: Helm, release: str, image: str, tmp_path: Path
+) -> None:
+    """The chart with the image built here: the local Pod runner runs the operator's Pod as a container of that
+    image (its own service account token, read-only root, uid 65532), and the operator reconciles from inside it,
+    down to a ModelDeployment whose server Pods are containers of the same image."""
+    namespace = kubectl.namespace or ""
+    _restricted(kubectl, namespace)
+    repository, _, tag = image.rpartition(":")
+    helm.run("install", release, str(CHART), "--namespace", namespace, "--skip-crds", "--wait", "--timeout=180s",
+             "--set", f"image.repository={repository}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never",
+             "--set", f"watchNamespaces={{{namespace}}}", "--set", "listenOnPodIP=true",
+             "--set", "outbound.allowLoopback=true", timeout=200)  # fmt: skip
+    fullname = f"{release}-mlops-operator"
+    _wait_available(kubectl, namespace, fullname)
+    pods = json.loads(kubectl.run("get", "pods", "-l", f"app.kubernetes.io/instance={release}", "-o", "json").stdout)
+    (pod,) = pods["items"]
+    # The runner's container, not a simulated Pod: the engine runs it, as the image's user, on a read-only root.
+    container = f"mlops-{namespace}_{pod['metadata']['name']}_{pod['metadata']['uid'][:8]}"
+    engine = container_engine()
+    assert engine is not None
+    control = engine[: engine.index("run")]
+    inspect = subprocess.run([*control, "inspect", "--format", "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} "
+                              "{{.State.Running}} {{.ImageName}}", container], capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+    assert inspect.returncode == 0, inspect.stderr
+    user, read_only, running, image_name = inspect.stdout.split()
+    assert (user, read_only, running) == ("65532:65532", "true", "true"), inspect.stdout
+    assert image_name.endswith(image), inspect.stdout
+    ip = pod["status"]["podIP"]
+    with urllib.request.urlopen(f"http://{ip}:8081/healthz", timeout=10) as resp:
+        assert resp.status == 200
+    with urllib.request.urlopen(f"http://{ip}:8080/metrics", timeout=10) as resp:
+        assert b"mlops_operator_" in resp.read()
+
+    # What it reconciles: a version, then a deployment served by containers of the same image.
+    version_name = register(kubectl, tmp_path, "fraud", "1.0.0")
+    shown = kubectl.run("get", "modelversion", version_name, "-o", "json", "--show-managed-fields").stdout
+    managers = {m["manager"] for m in json.loads(shown)["metadata"]["managedFields"]}
+    assert "mlops-operator" in managers, managers
+    deploy(kubectl, "fraud", version="1.0.0", replicas=1)
+    wait_serving(kubectl, "fraud", "1.0.0", ready_replicas=1, timeout=120)
+    (server,) = json.loads(kubectl.run("get", "pods", "-l", "mlops.io/version=1.0.0", "-o", "json").stdout)["items"]
+    assert server["spec"]["containers"][0]["image"] == image
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [0.5, -1.0, 2.0, 0.1]}]}
+    request = urllib.request.Request(f"http://{server['status']['podIP']}:8080/v2/models/fraud/infer",
+                                     json.dumps(body).encode(), {"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert json.loads(resp.read())["model_version"] == "1.0.0"
+    log = Path(os.environ["MLOPS_RUNNER_DIR"], "pods", container.removeprefix("mlops-"), "server.log").read_text()
+    assert "--entrypoint mlops-operator" in log and "ModelDeployment" in log, log[-3000:]
+
+    # Uninstalled: the Pod goes, and its container with it.
+    helm.run("uninstall", release, "--namespace", namespace, "--wait", "--timeout=120s", timeout=140)
+    kubectl.wait_for(lambda: subprocess.run([*control, "container", "exists", container], timeout=60).returncode != 0,
+                     timeout=60, what="the operator's container to be gone")  # fmt: skip

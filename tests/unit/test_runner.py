@@ -87,3 +87,96 @@ def test_probes_take_the_containers_settings_and_kubernetes_defaults() -> None:
 
 def test_restart_back_off_doubles_to_five_minutes() -> None:
     assert [runner.backoff(n) for n in range(8)] == [0, 10, 20, 40, 80, 160, 300, 300]
+
+
+OPERATOR_POD: dict[str, Any] = {
+    "metadata": {"name": "op-1", "namespace": "team", "uid": "u-2"},
+    "spec": {"containers": [{"name": "sidecar", "command": ["sleep"]},
+                            {"name": "operator", "command": ["mlops-operator"]}]},
+}  # fmt: skip
+
+
+def test_the_operator_pod_is_taken_too_and_its_own_container_is_the_one_run() -> None:
+    assert runner.runs_here(OPERATOR_POD) and not runner.is_server_pod(OPERATOR_POD)
+    assert runner.main_container(OPERATOR_POD)["name"] == "operator"
+    assert runner.program(runner.main_container(POD)) == runner.SERVER
+
+
+def test_a_namespace_label_chooses_the_data_plane_and_anything_else_is_the_default() -> None:
+    assert runner.namespace_mode({"mlops.io/data-plane": "container"}, "process") == "container"
+    assert runner.namespace_mode({"mlops.io/data-plane": "simulated"}, "container") == "simulated"
+    assert runner.namespace_mode({"mlops.io/data-plane": "bogus"}, "container") == "container"
+    assert runner.namespace_mode({}, "process") == "process"
+
+
+SECURE_POD: dict[str, Any] = {
+    "metadata": {"name": "fraud-1-abc", "namespace": "team", "uid": "u-1"},
+    "spec": {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 2000,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{
+            "name": "server", "image": "mlops-operator:1.2.3", "command": ["mlops-server", "--verbose"],
+            "args": ["--port", "8080"], "workingDir": "/work",
+            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}},
+        }],
+    },
+}  # fmt: skip
+PODMAN = ["/usr/bin/podman", "--runtime", "/usr/sbin/runc", "run", "--ulimit", "nofile=1024:1024"]
+
+
+def test_the_container_runs_as_the_security_context_says() -> None:
+    container = SECURE_POD["spec"]["containers"][0]
+    options = runner.security_options(SECURE_POD, container, image_user="")
+    assert options == ["--user", "65532:65532", "--group-add", "2000", "--read-only", "--read-only-tmpfs=false",
+                       "--security-opt", "no-new-privileges",
+                       "--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE"]  # fmt: skip
+    # The container's own fields win over the Pod's.
+    mine = {**container, "securityContext": {"runAsUser": 1000}}
+    assert runner.security_options(SECURE_POD, mine, image_user="")[:2] == ["--user", "1000:65532"]
+
+
+@pytest.mark.parametrize(
+    ("pod_context", "container_context", "image_user", "message"),
+    [
+        ({"runAsNonRoot": True}, {}, "", "would run as root"),
+        ({"runAsNonRoot": True}, {}, "0:0", "would run as root"),
+        ({"runAsNonRoot": True, "runAsUser": 0}, {}, "65532", "would run as root"),
+        ({}, {"privileged": True}, "", "privileged"),
+        ({"seccompProfile": {"type": "Localhost", "localhostProfile": "x.json"}}, {}, "", "Localhost seccomp"),
+    ],
+)
+def test_what_the_kubelet_refuses_is_refused(pod_context: Any, container_context: Any, image_user: str,
+                                             message: str) -> None:  # fmt: skip
+    pod = {"metadata": POD["metadata"], "spec": {"securityContext": pod_context, "containers": []}}
+    with pytest.raises(runner.Unsupported, match=message):
+        runner.security_options(pod, {"name": "c", "securityContext": container_context}, image_user)
+
+
+def test_a_non_root_image_user_satisfies_run_as_non_root() -> None:
+    pod = {"metadata": POD["metadata"], "spec": {"securityContext": {"runAsNonRoot": True}, "containers": []}}
+    assert runner.security_options(pod, {"name": "c"}, "65532:65532") == []
+
+
+def test_the_engine_command_line_runs_the_pods_image_with_its_command_mounts_and_environment_names() -> None:
+    container = SECURE_POD["spec"]["containers"][0]
+    mounts = [runner.Mount("/etc/mlops/profile", "/s/profile", True), runner.Mount("/tmp", "/s/tmp", False)]
+    argv = runner.container_argv(PODMAN, "mlops-team_fraud", SECURE_POD, container, "", mounts,
+                                 ["MLOPS_MODEL_SOURCE", "SECRET_TOKEN"], {"mlops.io/pod-runner": "k"})  # fmt: skip
+    assert argv[:6] == ["/usr/bin/podman", "--runtime", "/usr/sbin/runc", "run", "--rm", "--name"]
+    joined = " ".join(argv)
+    assert "--pull never --network host --hostname fraud-1-abc --ulimit nofile=1024:1024" in joined
+    assert "--volume /s/profile:/etc/mlops/profile:ro --volume /s/tmp:/tmp:rw" in joined
+    # Names only: the values travel in the engine's environment, never on its command line.
+    assert "--env MLOPS_MODEL_SOURCE --env SECRET_TOKEN --workdir /work" in joined
+    assert argv[-6:] == ["--entrypoint", "mlops-server", "mlops-operator:1.2.3", "--verbose", "--port", "8080"]
+    assert "--label mlops.io/pod-runner=k" in joined
+    docker = runner.container_argv(["/usr/bin/docker", "run"], "n", SECURE_POD, container, "", [], [], {})
+    assert "--read-only" in docker and "--read-only-tmpfs=false" not in docker
+
+
+def test_without_a_command_the_image_entrypoint_runs_with_the_args() -> None:
+    container = {"name": "c", "image": "img:1", "args": ["a", "b"]}
+    pod = {"metadata": POD["metadata"], "spec": {}}
+    argv = runner.container_argv(PODMAN, "n", pod, container, "", [], [], {})
+    assert "--entrypoint" not in argv and argv[-3:] == ["img:1", "a", "b"]
