@@ -384,7 +384,15 @@ def test_helm_install_of_the_built_image_runs_the_operator_in_its_container(
     with urllib.request.urlopen(request, timeout=10) as resp:
         assert json.loads(resp.read())["model_version"] == "1.0.0"
     log = Path(os.environ["MLOPS_RUNNER_DIR"], "pods", container.removeprefix("mlops-"), "server.log").read_text()
-    assert "--entrypoint mlops-operator" in log and "ModelDeployment" in log, log[-3000:]
+    assert "--entrypoint mlops-operator" in log and "serving metrics on http://" + ip in log, log[-3000:]
+    # Every part of it reached the API server (kopf's own watches too, at the address the kubelet gives): no error,
+    # no restart.
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    assert not errors, "\n".join(errors[:10])
+    (pod,) = json.loads(kubectl.run("get", "pods", "-l", f"app.kubernetes.io/instance={release}", "-o", "json").stdout)[
+        "items"
+    ]
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, pod["status"]
 
     # Uninstalled: the Pod goes, and its container with it.
     helm.run("uninstall", release, "--namespace", namespace, "--wait", "--timeout=120s", timeout=140)

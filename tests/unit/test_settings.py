@@ -71,3 +71,16 @@ def test_diff_base_only_for_kinds_with_change_handlers() -> None:
     stored: Any = {"annotations": {"mlops.io/last-handled-configuration": '{"spec": {"replicas": 1}}'}}
     assert storage.fetch(body=kopf.Body({"kind": "Deployment", "metadata": stored})) is None
     assert storage.fetch(body=kopf.Body({"kind": "AlertRule", "metadata": stored})) == {"spec": {"replicas": 1}}
+
+
+def test_in_a_pod_the_api_server_is_where_the_kubelet_says() -> None:
+    from mlops_operator.controllers import in_cluster_server
+
+    assert in_cluster_server({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}) == (
+        "https://10.96.0.1:443"
+    )
+    assert in_cluster_server({"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}) == (
+        "https://[fd00::1]:6443"
+    )
+    assert in_cluster_server({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}) is None
+    assert in_cluster_server({}) is None

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import Any
 
 import kopf
@@ -29,6 +31,15 @@ CONTROLLERS: dict[str, Any] = {
     "DriftMonitor": DriftMonitors,
     "AlertRule": AlertRules,
 }
+
+
+def in_cluster_server(environ: Any = os.environ) -> str | None:
+    """The API server's URL from the environment the kubelet gives every container (``KUBERNETES_SERVICE_HOST``
+    and ``_PORT``), or None outside a Pod."""
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
 def build_registry(
@@ -63,7 +74,13 @@ def build_registry(
     # picks up rotated service account tokens.
     @kopf.on.login(registry=registry)
     def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        info = kopf.login_with_service_account(**kwargs)
+        if info is not None and (server := in_cluster_server()):
+            # The kubelet's address of the API server, as the runtime's own client (lightkube) and client-go read
+            # it: kopf's reader names kubernetes.default.svc, which only cluster DNS resolves (not a Pod on the
+            # host's network without ClusterFirstWithHostNet, nor one with dnsPolicy None or Default).
+            info = dataclasses.replace(info, server=server)
+        info = info or kopf.login_with_kubeconfig(**kwargs)
         if info is not None:
             # No URI of a user's may reach the API server through the operator.
             policy.learn_apiserver(info.server)
