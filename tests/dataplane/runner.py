@@ -218,7 +218,8 @@ def engine_command() -> list[str]:
 
 @dataclass(frozen=True)
 class Probe:
-    """A container probe: httpGet (``path`` set) or tcpSocket, on ``port``."""
+    """A container probe: httpGet (``path`` set) or tcpSocket, on ``port``; the first one ``delay`` seconds after the
+    container started (``initialDelaySeconds``)."""
 
     port: int
     path: str | None
@@ -226,6 +227,7 @@ class Probe:
     timeout: float
     failures: int
     successes: int
+    delay: float = 0.0
 
     @classmethod
     def of(cls, container: Body, which: str) -> Probe | None:
@@ -242,6 +244,7 @@ class Probe:
             timeout=float(spec.get("timeoutSeconds", 1)),
             failures=int(spec.get("failureThreshold", 3)),
             successes=int(spec.get("successThreshold", 1)),
+            delay=float(spec.get("initialDelaySeconds", 0)),
         )
 
 
@@ -538,17 +541,23 @@ class PodRun:
         ip = self.pod["status"]["podIP"]
         startup, readiness, liveness = (probes["startupProbe"], probes["readinessProbe"], probes["livenessProbe"])
         loop = asyncio.get_running_loop()
+        started = loop.time()
         if startup is not None:
+            await asyncio.sleep(startup.delay)
             deadline = loop.time() + startup.period * startup.failures
             while not await probe_once(ip, startup):
                 if loop.time() > deadline:
                     return f"startup probe failed {startup.failures} times"
                 await asyncio.sleep(FAST_PROBE_SECONDS)
         failed = {"readiness": 0, "liveness": 0}
-        next_live = loop.time() + (liveness.period if liveness else 0)
+        # Liveness and readiness start once startup succeeded, each after its own initial delay (counted from the
+        # container's start, as the kubelet counts it).
+        next_live = max(loop.time(), started + liveness.delay) if liveness else 0.0
         while True:
             if readiness is None:
                 ok = True
+            elif loop.time() < started + readiness.delay:
+                ok = False  # not probed yet: not Ready
             else:
                 ok = await probe_once(ip, readiness)
             if ok:

@@ -78,10 +78,10 @@ def test_probes_take_the_containers_settings_and_kubernetes_defaults() -> None:
         "name": "server",
         "ports": [{"name": "http", "containerPort": 9000}],
         "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5, "failureThreshold": 2},
-        "livenessProbe": {"tcpSocket": {"port": 9000}},
+        "livenessProbe": {"tcpSocket": {"port": 9000}, "initialDelaySeconds": 10},
     }
     assert runner.Probe.of(container, "readinessProbe") == runner.Probe(9000, "/ready", 5.0, 1.0, 2, 1)
-    assert runner.Probe.of(container, "livenessProbe") == runner.Probe(9000, None, 10.0, 1.0, 3, 1)
+    assert runner.Probe.of(container, "livenessProbe") == runner.Probe(9000, None, 10.0, 1.0, 3, 1, delay=10.0)
     assert runner.Probe.of(container, "startupProbe") is None
 
 
