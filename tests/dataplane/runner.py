@@ -169,6 +169,35 @@ def security_options(pod: Body, container: Body, image_user: str) -> list[str]:
     return out
 
 
+_QUANTITY = re.compile(r"([0-9]*\.?[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?")
+_FACTOR = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60, "m": 1e-3, "k": 1e3,
+           "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, None: 1}  # fmt: skip
+
+
+def quantity(value: int | float | str) -> float:
+    """A Kubernetes quantity as a number (``500m`` -> 0.5, ``1Gi`` -> 1073741824)."""
+    match = _QUANTITY.fullmatch(str(value))
+    if not match:
+        raise Unsupported(f"quantity {value!r} is not understood here")
+    return float(match.group(1)) * _FACTOR[match.group(2)]
+
+
+def resource_options(container: Body) -> list[str]:
+    """The engine's options for the container's resources, as the kubelet sets its cgroup: the memory limit, the
+    CPU limit as a quota, the CPU request as shares (1024 per CPU, at least 2); a memory request sets nothing."""
+    resources = container.get("resources") or {}
+    limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+    out: list[str] = []
+    if "memory" in limits:
+        out += ["--memory", str(int(quantity(limits["memory"])))]
+    if "cpu" in limits:
+        out += ["--cpus", f"{quantity(limits['cpu']):g}"]
+    cpu_request = requests.get("cpu", limits.get("cpu"))  # as the API server defaults a request to its limit
+    if cpu_request is not None:
+        out += ["--cpu-shares", str(max(2, int(quantity(cpu_request) * 1024)))]
+    return out
+
+
 def container_argv(engine: list[str], name: str, pod: Body, container: Body, image_user: str, mounts: list[Mount],
                    env_names: list[str], labels: dict[str, str]) -> list[str]:  # fmt: skip
     """The command line that runs ``container`` of ``pod`` with the engine (``engine``: its program and global
@@ -182,6 +211,7 @@ def container_argv(engine: list[str], name: str, pod: Body, container: Body, ima
     for key, value in sorted(labels.items()):
         argv += ["--label", f"{key}={value}"]
     argv += security_options(pod, container, image_user)
+    argv += resource_options(container)
     for mount in mounts:
         argv += ["--volume", f"{mount.local}:{mount.path}:{'ro' if mount.read_only else 'rw'}"]
     for env_name in env_names:

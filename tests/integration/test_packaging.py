@@ -356,12 +356,15 @@ def test_helm_install_of_the_built_image_runs_the_operator_in_its_container(
     engine = container_engine()
     assert engine is not None
     control = engine[: engine.index("run")]
-    inspect = subprocess.run([*control, "inspect", "--format", "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} "
-                              "{{.State.Running}} {{.ImageName}}", container], capture_output=True, text=True,
+    fields = ("{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.State.Running}} {{.HostConfig.Memory}} "
+              "{{.HostConfig.CpuShares}} {{.ImageName}}")  # fmt: skip
+    inspect = subprocess.run([*control, "inspect", "--format", fields, container], capture_output=True, text=True,
                              timeout=60)  # fmt: skip
     assert inspect.returncode == 0, inspect.stderr
-    user, read_only, running, image_name = inspect.stdout.split()
+    user, read_only, running, memory, shares, image_name = inspect.stdout.split()
     assert (user, read_only, running) == ("65532:65532", "true", "true"), inspect.stdout
+    # The chart's resources as its cgroup: the 1Gi memory limit, the 100m CPU request as shares.
+    assert (memory, shares) == (str(2**30), "102"), inspect.stdout
     assert image_name.endswith(image), inspect.stdout
     ip = pod["status"]["podIP"]
     with urllib.request.urlopen(f"http://{ip}:8081/healthz", timeout=10) as resp:

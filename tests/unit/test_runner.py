@@ -180,3 +180,20 @@ def test_without_a_command_the_image_entrypoint_runs_with_the_args() -> None:
     pod = {"metadata": POD["metadata"], "spec": {}}
     argv = runner.container_argv(PODMAN, "n", pod, container, "", [], [], {})
     assert "--entrypoint" not in argv and argv[-3:] == ["img:1", "a", "b"]
+
+
+def test_resources_become_the_containers_cgroup_limits() -> None:
+    assert runner.quantity("500m") == 0.5 and runner.quantity("1Gi") == 2**30 and runner.quantity("2") == 2
+    assert runner.quantity("256M") == 256e6
+    limited = {"resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi", "cpu": "2"}}}
+    assert runner.resource_options(limited) == ["--memory", str(2**30), "--cpus", "2", "--cpu-shares", "102"]
+    # A limit alone is also the request (the API server defaults it so).
+    assert runner.resource_options({"resources": {"limits": {"cpu": "500m"}}}) == [
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+    ]
+    assert runner.resource_options({}) == []
+    with pytest.raises(runner.Unsupported, match="quantity"):
+        runner.resource_options({"resources": {"limits": {"memory": "lots"}}})
