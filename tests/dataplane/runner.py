@@ -96,11 +96,6 @@ def program(container: Body) -> str | None:
     return next((p for p in PROGRAMS if p in command), None)
 
 
-def is_server_pod(pod: Body) -> bool:
-    """Whether a container of the Pod runs our model server."""
-    return any(program(c) == SERVER for c in pod["spec"].get("containers", []))
-
-
 def runs_here(pod: Body) -> bool:
     """Whether the runner takes the Pod: a container of it runs one of our programs (the model server, or the
     operator, which runs only as a container)."""

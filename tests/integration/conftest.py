@@ -130,8 +130,8 @@ def kubectl(kubectl_session: Kubectl, crds: list[str], data_plane: str,
         request.getfixturevalue("image")
         artifacts = request.getfixturevalue("artifact_server")
     namespace = f"t-{uuid.uuid4().hex[:10]}"
-    kubectl_session.run("create", "namespace", namespace)
-    kubectl_session.run("label", "namespace", namespace, f"{DATA_PLANE_LABEL}={data_plane}")
+    kubectl_session.apply({"apiVersion": "v1", "kind": "Namespace",
+                           "metadata": {"name": namespace, "labels": {DATA_PLANE_LABEL: data_plane}}})  # fmt: skip
     # kube-controller-manager adds the namespace's default ServiceAccount moments later; until then the API server
     # refuses Pods there, and the ReplicaSet controller's backoff after such refusals can outlast a test's wait.
     kubectl_session.wait_for(

@@ -60,13 +60,14 @@ class Kubectl:
     """In container mode: a folder and the HTTP address that serves it, for artifacts the Pods download (a
     container does not see this machine's files)."""
 
-    def uri(self, path: Path) -> str:
-        """The URI of a file for a ModelVersion's source: file:// (the Pods are processes of this machine), or, in
-        container mode, its address on the tests' artifact server."""
-        if self.artifacts is not None:
-            folder, base = self.artifacts
-            return f"{base}/{urllib.parse.quote(str(path.resolve().relative_to(folder)))}"
-        return f"file://{path}"
+    def served(self, uri: str) -> str:
+        """A ``file://`` URI as the Pods of this namespace reach it: as is (they are processes of this machine), or,
+        in container mode, the file's address on the tests' artifact server."""
+        if self.artifacts is None:
+            return uri
+        folder, base = self.artifacts
+        path = Path(uri.removeprefix("file://")).resolve()
+        return f"{base}/{urllib.parse.quote(str(path.relative_to(folder)))}"
 
     def run(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> Result:
         cmd = [self.binary, *args]
@@ -269,7 +270,7 @@ def register(kubectl: Kubectl, tmp_path: Path, model: str, ver: str, stage: str 
     """A ModelVersion of ``model`` with a real scikit-learn model (tmp_path/<model>-<ver>.joblib), which the model
     server Pods load and serve; returns its object name once the registry made it Ready."""
     source, checksum = model_artifact(tmp_path, f"{model}-{ver}.joblib")
-    source = kubectl.uri(tmp_path / f"{model}-{ver}.joblib")
+    source = kubectl.served(source)
     name = f"{model}-{ver.replace('.', '-')}"
     signature = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]}
     kubectl.apply(version(name, model, ver, source, checksum, stage=stage, signature=signature))

@@ -94,7 +94,7 @@ def model_files(directory: Path, kind: str) -> tuple[str, str, str]:
 def register(kubectl: Kubectl, tmp_path: Path, ver: str, kind: str = "good", stage: str = "development",
              wait: bool = True, **spec: Any) -> None:  # fmt: skip
     source, checksum, reference = model_files(tmp_path, kind)
-    source = kubectl.uri(Path(source.removeprefix("file://")))
+    source = kubectl.served(source)
     signature = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [-1, 4], "features": FEATURES}]}
     kubectl.apply(version(f"fraud-{ver.replace('.', '-')}", "fraud", ver, source, checksum, stage=stage,
                           signature=signature, reference={"uri": reference, "prediction": "is_fraud"},

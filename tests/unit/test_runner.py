@@ -20,9 +20,9 @@ POD: dict[str, Any] = {
 
 
 def test_only_pods_running_the_model_server_are_taken() -> None:
-    assert runner.is_server_pod(POD)
+    assert runner.runs_here(POD)
     plain = {**POD, "spec": {"containers": [{"name": "c", "command": ["sleep", "1"]}, {"name": "d"}]}}
-    assert not runner.is_server_pod(plain)
+    assert not runner.runs_here(plain)
 
 
 def test_expand_follows_kubernetes_rules() -> None:
@@ -97,8 +97,9 @@ OPERATOR_POD: dict[str, Any] = {
 
 
 def test_the_operator_pod_is_taken_too_and_its_own_container_is_the_one_run() -> None:
-    assert runner.runs_here(OPERATOR_POD) and not runner.is_server_pod(OPERATOR_POD)
+    assert runner.runs_here(OPERATOR_POD)
     assert runner.main_container(OPERATOR_POD)["name"] == "operator"
+    assert runner.program(runner.main_container(OPERATOR_POD)) == runner.OPERATOR
     assert runner.program(runner.main_container(POD)) == runner.SERVER
 
 

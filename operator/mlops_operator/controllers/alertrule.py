@@ -24,19 +24,18 @@ import aiohttp
 
 from mlops_operator import kube, metrics
 from mlops_operator.api.alertrule import (
-    MAX_INSTANCES,
     AlertRuleSpec,
     AlertRuleStatus,
     Receiver,
 )
-from mlops_operator.api.common import PrometheusProvider, SecretKeyRef, duration_seconds
+from mlops_operator.api.common import PrometheusProvider, duration_seconds
 from mlops_operator.api.crds import BY_KIND
 from mlops_operator.builders.prometheus_rule import prometheus_rule
 from mlops_operator.controllers import kinds
 from mlops_operator.logic import alert_expr, alert_rule, alerting
-from mlops_operator.outbound import UNRESTRICTED, Policy
-from mlops_operator.providers.prometheus import Prometheus, QueryError, Sessions, secret_reader
-from mlops_operator.receivers import AlertPayload, Notification, deliver
+from mlops_operator.outbound import Policy
+from mlops_operator.providers.prometheus import Prometheus, QueryError, Sessions, connect, secret_reader
+from mlops_operator.receivers import Notification, deliver, payloads, secret_refs
 from mlops_operator.runtime import events
 from mlops_operator.runtime.controller import Controller
 from mlops_operator.runtime.kinds import Body, Key, Resource, key_of
@@ -48,11 +47,8 @@ log = logging.getLogger(__name__)
 KIND = "AlertRule"
 WORKERS = 8
 CONFLICT_RETRY_SECONDS = 2
-PROMETHEUS_ENV = "MLOPS_OPERATOR_PROMETHEUS_URL"
 PROMETHEUS_RULES = Resource("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule")
 EXTERNAL_URL = "mlops-operator"
-CEL_OBJECTS = 20_000
-"""Resources kept converted for CEL rules (by uid and resourceVersion)."""
 
 
 class Unavailable(Exception):
@@ -82,7 +78,7 @@ class AlertRules:
         self.sessions = Sessions()
         self._http: aiohttp.ClientSession | None = None
         self._secret = secret_reader(manager.api)
-        self._cel_objects: dict[tuple[str, str], alert_expr.CelObject] = {}
+        self._cel = alert_expr.CelObjects()
         self._evaluated: dict[str, datetime] = {}
         """uid -> the last evaluation, when status does not hold it yet (an unchanged outcome is written later)."""
         self.controller = manager.add(
@@ -146,23 +142,15 @@ class AlertRules:
         if spec.suspend:
             instances = alerting.expire(instances, now)
             status.alerts = [alert_rule.alert(i) for i in instances]
-            suspended: alert_rule.ReadyState = ("False", "Suspended",
-                                     "suspended: not evaluated, nothing sent; the alerts' state is kept")  # fmt: skip
-            await self._write(body, status, stored, spec, instances, suspended, None)
+            await self._write(body, status, stored, spec, instances, alert_rule.SUSPENDED, None)
             return None
         changed = status.observed_generation != generation
-        last = alert_rule.latest(status.last_evaluation, self._evaluated.get(meta["uid"]))
-        due_in = 0.0 if changed or last is None else interval - (now - last).total_seconds()
+        due_in = alert_rule.due_in(interval, now, changed, status.last_evaluation, self._evaluated.get(meta["uid"]))
         if due_in <= 0:
             started = time.monotonic()
             try:
                 samples, queries = await self._samples(namespace, spec)
-                rule = alert_rule.rule_of(name, spec)
-                evaluated = alerting.evaluate(rule, instances, samples, now, alert_expr.expand, alert_expr.fingerprint,
-                                              spec.limit or MAX_INSTANCES)  # fmt: skip
-                if evaluated.error is not None:
-                    ready = ("False", evaluated.reason or "EvaluationFailed", evaluated.error)
-                instances = evaluated.instances
+                instances, ready = alert_rule.evaluate(name, spec, instances, samples, now)
                 status.queries = queries
             except Unavailable as exc:
                 ready = ("False", exc.reason, str(exc))
@@ -181,103 +169,56 @@ class AlertRules:
         status.alerts = [alert_rule.alert(i) for i in instances]
         status.receivers = [alert_rule.receiver_status(deliveries.get(r.name) or alerting.Delivery(r.name))
                             for r in receivers]  # fmt: skip
-        # Counted from the evaluation's start, so that a rule keeps its period whatever its pass costs.
-        requeue = [max(0.5, due_in - (datetime.now(UTC) - now).total_seconds())]
-        if schedule.next_at is not None:
-            requeue.append(max(0.5, (schedule.next_at - datetime.now(UTC)).total_seconds()))
+        after = datetime.now(UTC)
+        requeue = alert_rule.requeue(due_in, (after - now).total_seconds(), schedule.next_at, after)
         if not await self._write(body, status, stored, spec, instances, ready, deliveries):
             return None
-        return min(requeue)
+        return requeue
 
     # --- evaluation ----------------------------------------------------------------------------------------------
 
     async def _samples(self, namespace: str, spec: AlertRuleSpec) -> tuple[list[alerting.Sample], list[str]]:
         if spec.condition is not None:
             return self._conditions(namespace, spec), []
-        if spec.expr is not None:
-            queries = [("", spec.expr)]
-        else:
-            assert spec.sla is not None
-            sla = spec.sla
-            queries = alert_expr.sla_queries(namespace, sla.deployment, sla.window, sla.latency_p99, sla.error_rate,
-                                             sla.availability)  # fmt: skip
+        ran = alert_rule.queries(namespace, spec)
         prometheus = self._prometheus(spec.prometheus, namespace)
         at = datetime.now(UTC)
         try:
-            answers = await asyncio.gather(*(prometheus.vector(q, at) for _, q in queries))
+            answers = await asyncio.gather(*(prometheus.vector(q, at) for _, q in ran))
         except QueryError as exc:
             raise Unavailable("ProviderUnreachable", f"Prometheus: {exc}") from None
-        samples = []
-        for (sli, _), series in zip(queries, answers, strict=True):
-            for labels, value in series:
-                if spec.sla is not None:
-                    labels = alert_expr.sla_value_labels(namespace, spec.sla.deployment, sli)
-                samples.append(alerting.Sample(labels, value))
-        return samples, [q for _, q in queries]
+        return alert_rule.query_samples(namespace, spec, ran, answers), [q for _, q in ran]
 
     def _prometheus(self, spec: PrometheusProvider | None, namespace: str) -> Prometheus:
-        if spec is not None:
-            return Prometheus(spec, namespace, self._secret, self.policy, self.sessions.of(self.policy))
-        import os
-
-        default = os.environ.get(PROMETHEUS_ENV)
-        if not default:
+        found = connect(spec, namespace, self._secret, self.policy, self.sessions)
+        if found is None:
             raise Unavailable("ProviderUnreachable", "no Prometheus: set spec.prometheus, or start the operator "
                               "with --prometheus-url")  # fmt: skip
-        # The operator's own setting, not a user's address: no outbound policy applies.
-        return Prometheus(PrometheusProvider(address=default), namespace, self._secret, UNRESTRICTED,
-                          self.sessions.of(UNRESTRICTED))  # fmt: skip
+        return found
 
     def _conditions(self, namespace: str, spec: AlertRuleSpec) -> list[alerting.Sample]:
+        """The instances of a condition rule: its selector's candidates, narrowed by the stores' indexes."""
         condition = spec.condition
         assert condition is not None
         selector = condition.selector
-        expressions = [(e.key, e.operator, e.values) for e in selector.match_expressions or []]
-        program = alert_expr.compile_cel(condition.cel) if condition.cel is not None else None
-        out = []
         store = self.watched[selector.kind]
         if selector.name is not None:
             found = store.get((namespace, selector.name))
             candidates = [found] if found is not None else []
         elif selector.match_labels:
-            # The objects carrying the selector's first label: the index narrows, selects() checks the rest.
-            first = next(iter(selector.match_labels.items()))
-            candidates = store.by("label", (namespace, *first))
+            # The objects carrying the selector's first label: the index narrows, the condition checks the rest.
+            candidates = store.by("label", (namespace, *next(iter(selector.match_labels.items()))))
         else:
             candidates = store.by("namespace", namespace)
-        for obj in candidates:
-            if not alerting.selects(selector.kind, selector.name, selector.match_labels, expressions, obj):
-                continue
-            value: str | None
-            if condition.field is not None:
-                f = condition.field
-                actual = alerting.field_value(obj, f.field)
-                held = alerting.compare(actual, f.op, f.value, f.text)
-                value = None if actual is None else alerting.format_value(actual)
-            elif condition.status_condition is not None:
-                c = condition.status_condition
-                conditions = (obj.get("status") or {}).get("conditions")
-                held, value = alerting.condition_holds(conditions, c.type, c.status, c.reason)
-            else:
-                assert program is not None
-                held, error = program.holds(self._cel_object(obj))
-                value = "true" if held else error
-            if held:
-                meta = obj["metadata"]
-                labels = {"kind": selector.kind, "name": meta["name"], "namespace": namespace}
-                out.append(alerting.Sample(labels, value))
-        return out
+        cel = None
+        if condition.cel is not None:
+            program = alert_expr.compile_cel(condition.cel)
 
-    def _cel_object(self, obj: Body) -> alert_expr.CelObject:
-        """``obj`` converted for CEL, kept while its resourceVersion stays (rules and evaluations share it)."""
-        meta = obj["metadata"]
-        key = (meta.get("uid") or "", meta.get("resourceVersion") or "")
-        found = self._cel_objects.get(key)
-        if found is None:
-            if len(self._cel_objects) >= CEL_OBJECTS:
-                self._cel_objects.clear()  # stale versions go with the rest; the live ones come back on use
-            found = self._cel_objects[key] = alert_expr.CelObject(obj)
-        return found
+            def cel(obj: Mapping[str, Any]) -> tuple[bool, str | None]:
+                return program.holds(self._cel.of(obj))
+
+        samples = (alert_rule.condition_sample(spec, namespace, obj, cel) for obj in candidates)
+        return [sample for sample in samples if sample is not None]
 
     # --- notification --------------------------------------------------------------------------------------------
 
@@ -303,9 +244,7 @@ class AlertRules:
                 deliveries[receiver.name] = alerting.failed(delivery, f"SecretMissing: {exc}", now)
                 metrics.ALERT_NOTIFICATIONS.labels(kind, "failure").inc()
                 return
-            alerts = tuple(_payload(by_fp[fp], "firing", now, interval, kind) for fp in item.firing if fp in by_fp)
-            alerts += tuple(_payload(by_fp[fp], "resolved", now, interval, kind) for fp in item.resolved
-                            if fp in by_fp)  # fmt: skip
+            alerts = payloads(by_fp, item, now, interval, kind)
             meta = body["metadata"]
             notification = Notification(meta["namespace"], meta["name"], receiver.name,
                                         f"{meta['namespace']}/{meta['name']}/{receiver.name}", alerts,
@@ -325,22 +264,7 @@ class AlertRules:
         await asyncio.gather(*(one(item) for item in due))
 
     async def _credentials(self, namespace: str, receiver: Receiver) -> dict[str, str]:
-        refs: dict[str, SecretKeyRef | None] = {}
-        if receiver.webhook is not None:
-            refs["url"] = receiver.webhook.url_secret_ref
-        elif receiver.slack is not None:
-            refs["url"] = receiver.slack.webhook_url_secret_ref
-        elif receiver.pagerduty is not None:
-            refs["routing_key"] = receiver.pagerduty.routing_key_secret_ref
-            refs["url"] = receiver.pagerduty.url_secret_ref
-        elif receiver.alertmanager is not None:
-            refs["url"] = receiver.alertmanager.url_secret_ref
-            refs["token"] = receiver.alertmanager.bearer_token_secret_ref
-        out = {}
-        for role, ref in refs.items():
-            if ref is not None:
-                out[role] = (await self._secret(namespace, ref)).strip()
-        return out
+        return {role: (await self._secret(namespace, ref)).strip() for role, ref in secret_refs(receiver).items()}
 
     async def _events(self, body: Body, spec: AlertRuleSpec, item: alerting.Due,
                       by_fp: Mapping[str, alerting.Instance]) -> None:  # fmt: skip
@@ -374,16 +298,12 @@ class AlertRules:
         try:
             await self.api.apply(wanted)
         except Exception as exc:
-            text = str(exc)
-            if "404" in text or "not found" in text.lower():
-                text = ("the PrometheusRule kind is not served (install prometheus-operator's CRDs), or "
-                        f"cannot be applied: {text[:300]}")  # fmt: skip
-            return await self._not_ready(body, status, stored, "PrometheusRuleFailed", text, retry=60.0)
+            failure = alert_rule.export_failure(str(exc))
+            return await self._not_ready(body, status, stored, "PrometheusRuleFailed", failure, retry=60.0)
         status.state, status.instances, status.alerts = None, None, []
         status.observed_generation = body["metadata"].get("generation")
-        status.conditions = alert_rule.ready_conditions(stored, status.observed_generation, ("True", "Exported",
-                                        f"exported as PrometheusRule {body['metadata']['name']}: Prometheus "
-                                        "evaluates it"))  # fmt: skip
+        ready = alert_rule.exported(body["metadata"]["name"])
+        status.conditions = alert_rule.ready_conditions(stored, status.observed_generation, ready)
         await self.status.write(body, status)
         return None
 
@@ -410,12 +330,3 @@ class AlertRules:
         if alert_rule.only_timestamps(stored, wire(status)):
             return True
         return await self.status.write(body, status)
-
-
-def _payload(inst: alerting.Instance, state: str, now: datetime, interval: float, kind: str) -> AlertPayload:
-    if state == "resolved":
-        ends: datetime | None = inst.resolved_at or now
-    else:
-        ends = alerting.valid_until(now, interval) if kind == "alertmanager" else None
-    return AlertPayload(inst.fingerprint, dict(inst.labels), dict(inst.annotations), state,  # type: ignore[arg-type]
-                        inst.fired_at or inst.active_at, ends, inst.value, None)  # fmt: skip

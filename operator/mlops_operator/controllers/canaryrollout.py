@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -27,16 +26,16 @@ from mlops_operator.api.canaryrollout import (
     MetricStatus,
     Weights,
 )
-from mlops_operator.api.common import Condition, MetricProvider, PrometheusProvider
+from mlops_operator.api.common import Condition, MetricProvider
 from mlops_operator.api.crds import BY_KIND
 from mlops_operator.controllers import kinds
 from mlops_operator.logic import rollout
 from mlops_operator.logic.analysis import MetricVerdict, judge_window
 from mlops_operator.logic.conditions import set_condition
-from mlops_operator.outbound import UNRESTRICTED, Policy
+from mlops_operator.outbound import Policy
 from mlops_operator.providers import Provider, Target
 from mlops_operator.providers.direct import Direct
-from mlops_operator.providers.prometheus import Prometheus, Sessions, secret_reader
+from mlops_operator.providers.prometheus import Sessions, connect, secret_reader
 from mlops_operator.runtime import events
 from mlops_operator.runtime.controller import Controller, Watch
 from mlops_operator.runtime.kinds import Body, Key, key_of
@@ -48,8 +47,6 @@ log = logging.getLogger(__name__)
 KIND = kinds.CANARY_ROLLOUTS.kind
 WORKERS = 16
 CONFLICT_RETRY_SECONDS = 2
-PROMETHEUS_ENV = "MLOPS_OPERATOR_PROMETHEUS_URL"
-"""The operator's default Prometheus (its --prometheus-url): the provider of an analysis that names none."""
 ACTIVE = ("Progressing", "Paused", "Promoting", "RollingBack")
 
 
@@ -179,14 +176,10 @@ class CanaryRollouts:
         await self.sessions.close()
 
     def _provider(self, spec: MetricProvider | None, namespace: str) -> Provider:
-        if spec is not None and spec.prometheus is not None:
-            return Prometheus(spec.prometheus, namespace, self._secret, self.policy, self.sessions.of(self.policy))
-        default = os.environ.get(PROMETHEUS_ENV)
-        if spec is None and default:
-            # The operator's own setting, not a user's address: no outbound policy applies.
-            return Prometheus(PrometheusProvider(address=default), namespace, self._secret, UNRESTRICTED,
-                              self.sessions.of(UNRESTRICTED))  # fmt: skip
-        return self.direct
+        if spec is not None and spec.prometheus is None:
+            return self.direct
+        found = connect(spec.prometheus if spec else None, namespace, self._secret, self.policy, self.sessions)
+        return found or self.direct
 
 
 def _deployment(name: str, body: Body | None, rollout_name: str) -> rollout.Deployment:

@@ -15,13 +15,12 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlops_operator import metrics
-from mlops_operator.api.common import PrometheusProvider, duration_seconds
+from mlops_operator.api.common import duration_seconds
 from mlops_operator.api.crds import BY_KIND
 from mlops_operator.api.driftmonitor import (
     DriftMonitorSpec,
@@ -32,8 +31,8 @@ from mlops_operator.controllers import kinds
 from mlops_operator.logic import drift, drift_monitor
 from mlops_operator.logic.drift_monitor import Unavailable
 from mlops_operator.logic.rollout import ABORT
-from mlops_operator.outbound import UNRESTRICTED, Policy
-from mlops_operator.providers.prometheus import Prometheus, Sessions, label_value, range_of, secret_reader
+from mlops_operator.outbound import Policy
+from mlops_operator.providers.prometheus import Prometheus, Sessions, connect, label_value, range_of, secret_reader
 from mlops_operator.providers.sketches import SketchReader
 from mlops_operator.runtime import events
 from mlops_operator.runtime.controller import Controller, Watch
@@ -51,7 +50,6 @@ RETRY_SECONDS = 30
 PROFILE_TTL = 30.0
 """A reference profile read is reused this long (monitors of one version share it) before its ConfigMap is read
 again."""
-PROMETHEUS_ENV = "MLOPS_OPERATOR_PROMETHEUS_URL"
 
 
 class DriftMonitors:
@@ -218,13 +216,12 @@ class DriftMonitors:
         model = str((md.get("spec") or {}).get("model"))
         window = duration_seconds(spec.window)
         provider = spec.provider
-        default = os.environ.get(PROMETHEUS_ENV)
-        if provider is not None and provider.prometheus is not None:
-            counted = await self._prometheus(provider.prometheus, namespace, model, version, profile, window, now,
-                                             self.policy)  # fmt: skip
-        elif provider is None and default:
-            counted = await self._prometheus(PrometheusProvider(address=default), namespace, model, version, profile,
-                                             window, now, UNRESTRICTED)  # fmt: skip
+        named = provider.prometheus if provider is not None else None
+        found = None
+        if provider is None or named is not None:
+            found = connect(named, namespace, self._secret, self.policy, self.sessions)
+        if found is not None:
+            counted = await self._prometheus(found, namespace, model, version, profile, window, now)
         else:
             port = provider.direct.port if provider is not None and provider.direct is not None else None
             port = port or int((md.get("spec") or {}).get("server", {}).get("port") or 8080)
@@ -232,10 +229,8 @@ class DriftMonitors:
         settings = drift_monitor.settings(spec)
         return drift_monitor.evaluate(profile, counted, settings), counted
 
-    async def _prometheus(self, spec: PrometheusProvider, namespace: str, model: str, version: str,
-                          profile: dict[str, Any], window: float, now: datetime,
-                          policy: Policy) -> dict[str, Any]:  # fmt: skip
-        provider = Prometheus(spec, namespace, self._secret, policy, self.sessions.of(policy))
+    async def _prometheus(self, provider: Prometheus, namespace: str, model: str, version: str,
+                          profile: dict[str, Any], window: float, now: datetime) -> dict[str, Any]:  # fmt: skip
         selected = ",".join(f"{k}={label_value(v)}" for k, v in
                             (("namespace", namespace), ("model", model), ("version", version)))  # fmt: skip
         span = range_of(window)

@@ -35,44 +35,6 @@ def stage_requested_at(body: Any) -> str:
     return max(times, key=parse_time) if times else now_rfc3339()
 
 
-def compact_version(body: Any) -> Body:
-    """What the controllers read of a ModelVersion: no managedFields (memory per object), but the time of the
-    current stage request read from them."""
-    meta = body["metadata"]
-    kept = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp",
-            "labels")  # fmt: skip
-    return {
-        "apiVersion": body.get("apiVersion") or MODEL_VERSIONS.api_version,
-        "kind": MODEL_VERSIONS.kind,
-        "metadata": plain({k: meta[k] for k in kept if k in meta}),
-        "spec": plain(body.get("spec") or {}),
-        "status": plain(body.get("status") or {}),
-        "stageRequestedAt": stage_requested_at(body),
-    }
-
-
-def model_of(body: Body) -> list[tuple[str, str]]:
-    """The (namespace, model) of a ModelVersion or a ModelDeployment."""
-    model = (body.get("spec") or {}).get("model")
-    return [(body["metadata"].get("namespace") or "", str(model))] if model else []
-
-
-def model_versions(manager: Manager) -> Store:
-    """The ModelVersions, indexed by (namespace, model) (index ``model``)."""
-    return manager.store(MODEL_VERSIONS, compact_version, {"model": model_of})
-
-
-def model_deployments(manager: Manager) -> Store:
-    """The ModelDeployments, indexed by (namespace, model) (index ``model``)."""
-    return manager.store(MODEL_DEPLOYMENTS, indexes={"model": model_of})
-
-
-def steered_deployment(body: Body) -> list[tuple[str, str]]:
-    """The (namespace, name) of the ModelDeployment a CanaryRollout steers."""
-    target = ((body.get("spec") or {}).get("deploymentRef") or {}).get("name")
-    return [(body["metadata"].get("namespace") or "", str(target))] if target else []
-
-
 KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp",
                  "labels")  # fmt: skip
 
@@ -95,6 +57,38 @@ def compact(resource: Resource, *metadata: str) -> Callable[[Any], Body]:
     return of
 
 
+_compact_model_version = compact(MODEL_VERSIONS)
+
+
+def compact_version(body: Any) -> Body:
+    """What the controllers read of a ModelVersion: as ``compact`` keeps any object, plus the time of the current
+    stage request, read from its managedFields."""
+    return {**_compact_model_version(body), "stageRequestedAt": stage_requested_at(body)}
+
+
+def model_of(body: Body) -> list[tuple[str, str]]:
+    """The (namespace, model) of a ModelVersion or a ModelDeployment."""
+    model = (body.get("spec") or {}).get("model")
+    return [(body["metadata"].get("namespace") or "", str(model))] if model else []
+
+
+def model_versions(manager: Manager) -> Store:
+    """The ModelVersions, indexed by (namespace, model) (index ``model``)."""
+    return manager.store(MODEL_VERSIONS, compact_version, {"model": model_of})
+
+
+def model_deployments(manager: Manager) -> Store:
+    """The ModelDeployments, indexed by (namespace, model) (index ``model``)."""
+    return manager.store(MODEL_DEPLOYMENTS, indexes={"model": model_of})
+
+
+def referenced_deployment(body: Body) -> list[tuple[str, str]]:
+    """The (namespace, name) of the ModelDeployment a CanaryRollout steers or a DriftMonitor watches (spec.
+    deploymentRef; none for a dataset monitor)."""
+    target = ((body.get("spec") or {}).get("deploymentRef") or {}).get("name")
+    return [(body["metadata"].get("namespace") or "", str(target))] if target else []
+
+
 # One function per kind: a store is declared once per kind and its compaction must be the same object each time.
 compact_rollout = compact(CANARY_ROLLOUTS, "annotations")
 
@@ -102,17 +96,11 @@ compact_rollout = compact(CANARY_ROLLOUTS, "annotations")
 def canary_rollouts(manager: Manager) -> Store:
     """The CanaryRollouts, indexed by the (namespace, name) of the ModelDeployment they steer (index
     ``deployment``)."""
-    return manager.store(CANARY_ROLLOUTS, compact_rollout, {"deployment": steered_deployment})
+    return manager.store(CANARY_ROLLOUTS, compact_rollout, {"deployment": referenced_deployment})
 
 
 DRIFT_MONITORS = Resource(GROUP, VERSION, "driftmonitors", "DriftMonitor")
 compact_monitor = compact(DRIFT_MONITORS)
-
-
-def watched_deployment(body: Body) -> list[tuple[str, str]]:
-    """The (namespace, name) of the ModelDeployment a DriftMonitor watches (none for a dataset monitor)."""
-    target = ((body.get("spec") or {}).get("deploymentRef") or {}).get("name")
-    return [(body["metadata"].get("namespace") or "", str(target))] if target else []
 
 
 ALERT_RULES = Resource(GROUP, VERSION, "alertrules", "AlertRule")
@@ -122,7 +110,7 @@ compact_rule = compact(ALERT_RULES)
 def drift_monitors(manager: Manager) -> Store:
     """The DriftMonitors, indexed by the (namespace, name) of the ModelDeployment they watch (index
     ``deployment``)."""
-    return manager.store(DRIFT_MONITORS, compact_monitor, {"deployment": watched_deployment})
+    return manager.store(DRIFT_MONITORS, compact_monitor, {"deployment": referenced_deployment})
 
 
 def labels_of(body: Body) -> list[tuple[str, str, str]]:

@@ -70,7 +70,7 @@ class ModelDeployments:
                 owns=kinds.SERVING_KINDS,
                 watches=(
                     Watch(kinds.MODEL_VERSIONS, self._deployments_of_model),
-                    Watch(kinds.CANARY_ROLLOUTS, kinds.steered_deployment),
+                    Watch(kinds.CANARY_ROLLOUTS, kinds.referenced_deployment),
                 ),
                 forget=self._forget,
                 is_echo=self.status.is_echo,

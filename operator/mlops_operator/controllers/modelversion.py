@@ -89,7 +89,7 @@ class ModelVersions:
         self.controller.queue.add_after(model_key(body), CONFLICT_RETRY_SECONDS)
 
     def _model_of_rollout(self, rollout: Body) -> list[Key]:
-        return [model for key in kinds.steered_deployment(rollout) if (md := self.deployments.get(key)) is not None
+        return [model for key in kinds.referenced_deployment(rollout) if (md := self.deployments.get(key)) is not None
                 for model in kinds.model_of(md)]  # fmt: skip
 
     def _canary_runs(self, key: Key, body: Body) -> tuple[list[Body], rules.Canary | None]:

@@ -104,6 +104,26 @@ class CelObject:
         self.context.add_variable("self", _without_managed_fields(obj))
 
 
+class CelObjects:
+    """Resources converted for CEL, kept by uid and resourceVersion, so that rules and evaluations share them while
+    an object does not change. At most ``limit``: when full, all are dropped (stale versions go with the rest; the
+    live ones come back on use)."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self._kept: dict[tuple[str, str], CelObject] = {}
+
+    def of(self, obj: Mapping[str, Any]) -> CelObject:
+        meta = obj["metadata"]
+        key = (meta.get("uid") or "", meta.get("resourceVersion") or "")
+        found = self._kept.get(key)
+        if found is None:
+            if len(self._kept) >= self.limit:
+                self._kept.clear()
+            found = self._kept[key] = CelObject(obj)
+        return found
+
+
 @functools.lru_cache(maxsize=512)
 def compile_cel(expr: str) -> CelProgram:
     """``expr`` compiled (cached by its text). CelError with the parser's message when it is not CEL. Only the

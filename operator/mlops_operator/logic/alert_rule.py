@@ -4,11 +4,11 @@ writing. Pure: no Kubernetes client, no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from mlops_operator.api.alertrule import Alert, AlertRuleSpec, Receiver, ReceiverStatus, Sent
+from mlops_operator.api.alertrule import MAX_INSTANCES, Alert, AlertRuleSpec, Receiver, ReceiverStatus, Sent
 from mlops_operator.api.common import Condition, duration_seconds
 from mlops_operator.logic import alert_expr, alerting
 from mlops_operator.logic.conditions import set_condition
@@ -113,9 +113,33 @@ def delivery_ready(deliveries: Mapping[str, alerting.Delivery] | None,
     return "False", reason, f"receiver {first.name}: {error} (attempt {first.attempts}{retry}){others}"
 
 
-def latest(*times: datetime | None) -> datetime | None:
-    known = [t for t in times if t is not None]
-    return max(known) if known else None
+SUSPENDED: ReadyState = ("False", "Suspended", "suspended: not evaluated, nothing sent; the alerts' state is kept")
+
+
+def due_in(interval: float, now: datetime, changed: bool, *evaluated: datetime | None) -> float:
+    """Seconds until the rule's next evaluation (0 or less: now): at once after a spec change or before the first,
+    else ``interval`` after the latest of ``evaluated`` (status' lastEvaluation, and one not written yet)."""
+    known = [t for t in evaluated if t is not None]
+    if changed or not known:
+        return 0.0
+    return interval - (now - max(known)).total_seconds()
+
+
+def evaluate(
+    name: str,
+    spec: AlertRuleSpec,
+    instances: Sequence[alerting.Instance],
+    samples: Sequence[alerting.Sample],
+    now: datetime,
+) -> tuple[list[alerting.Instance], ReadyState | None]:
+    """The rule's instances after one evaluation of ``samples`` (``logic.alerting``, with the rule's templates and
+    limit), and its Ready state when the evaluation failed (over the limit)."""
+    rule = rule_of(name, spec)
+    evaluated = alerting.evaluate(rule, list(instances), list(samples), now, alert_expr.expand, alert_expr.fingerprint,
+                                  spec.limit or MAX_INSTANCES)  # fmt: skip
+    if evaluated.error is not None:
+        return evaluated.instances, ("False", evaluated.reason or "EvaluationFailed", evaluated.error)
+    return evaluated.instances, None
 
 
 def only_timestamps(stored: Body, new: Body) -> bool:
@@ -141,3 +165,85 @@ def summary(instances: Sequence[alerting.Instance]) -> str:
 def ready_conditions(stored: Mapping[str, Any], generation: int | None, ready: ReadyState) -> list[Any]:
     conditions = set_condition(list(stored.get("conditions") or []), "Ready", *ready, generation)
     return [Condition.model_validate(c) for c in conditions]
+
+
+# --- evaluation ----------------------------------------------------------------------------------------------------
+
+
+def queries(namespace: str, spec: AlertRuleSpec) -> list[tuple[str, str]]:
+    """The PromQL a rule runs, each with its service level (empty for an ``expr``): the rule's expression, or its
+    service levels compiled. A condition rule runs none."""
+    if spec.expr is not None:
+        return [("", spec.expr)]
+    if spec.sla is None:
+        return []
+    sla = spec.sla
+    return alert_expr.sla_queries(namespace, sla.deployment, sla.window, sla.latency_p99, sla.error_rate,
+                                  sla.availability)  # fmt: skip
+
+
+def query_samples(namespace: str, spec: AlertRuleSpec, ran: Sequence[tuple[str, str]],
+                  answers: Sequence[Sequence[tuple[Mapping[str, str], float]]]) -> list[alerting.Sample]:  # fmt: skip
+    """The samples of the queries' answers: each series as is, or, for service levels, one instance per level
+    broken, labelled by the deployment and the level."""
+    out = []
+    for (sli, _), series in zip(ran, answers, strict=True):
+        for labels, value in series:
+            if spec.sla is not None:
+                labels = alert_expr.sla_value_labels(namespace, spec.sla.deployment, sli)
+            out.append(alerting.Sample(dict(labels), value))
+    return out
+
+
+CelHolds = Callable[[Mapping[str, Any]], tuple[bool, str | None]]
+"""A rule's compiled CEL run on one object: whether it holds, and why not when it failed."""
+
+
+def condition_sample(spec: AlertRuleSpec, namespace: str, obj: Mapping[str, Any],
+                     cel: CelHolds | None) -> alerting.Sample | None:  # fmt: skip
+    """The instance a condition rule finds on ``obj`` (one of its selector's candidates), or None when the object
+    is not selected or the condition does not hold; ``cel`` evaluates the rule's compiled CEL on an object."""
+    condition = spec.condition
+    assert condition is not None
+    selector = condition.selector
+    expressions = [(e.key, e.operator, e.values) for e in selector.match_expressions or []]
+    if not alerting.selects(selector.kind, selector.name, selector.match_labels, expressions, obj):
+        return None
+    value: str | None
+    if condition.field is not None:
+        f = condition.field
+        actual = alerting.field_value(obj, f.field)
+        held = alerting.compare(actual, f.op, f.value, f.text)
+        value = None if actual is None else alerting.format_value(actual)
+    elif condition.status_condition is not None:
+        c = condition.status_condition
+        held, value = alerting.condition_holds((obj.get("status") or {}).get("conditions"), c.type, c.status, c.reason)
+    else:
+        assert cel is not None
+        held, error = cel(obj)
+        value = "true" if held else error
+    if not held:
+        return None
+    return alerting.Sample({"kind": selector.kind, "name": obj["metadata"]["name"], "namespace": namespace}, value)
+
+
+def requeue(due_in: float, elapsed: float, next_at: datetime | None, now: datetime) -> float:
+    """Seconds until the rule's next look: its next evaluation, counted from the evaluation's start (``elapsed``
+    seconds ago, so that a rule keeps its period whatever its pass costs), or the next notification due, if sooner;
+    at least half a second."""
+    after = [max(0.5, due_in - elapsed)]
+    if next_at is not None:
+        after.append(max(0.5, (next_at - now).total_seconds()))
+    return min(after)
+
+
+def export_failure(error: str) -> str:
+    """Why a PrometheusRule could not be applied, saying what to install when its kind is not served."""
+    if "404" in error or "not found" in error.lower():
+        return ("the PrometheusRule kind is not served (install prometheus-operator's CRDs), or cannot be applied: "
+                f"{error[:300]}")  # fmt: skip
+    return error
+
+
+def exported(name: str) -> ReadyState:
+    return "True", "Exported", f"exported as PrometheusRule {name}: Prometheus evaluates it"

@@ -29,6 +29,7 @@ import asyncio
 import base64
 import json
 import math
+import os
 import re
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -41,6 +42,7 @@ import aiohttp
 
 from mlops_operator.api.canaryrollout import AnalysisMetric
 from mlops_operator.api.common import PrometheusProvider, SecretKeyRef, duration_seconds
+from mlops_operator.cli import PROMETHEUS_SETTING
 from mlops_operator.logic import measure
 from mlops_operator.logic.analysis import Values
 from mlops_operator.outbound import UNRESTRICTED, Policy, redact
@@ -63,6 +65,23 @@ def secret_reader(api: Any) -> SecretReader:
         return base64.b64decode(data[ref.key]).decode()
 
     return read
+
+
+def operator_address() -> str | None:
+    """The operator's own Prometheus (``--prometheus-url``), for resources that name none; None when unset."""
+    return os.environ.get(PROMETHEUS_SETTING) or None
+
+
+def connect(spec: PrometheusProvider | None, namespace: str, secret: SecretReader, policy: Policy,
+            sessions: Sessions) -> Prometheus | None:  # fmt: skip
+    """The Prometheus a resource names (``spec``, opened under the outbound ``policy``), else the operator's own
+    (not a user's address: no policy applies), else None."""
+    if spec is not None:
+        return Prometheus(spec, namespace, secret, policy, sessions.of(policy))
+    default = operator_address()
+    if default is None:
+        return None
+    return Prometheus(PrometheusProvider(address=default), namespace, secret, UNRESTRICTED, sessions.of(UNRESTRICTED))
 
 
 class Sessions:

@@ -17,6 +17,8 @@ from mlops_operator.receivers.base import (
     Sender,
     deliver,
     every,
+    payloads,
+    secret_refs,
     sender_for,
 )
 from mlops_operator.receivers.http import scrub
@@ -34,7 +36,9 @@ __all__ = [
     "deliver",
     "every",
     "pagerduty_events",
+    "payloads",
     "scrub",
+    "secret_refs",
     "sender_for",
     "slack_payload",
     "webhook_payload",

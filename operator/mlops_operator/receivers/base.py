@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import aiohttp
 
 from mlops_operator.api.alertrule import Receiver
+from mlops_operator.api.common import SecretKeyRef
+from mlops_operator.logic import alerting
 from mlops_operator.outbound import HostRule
 
 if TYPE_CHECKING:
@@ -143,6 +145,40 @@ async def deliver(
         return Result(ok=False, error=f"timed out after {timeout:g}s", retryable=True)
     # Every message is built without the URL or secrets; this is the net under that rule.
     return result if result.error is None else replace(result, error=scrub(result.error, clean))
+
+
+def secret_refs(receiver: Receiver) -> dict[str, SecretKeyRef]:
+    """The Secret keys the receiver's credentials are read from, by role (see ``Credentials``)."""
+    refs: dict[str, SecretKeyRef | None] = {}
+    if receiver.webhook is not None:
+        refs["url"] = receiver.webhook.url_secret_ref
+    elif receiver.slack is not None:
+        refs["url"] = receiver.slack.webhook_url_secret_ref
+    elif receiver.pagerduty is not None:
+        refs["routing_key"] = receiver.pagerduty.routing_key_secret_ref
+        refs["url"] = receiver.pagerduty.url_secret_ref
+    elif receiver.alertmanager is not None:
+        refs["url"] = receiver.alertmanager.url_secret_ref
+        refs["token"] = receiver.alertmanager.bearer_token_secret_ref
+    return {role: ref for role, ref in refs.items() if ref is not None}
+
+
+def payloads(instances: Mapping[str, alerting.Instance], due: alerting.Due, now: datetime, interval: float,
+             kind: str) -> tuple[AlertPayload, ...]:  # fmt: skip
+    """The alerts of one notification due, firing then resolved, from the rule's instances by fingerprint. A
+    resolved alert ends when it was resolved; a firing one sent to Alertmanager is valid until four evaluation
+    intervals (at least a minute each) ahead, as Prometheus sends it; to the others it has no end."""
+
+    def one(inst: alerting.Instance, state: Literal["firing", "resolved"]) -> AlertPayload:
+        if state == "resolved":
+            ends: datetime | None = inst.resolved_at or now
+        else:
+            ends = alerting.valid_until(now, interval) if kind == "alertmanager" else None
+        return AlertPayload(inst.fingerprint, dict(inst.labels), dict(inst.annotations), state,
+                            inst.fired_at or inst.active_at, ends, inst.value, None)  # fmt: skip
+
+    firing = tuple(one(instances[fp], "firing") for fp in due.firing if fp in instances)
+    return firing + tuple(one(instances[fp], "resolved") for fp in due.resolved if fp in instances)
 
 
 def missing(role: str) -> Result:
